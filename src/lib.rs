@@ -1,0 +1,24 @@
+//! feedmesh: append-only signed-log replication.
+//!
+//! Every node writes only to its own feed: a hash-chained sequence of entries,
+//! each signed with the node's ed25519 key. Feeds replicate between peers, and
+//! views fold them into application state.
+//!
+//! Modules, from the ground up:
+//!
+//! - [`feed`]: identities, the entry format, signatures, chain validation,
+//!   fork proofs (spec/PROTOCOL.md part 1). No I/O.
+//! - [`clock`]: the hybrid logical clock that stamps entries.
+//! - [`store`]: the [`store::Store`] trait with an on-disk (redb) and an
+//!   in-memory backend.
+//! - [`bundle`]: the export/import format for entries with their payloads.
+//! - [`node_dir`]: a node's directory on disk (identity and store).
+//!
+//! What this crate does not do: it has no global ordering of entries across
+//! feeds (each feed is ordered by its author alone), and no consensus.
+
+pub mod bundle;
+pub mod clock;
+pub mod feed;
+pub mod node_dir;
+pub mod store;

@@ -1,0 +1,212 @@
+//! Storage of feeds: the [`Store`] trait and its two backends,
+//! [`RedbStore`] (on disk, the default) and [`MemoryStore`].
+//!
+//! A store holds, per feed, a contiguous prefix `1..=head` of entries, each
+//! with or without its payload (payloads live apart from headers so they can
+//! be dropped while the header chain stays verifiable), plus the fork proofs
+//! it has seen.
+//!
+//! Guarantees every backend gives:
+//!
+//! - **Only chains.** [`Store::append`] accepts an entry only if it extends the
+//!   chain held for its feed (rules V7–V11 against the stored head and skip
+//!   target). Entries already held are skipped, so appending the same records
+//!   twice is harmless.
+//! - **Atomic.** One `append` call is one transaction: all of it is stored or,
+//!   on any error, none of it.
+//! - **Durable.** When `append` returns `Ok` with the redb backend, the entries
+//!   are on disk (fsync'd): a crash afterwards loses none of them.
+//! - **Frozen forks.** An entry that conflicts with a held one at the same
+//!   sequence is refused with [`StoreError::Fork`], and the proof is recorded;
+//!   from then on the feed takes no more entries.
+
+mod memory;
+mod redb;
+
+use std::collections::BTreeMap;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::RedbStore;
+use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified};
+
+/// A stored entry and its payload (`None` when the payload was dropped or
+/// never received).
+pub type Record = (Entry, Option<Vec<u8>>);
+
+/// The latest sequence number held for every feed: the store's "clock".
+pub type FeedClock = BTreeMap<FeedId, u64>;
+
+/// What an [`Store::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppendReport {
+    /// Entries newly stored.
+    pub appended: usize,
+    /// Entries skipped because the store already held them (same hash).
+    pub already_held: usize,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Record `index` of the batch does not extend the stored chain; nothing
+    /// of the batch was stored.
+    #[error("record {index} refused: {error}")]
+    Rejected {
+        /// Index of the offending record in the batch.
+        index: usize,
+        /// The rule it broke against the stored chain.
+        error: ValidationError,
+    },
+    /// Record `index` conflicts with a held entry: the author forked its
+    /// feed. The proof was recorded; nothing of the batch was stored.
+    #[error("record {index}: feed {} forked at sequence {}", proof.author(), proof.seq())]
+    Fork {
+        /// Index of the offending record in the batch.
+        index: usize,
+        /// Both conflicting entries.
+        proof: Box<ForkProof>,
+    },
+    /// Record `index` belongs to a feed that is frozen by a fork proof.
+    #[error("record {index}: feed {feed} is frozen by a fork at sequence {seq}")]
+    Frozen {
+        /// Index of the offending record in the batch.
+        index: usize,
+        /// The frozen feed.
+        feed: FeedId,
+        /// Where it forked.
+        seq: u64,
+    },
+    /// Stored bytes failed to decode: the database is damaged.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, locking, ...).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// A feed store. Implementations are safe to share between threads.
+pub trait Store: Send + Sync {
+    /// Stores verified records atomically and durably (see the module doc).
+    /// Records of one feed must come in ascending sequence order; records of
+    /// several feeds may be interleaved.
+    fn append(&self, records: &[Verified]) -> Result<AppendReport, StoreError>;
+
+    /// The entry of `feed` at `seq`, if held.
+    fn entry(&self, feed: &FeedId, seq: u64) -> Result<Option<Entry>, StoreError>;
+
+    /// The payload of `feed`'s entry `seq`, if held.
+    fn payload(&self, feed: &FeedId, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Entries `from..=to` of `feed` (clamped to what is held) with their
+    /// payloads, in order, at most `limit` of them.
+    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// The latest sequence number held for every feed.
+    fn clock(&self) -> Result<FeedClock, StoreError>;
+
+    /// Records a fork proof (idempotent); returns whether it was new.
+    fn record_fork(&self, proof: &ForkProof) -> Result<bool, StoreError>;
+
+    /// Every fork proof held, at most one per feed (the lowest sequence).
+    fn forks(&self) -> Result<Vec<ForkProof>, StoreError>;
+
+    /// Drops the payloads of `feed`'s entries `1..=up_to`, keeping the
+    /// headers. Returns how many payloads were dropped.
+    fn drop_payloads(&self, feed: &FeedId, up_to: u64) -> Result<usize, StoreError>;
+
+    /// The latest sequence number held for `feed` (`None`: nothing held).
+    fn latest(&self, feed: &FeedId) -> Result<Option<u64>, StoreError>;
+
+    /// The latest entry of `feed`, if any.
+    fn head(&self, feed: &FeedId) -> Result<Option<Entry>, StoreError> {
+        match self.latest(feed)? {
+            Some(seq) => self.entry(feed, seq),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Read access to what a backend holds, inside the transaction that will
+/// write an append; lets every backend share [`plan_append`].
+pub(crate) trait ChainReader {
+    /// The latest sequence number held for `feed`.
+    fn latest(&self, feed: &FeedId) -> Result<Option<u64>, StoreError>;
+    /// The held entry of `feed` at `seq`.
+    fn entry(&self, feed: &FeedId, seq: u64) -> Result<Option<Entry>, StoreError>;
+    /// The sequence at which `feed` forked, if a proof is held.
+    fn frozen_at(&self, feed: &FeedId) -> Result<Option<u64>, StoreError>;
+}
+
+/// Decides which records of an append to write: returns the indices of the
+/// records that extend their feed's chain (in order), or the error for the
+/// first record that neither extends it nor is already held. Entries earlier
+/// in the same batch count as held for the links of later ones.
+pub(crate) fn plan_append(reader: &impl ChainReader, records: &[Verified]) -> Result<Vec<usize>, StoreError> {
+    use crate::feed::{check_skip, check_successor, lipmaa};
+    use std::collections::HashMap;
+
+    // Per feed: the latest sequence held or planned, and the planned entries.
+    struct Pending {
+        latest: u64,
+        planned: BTreeMap<u64, Entry>,
+    }
+    let mut pending: HashMap<FeedId, Pending> = HashMap::new();
+    let mut writes = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let entry = record.entry();
+        let feed = entry.author();
+        if let Some(seq) = reader.frozen_at(&feed)? {
+            return Err(StoreError::Frozen { index, feed, seq });
+        }
+        let state = match pending.entry(feed) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(Pending {
+                latest: reader.latest(&feed)?.unwrap_or(0),
+                planned: BTreeMap::new(),
+            }),
+        };
+        let lookup = |seq: u64| -> Result<Option<Entry>, StoreError> {
+            match state.planned.get(&seq) {
+                Some(entry) => Ok(Some(entry.clone())),
+                None => reader.entry(&feed, seq),
+            }
+        };
+        if entry.seq() <= state.latest {
+            let held = lookup(entry.seq())?
+                .ok_or_else(|| StoreError::Corrupt(format!("{feed} is missing entry {}", entry.seq())))?;
+            if held.hash() == entry.hash() {
+                continue;
+            }
+            let proof = crate::feed::ForkProof::new(held, entry.clone())
+                .map_err(|e| StoreError::Corrupt(format!("unverifiable fork: {e}")))?;
+            return Err(StoreError::Fork {
+                index,
+                proof: Box::new(proof),
+            });
+        }
+        let reject = |error| StoreError::Rejected { index, error };
+        if state.latest == 0 {
+            if entry.seq() != 1 {
+                return Err(reject(crate::feed::ValidationError::SequenceGap {
+                    expected: 1,
+                    found: entry.seq(),
+                }));
+            }
+        } else {
+            let prev = lookup(state.latest)?
+                .ok_or_else(|| StoreError::Corrupt(format!("{feed} is missing its head {}", state.latest)))?;
+            check_successor(&prev, entry).map_err(reject)?;
+            if entry.header().skip.is_some() {
+                let target_seq = lipmaa(entry.seq());
+                let target = lookup(target_seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("{feed} is missing entry {target_seq}")))?;
+                check_skip(&target, entry).map_err(reject)?;
+            }
+        }
+        state.latest = entry.seq();
+        state.planned.insert(entry.seq(), entry.clone());
+        writes.push(index);
+    }
+    Ok(writes)
+}

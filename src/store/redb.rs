@@ -1,0 +1,5 @@
+//! redb backend (being written).
+
+/// Holds feeds in a redb database file.
+#[derive(Debug)]
+pub struct RedbStore;
