@@ -1,1 +1,152 @@
-fn main(){}
+//! Feed benchmarks: signing, durable appends (one per commit and batched),
+//! and chain verification (single, batched, and against the raw
+//! `ed25519_dalek::verify_batch` limit). Prints entries per second.
+//!
+//! Run: `cargo bench --bench feed` (add `-- --quick` for a short run).
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use feedmesh::feed::{Entry, Keypair, check_signature, verify_chain};
+use feedmesh::store::{MemoryStore, RedbStore};
+use feedmesh::writer::FeedWriter;
+
+/// Entries per verification batch (as replication and import use).
+const VERIFY_BATCH: usize = 1024;
+/// Entries per commit in the batched append run.
+const APPEND_BATCH: usize = 1000;
+/// A session-sized payload.
+const PAYLOAD: &[u8] = &[0x5a; 160];
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 1 } else { 5 };
+    let keys = Keypair::from_seed([7; 32]);
+
+    let chain = make_chain(&keys, 20_000 * scale);
+    let signing = rate(chain.len(), || {
+        for entry in &chain {
+            std::hint::black_box(keys.sign_message(&entry.signed_message()));
+        }
+    });
+    report("ed25519 signing alone (entry messages)", signing, None);
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let single = {
+        let store = RedbStore::open(dir.path().join("single.redb")).expect("open store");
+        let mut writer = FeedWriter::open(&store, keys.clone()).expect("writer");
+        let n = 500 * scale;
+        rate(n, || {
+            for i in 0..n {
+                writer.append(&store, &[PAYLOAD], i as u64).expect("append");
+            }
+        })
+    };
+    report("durable append, 1 entry per commit", single, None);
+
+    let batched = {
+        let store = RedbStore::open(dir.path().join("batched.redb")).expect("open store");
+        let mut writer = FeedWriter::open(&store, keys.clone()).expect("writer");
+        let payloads: Vec<&[u8]> = vec![PAYLOAD; APPEND_BATCH];
+        let rounds = 40 * scale;
+        rate(rounds * APPEND_BATCH, || {
+            for i in 0..rounds {
+                writer.append(&store, &payloads, i as u64).expect("append");
+            }
+        })
+    };
+    report(
+        &format!("durable append, {APPEND_BATCH} entries per commit"),
+        batched,
+        Some(("of signing alone", batched / signing)),
+    );
+
+    let memory = {
+        let store = MemoryStore::new();
+        let mut writer = FeedWriter::open(&store, keys.clone()).expect("writer");
+        let payloads: Vec<&[u8]> = vec![PAYLOAD; APPEND_BATCH];
+        let rounds = 40 * scale;
+        rate(rounds * APPEND_BATCH, || {
+            for i in 0..rounds {
+                writer.append(&store, &payloads, i as u64).expect("append");
+            }
+        })
+    };
+    report(
+        "in-memory append, batched",
+        memory,
+        Some(("of signing alone", memory / signing)),
+    );
+
+    let single_verify = rate(chain.len() / 4, || {
+        for entry in &chain[..chain.len() / 4] {
+            check_signature(entry).expect("valid");
+        }
+    });
+    report("verify one by one (verify_strict)", single_verify, None);
+
+    let raw_limit = raw_batch_verify_rate(&chain);
+    report(
+        &format!("ed25519_dalek::verify_batch alone, {VERIFY_BATCH} per batch"),
+        raw_limit,
+        None,
+    );
+
+    let chain_rate = rate(chain.len(), || {
+        // Each chunk carries its predecessor so links are checked across chunks.
+        for start in (0..chain.len()).step_by(VERIFY_BATCH) {
+            let from = start.saturating_sub(1);
+            let end = (start + VERIFY_BATCH).min(chain.len());
+            verify_chain(&chain[from..end]).expect("valid chain");
+        }
+    });
+    report(
+        &format!("verify_chain (batched signatures + links), {VERIFY_BATCH} per batch"),
+        chain_rate,
+        Some(("of verify_batch alone", chain_rate / raw_limit)),
+    );
+}
+
+fn make_chain(keys: &Keypair, n: usize) -> Vec<Entry> {
+    let store = MemoryStore::new();
+    let mut writer = FeedWriter::open(&store, keys.clone()).expect("writer");
+    let payloads: Vec<&[u8]> = vec![PAYLOAD; APPEND_BATCH];
+    let mut chain = Vec::with_capacity(n);
+    while chain.len() < n {
+        let take = APPEND_BATCH.min(n - chain.len());
+        chain.extend(writer.append(&store, &payloads[..take], 1).expect("append"));
+    }
+    chain
+}
+
+fn raw_batch_verify_rate(chain: &[Entry]) -> f64 {
+    let messages: Vec<Vec<u8>> = chain.iter().map(Entry::signed_message).collect();
+    let signatures: Vec<Signature> = chain
+        .iter()
+        .map(|e| Signature::from_bytes(&e.header().signature))
+        .collect();
+    let key = VerifyingKey::from_bytes(chain[0].author().as_bytes()).expect("key");
+    let keys = vec![key; VERIFY_BATCH];
+    rate(chain.len(), || {
+        for start in (0..chain.len()).step_by(VERIFY_BATCH) {
+            let end = (start + VERIFY_BATCH).min(chain.len());
+            let msgs: Vec<&[u8]> = messages[start..end].iter().map(Vec::as_slice).collect();
+            ed25519_dalek::verify_batch(&msgs, &signatures[start..end], &keys[..end - start]).expect("valid");
+        }
+    })
+}
+
+/// Runs `work` once and returns `count` per second.
+fn rate(count: usize, work: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    work();
+    let elapsed = start.elapsed().max(Duration::from_nanos(1));
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn report(name: &str, per_sec: f64, ratio: Option<(&str, f64)>) {
+    match ratio {
+        Some((what, r)) => println!("{name:<62} {per_sec:>12.0} entries/s  ({:.0}% {what})", r * 100.0),
+        None => println!("{name:<62} {per_sec:>12.0} entries/s"),
+    }
+}

@@ -13,6 +13,10 @@ use std::fmt;
 pub const LOGICAL_BITS: u32 = 16;
 const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
 
+/// How far ahead of local wall time a received timestamp may be and still
+/// advance the local clock, in milliseconds.
+pub const MAX_DRIFT_MS: u64 = 60_000;
+
 /// A hybrid-logical-clock time: `(wall_ms << 16) | logical`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(u64);
@@ -89,19 +93,37 @@ impl HybridClock {
             wall
         } else {
             // Same or earlier millisecond: advance the logical counter, which
-            // carries into the millisecond field when it overflows.
-            Timestamp(self.last.0 + 1)
+            // carries into the millisecond field when it overflows. Saturates
+            // rather than wrapping (only reachable by observing absurd times,
+            // which `observe` refuses).
+            Timestamp(self.last.0.saturating_add(1))
         };
         self.last
     }
 
     /// Takes a timestamp received from elsewhere into account, so the next
-    /// [`HybridClock::tick`] is ordered after it.
-    pub fn observe(&mut self, remote: Timestamp) {
+    /// [`HybridClock::tick`] is ordered after it. A timestamp more than
+    /// [`MAX_DRIFT_MS`] ahead of `now_ms` is not followed (a node whose clock
+    /// runs far ahead must not drag every other clock with it); returns
+    /// whether the timestamp was within bounds.
+    pub fn observe(&mut self, remote: Timestamp, now_ms: u64) -> bool {
+        if remote.wall_ms() > now_ms.saturating_add(MAX_DRIFT_MS) {
+            return false;
+        }
         if remote > self.last {
             self.last = remote;
         }
+        true
     }
+}
+
+/// The system's wall-clock time in milliseconds since the Unix epoch (0 if
+/// the system clock is before 1970). The one place that reads the clock;
+/// everything below the node takes `now` as an argument.
+pub fn system_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -126,8 +148,21 @@ mod tests {
         clock.tick(1_000);
         // A peer whose wall clock is 200 ms ahead.
         let remote = Timestamp::new(1_200, 5);
-        clock.observe(remote);
+        assert!(clock.observe(remote, 1_001));
         let local = clock.tick(1_001);
         assert!(local > remote);
+    }
+
+    #[test]
+    fn a_timestamp_far_in_the_future_is_not_followed() {
+        let mut clock = HybridClock::new();
+        let now = 1_000_000;
+        assert!(!clock.observe(Timestamp::from_u64(u64::MAX), now));
+        assert!(!clock.observe(Timestamp::new(now + MAX_DRIFT_MS + 1, 0), now));
+        let local = clock.tick(now);
+        assert_eq!(local, Timestamp::new(now, 0));
+        // Saturation instead of a wrap, whatever the state.
+        let mut stuck = HybridClock::starting_after(Timestamp::from_u64(u64::MAX));
+        assert_eq!(stuck.tick(0), Timestamp::from_u64(u64::MAX));
     }
 }

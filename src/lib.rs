@@ -12,6 +12,8 @@
 //! - [`store`]: the [`store::Store`] trait with an on-disk (redb) and an
 //!   in-memory backend.
 //! - [`bundle`]: the export/import format for entries with their payloads.
+//! - [`writer`]: appending to the node's own feed (links, clock, batching).
+//! - [`integrity`]: re-verifying a whole store from scratch.
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //!
 //! What this crate does not do: it has no global ordering of entries across
@@ -20,5 +22,9 @@
 pub mod bundle;
 pub mod clock;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod integrity;
 pub mod node_dir;
 pub mod store;
+pub mod writer;

@@ -1,1 +1,136 @@
-//! n
+//! A node's directory: its secret key and its store.
+//!
+//! ```text
+//! DIR/secret_key    the ed25519 seed, 64 lowercase hex digits + newline (mode 0600)
+//! DIR/store.redb    the redb store
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::feed::{FeedId, KeyError, Keypair};
+use crate::store::{RedbStore, StoreError};
+
+/// File name of the secret key inside a node directory.
+pub const SECRET_KEY_FILE: &str = "secret_key";
+/// File name of the store inside a node directory.
+pub const STORE_FILE: &str = "store.redb";
+
+/// Errors opening or creating a node directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeDirError {
+    /// `init` was pointed at a directory that already holds a node.
+    #[error("{0} already holds a node")]
+    AlreadyInitialised(PathBuf),
+    /// The directory holds no node (no secret key).
+    #[error("{0} is not a node directory (run `feedmesh init --dir {0}` first)")]
+    NotANode(PathBuf),
+    /// The secret key file is malformed.
+    #[error("{path}: {error}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: KeyError,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An opened node directory.
+#[derive(Debug)]
+pub struct NodeDir {
+    path: PathBuf,
+    keys: Keypair,
+}
+
+impl NodeDir {
+    /// Creates a node in `path` (created if absent) with a fresh identity and
+    /// an empty store. Refuses a directory that already holds a node.
+    pub fn create(path: &Path) -> Result<NodeDir, NodeDirError> {
+        let io = |error| NodeDirError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        fs::create_dir_all(path).map_err(io)?;
+        let key_path = path.join(SECRET_KEY_FILE);
+        if key_path.exists() || path.join(STORE_FILE).exists() {
+            return Err(NodeDirError::AlreadyInitialised(path.to_path_buf()));
+        }
+        let keys = Keypair::generate().map_err(|error| NodeDirError::Key {
+            path: key_path.clone(),
+            error,
+        })?;
+        write_secret(&key_path, &format!("{}\n", keys.seed_hex())).map_err(|error| NodeDirError::Io {
+            path: key_path.clone(),
+            error,
+        })?;
+        let dir = NodeDir {
+            path: path.to_path_buf(),
+            keys,
+        };
+        dir.open_store()?;
+        Ok(dir)
+    }
+
+    /// Opens an existing node directory (reads the secret key).
+    pub fn open(path: &Path) -> Result<NodeDir, NodeDirError> {
+        let key_path = path.join(SECRET_KEY_FILE);
+        let text = match fs::read_to_string(&key_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NodeDirError::NotANode(path.to_path_buf()));
+            }
+            Err(error) => return Err(NodeDirError::Io { path: key_path, error }),
+        };
+        let keys = Keypair::from_seed_hex(&text).map_err(|error| NodeDirError::Key { path: key_path, error })?;
+        Ok(NodeDir {
+            path: path.to_path_buf(),
+            keys,
+        })
+    }
+
+    /// The node's key pair.
+    pub fn keys(&self) -> &Keypair {
+        &self.keys
+    }
+
+    /// The node's feed id.
+    pub fn feed_id(&self) -> FeedId {
+        self.keys.feed_id()
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens (or creates) the node's store.
+    pub fn open_store(&self) -> Result<RedbStore, NodeDirError> {
+        Ok(RedbStore::open(self.path.join(STORE_FILE))?)
+    }
+}
+
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}

@@ -46,6 +46,11 @@ pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Appends the head of a byte string of `len` bytes (the body follows).
+pub(crate) fn write_bytes_head(out: &mut Vec<u8>, len: u64) {
+    write_head(out, MAJOR_BYTES, len);
+}
+
 /// Appends an array head of `len` items.
 pub(crate) fn write_array_head(out: &mut Vec<u8>, len: u64) {
     write_head(out, MAJOR_ARRAY, len);
@@ -70,19 +75,13 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Incomplete)?;
-        let bytes = self
-            .input
-            .get(self.pos..end)
-            .ok_or(DecodeError::Incomplete)?;
+        let bytes = self.input.get(self.pos..end).ok_or(DecodeError::Incomplete)?;
         self.pos = end;
         Ok(bytes)
     }
 
     fn peek(&self) -> Result<u8, DecodeError> {
-        self.input
-            .get(self.pos)
-            .copied()
-            .ok_or(DecodeError::Incomplete)
+        self.input.get(self.pos).copied().ok_or(DecodeError::Incomplete)
     }
 
     /// Reads a head of the given major type; `field` names the item in errors.
@@ -160,11 +159,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads either `null` (returning `None`) or a byte string of at most `max` bytes.
-    pub(crate) fn optional_bytes(
-        &mut self,
-        field: &'static str,
-        max: usize,
-    ) -> Result<Option<&'a [u8]>, DecodeError> {
+    pub(crate) fn optional_bytes(&mut self, field: &'static str, max: usize) -> Result<Option<&'a [u8]>, DecodeError> {
         if self.peek()? == NULL {
             self.pos += 1;
             return Ok(None);
@@ -197,7 +192,12 @@ mod tests {
 
     #[test]
     fn longer_than_needed_forms_are_rejected() {
-        for bytes in [&[0x18, 23][..], &[0x19, 0, 255], &[0x1a, 0, 0, 255, 255], &[0x1b, 0, 0, 0, 0, 255, 255, 255, 255]] {
+        for bytes in [
+            &[0x18, 23][..],
+            &[0x19, 0, 255],
+            &[0x1a, 0, 0, 255, 255],
+            &[0x1b, 0, 0, 0, 0, 255, 255, 255, 255],
+        ] {
             assert_eq!(
                 Reader::new(bytes).uint("x"),
                 Err(DecodeError::NotCanonical { field: "x" })
@@ -216,6 +216,9 @@ mod tests {
             Reader::new(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).bytes("x", 64),
             Err(DecodeError::TooLong { field: "x", max: 64 })
         );
-        assert_eq!(Reader::new(&[0x58, 0x20, 1, 2]).bytes("x", 64), Err(DecodeError::Incomplete));
+        assert_eq!(
+            Reader::new(&[0x58, 0x20, 1, 2]).bytes("x", 64),
+            Err(DecodeError::Incomplete)
+        );
     }
 }

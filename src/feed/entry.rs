@@ -85,7 +85,7 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// What a new entry links to and carries; signed by [`Keypair::sign_entry`].
+/// What a new entry links to and carries; signed by [`Entry::sign`].
 #[derive(Clone, Debug)]
 pub struct NewEntry<'a> {
     /// Position in the feed, from 1.

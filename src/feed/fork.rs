@@ -74,7 +74,10 @@ impl ForkProof {
         let (a, used) = Entry::decode_prefix(bytes)?;
         let b = Entry::decode(&bytes[used..])?;
         if a.hash() > b.hash() {
-            return Err(ValidationError::Decode(DecodeError::NotCanonical { field: "fork proof order" }).into());
+            return Err(ValidationError::Decode(DecodeError::NotCanonical {
+                field: "fork proof order",
+            })
+            .into());
         }
         ForkProof::new(a, b)
     }

@@ -81,9 +81,7 @@ impl fmt::Debug for FeedId {
 impl FromStr for FeedId {
     type Err = ParseIdError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let hex = text
-            .strip_prefix(FEED_ID_PREFIX)
-            .ok_or(ParseIdError::MissingPrefix)?;
+        let hex = text.strip_prefix(FEED_ID_PREFIX).ok_or(ParseIdError::MissingPrefix)?;
         from_hex(hex).map(FeedId)
     }
 }
@@ -133,10 +131,7 @@ mod tests {
         let text = id.to_string();
         assert_eq!(text, format!("feed_{}", "ab".repeat(32)));
         assert_eq!(text.parse::<FeedId>(), Ok(id));
-        assert_eq!(
-            text.to_uppercase().parse::<FeedId>(),
-            Err(ParseIdError::MissingPrefix)
-        );
+        assert_eq!(text.to_uppercase().parse::<FeedId>(), Err(ParseIdError::MissingPrefix));
         assert_eq!(
             format!("feed_{}", "AB".repeat(32)).parse::<FeedId>(),
             Err(ParseIdError::BadHex)

@@ -16,17 +16,15 @@ mod lipmaa;
 mod verify;
 
 pub use crate::clock::Timestamp;
-pub use entry::{
-    Entry, FORMAT_VERSION, Header, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ, NewEntry, SIGNING_CONTEXT,
-};
+pub use entry::{Entry, FORMAT_VERSION, Header, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ, NewEntry, SIGNING_CONTEXT};
 pub use error::{DecodeError, ValidationError};
 pub use fork::{ForkProof, ForkProofError};
 pub use id::{FEED_ID_PREFIX, FeedId, Hash, ParseIdError, from_hex, to_hex};
 pub use keys::{KeyError, Keypair};
 pub use lipmaa::{certificate_path, has_skip_link, lipmaa};
 pub use verify::{
-    BatchError, ChainSummary, Verified, check_payload, check_signature, check_signatures, check_skip,
-    check_successor, check_timestamp_order, sign, verify, verify_batch, verify_chain,
+    BatchError, ChainSummary, Verified, check_payload, check_signature, check_signatures, check_skip, check_skip_hash,
+    check_successor, check_timestamp_order, sign, verify, verify_batch, verify_chain, verify_prefix,
 };
 
-
+pub(crate) use cbor::{NULL as CBOR_NULL, Reader as CborReader, write_bytes_head as cbor_write_bytes_head};

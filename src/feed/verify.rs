@@ -60,8 +60,7 @@ pub fn check_payload(entry: &Entry, payload: &[u8]) -> Result<(), ValidationErro
 
 /// Rule V6 for one entry: strict ed25519 verification under the author's key.
 pub fn check_signature(entry: &Entry) -> Result<(), ValidationError> {
-    let key = VerifyingKey::from_bytes(entry.author().as_bytes())
-        .map_err(|_| ValidationError::BadSignature)?;
+    let key = VerifyingKey::from_bytes(entry.author().as_bytes()).map_err(|_| ValidationError::BadSignature)?;
     let signature = Signature::from_bytes(&entry.header().signature);
     key.verify_strict(&entry.signed_message(), &signature)
         .map_err(|_| ValidationError::BadSignature)
@@ -80,17 +79,34 @@ pub fn verify(entry: Entry, payload: Option<Vec<u8>>) -> Result<Verified, Valida
 /// one ed25519 batch verification. On failure, reports the first failing
 /// entry by index (found by verifying singly).
 pub fn verify_batch(records: Vec<(Entry, Option<Vec<u8>>)>) -> Result<Vec<Verified>, BatchError> {
-    for (index, (entry, payload)) in records.iter().enumerate() {
-        if let Some(payload) = payload {
-            check_payload(entry, payload).map_err(|error| BatchError { index, error })?;
-        }
+    match verify_prefix(records) {
+        (verified, None) => Ok(verified),
+        (_, Some(failure)) => Err(failure),
     }
-    let entries: Vec<&Entry> = records.iter().map(|(entry, _)| entry).collect();
-    check_signatures(&entries)?;
-    Ok(records
+}
+
+/// Like [`verify_batch`], but also returns the verified records before the
+/// first failing one, so a caller can keep the valid prefix.
+pub fn verify_prefix(records: Vec<(Entry, Option<Vec<u8>>)>) -> (Vec<Verified>, Option<BatchError>) {
+    let payload_failure = records.iter().enumerate().find_map(|(index, (entry, payload))| {
+        let payload = payload.as_deref()?;
+        check_payload(entry, payload)
+            .err()
+            .map(|error| BatchError { index, error })
+    });
+    let checked = payload_failure.as_ref().map_or(records.len(), |f| f.index);
+    let entries: Vec<&Entry> = records[..checked].iter().map(|(entry, _)| entry).collect();
+    let failure = match check_signatures(&entries) {
+        Ok(()) => payload_failure,
+        Err(signature_failure) => Some(signature_failure),
+    };
+    let valid = failure.as_ref().map_or(records.len(), |f| f.index);
+    let verified = records
         .into_iter()
+        .take(valid)
         .map(|(entry, payload)| Verified { entry, payload })
-        .collect())
+        .collect();
+    (verified, failure)
 }
 
 /// Rule V6 for a run of entries, batched.
@@ -180,11 +196,16 @@ pub fn check_skip(target: &Entry, next: &Entry) -> Result<(), ValidationError> {
             found: next.author(),
         });
     }
+    check_skip_hash(next, target.hash())
+}
+
+/// Rule V10 given only the hash of the entry at `lipmaa(next.seq())`.
+pub fn check_skip_hash(next: &Entry, target_hash: Hash) -> Result<(), ValidationError> {
     match next.header().skip {
-        Some(found) if found != target.hash() => Err(ValidationError::SkipLinkMismatch {
+        Some(found) if found != target_hash => Err(ValidationError::SkipLinkMismatch {
             seq: next.seq(),
-            target: target.seq(),
-            expected: target.hash(),
+            target: lipmaa(next.seq()),
+            expected: target_hash,
             found,
         }),
         _ => Ok(()),
@@ -214,15 +235,13 @@ pub struct ChainSummary {
 pub fn verify_chain(entries: &[Entry]) -> Result<ChainSummary, BatchError> {
     let first = entries.first().ok_or(BatchError {
         index: 0,
-        error: ValidationError::SequenceGap {
-            expected: 1,
-            found: 0,
-        },
+        error: ValidationError::SequenceGap { expected: 1, found: 0 },
     })?;
     // Signatures first, so that the error reported is the earliest one.
     let refs: Vec<&Entry> = entries.iter().collect();
     let signature_failure = check_signatures(&refs).err();
-    let checked = signature_failure.as_ref().map_or(entries.len(), |e| e.index + 1);
+    // Links are checked only up to the entry before the first bad signature.
+    let checked = signature_failure.as_ref().map_or(entries.len(), |e| e.index);
     for (index, pair) in entries[..checked].windows(2).enumerate() {
         let (earlier, later) = (&pair[0], &pair[1]);
         let index = index + 1;

@@ -178,8 +178,15 @@ pub(crate) fn plan_append(reader: &impl ChainReader, records: &[Verified]) -> Re
             if held.hash() == entry.hash() {
                 continue;
             }
-            let proof = crate::feed::ForkProof::new(held, entry.clone())
-                .map_err(|e| StoreError::Corrupt(format!("unverifiable fork: {e}")))?;
+            // Batch verification can accept a signature that strict single
+            // verification refuses (spec §1.9); such an entry is no proof.
+            let proof = match crate::feed::ForkProof::new(held, entry.clone()) {
+                Ok(proof) => proof,
+                Err(crate::feed::ForkProofError::Invalid(error)) => {
+                    return Err(StoreError::Rejected { index, error });
+                }
+                Err(other) => return Err(StoreError::Corrupt(format!("unverifiable fork: {other}"))),
+            };
             return Err(StoreError::Fork {
                 index,
                 proof: Box::new(proof),
