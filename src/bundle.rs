@@ -111,7 +111,7 @@ impl<W: Write> BundleWriter<W> {
 }
 
 /// Decodes the record at the start of `bytes`: its entry, payload and length.
-/// [`DecodeError::Incomplete`] means more bytes are needed.
+/// [`crate::feed::DecodeError::Incomplete`] means more bytes are needed.
 pub fn decode_record(bytes: &[u8]) -> Result<(BundleRecord, usize), ValidationError> {
     let (entry, used) = Entry::decode_prefix(bytes)?;
     let mut reader = CborReader::new(&bytes[used..]);
