@@ -11,6 +11,8 @@
 //! - [`clock`]: the hybrid logical clock that stamps entries.
 //! - [`store`]: the [`store::Store`] trait with an on-disk (redb) and an
 //!   in-memory backend.
+//! - [`sync`]: replication as a sans-IO state machine per peer, and its wire
+//!   messages (spec/PROTOCOL.md part 2).
 //! - [`bundle`]: the export/import format for entries with their payloads.
 //! - [`writer`]: appending to the node's own feed (links, clock, batching).
 //! - [`integrity`]: re-verifying a whole store from scratch.
@@ -27,4 +29,5 @@ pub mod fuzzing;
 pub mod integrity;
 pub mod node_dir;
 pub mod store;
+pub mod sync;
 pub mod writer;

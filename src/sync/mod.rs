@@ -1,0 +1,26 @@
+//! Replication, sans-IO (spec/PROTOCOL.md part 2): the wire messages (§2.1)
+//! and the per-peer state machine (§2.2).
+//!
+//! Nothing here touches a socket, a clock or a random number generator.
+//! [`Message`] is the decoded form of one frame, with a total decoder and one
+//! canonical encoding. [`PeerSync`] is the protocol for one connection:
+//! frames, local appends and timer ticks go in (with `now` passed by the
+//! caller); messages to send and [`Action`]s (send a range from the store,
+//! store verified records, record a fork proof, disconnect) come out. A driver
+//! (the network layer, or the in-memory harness of `tests/sync.rs`) moves the
+//! messages and executes the actions against a [`crate::store::Store`].
+//!
+//! Not here yet: choosing one sender per feed in a mesh (the want flag is on
+//! the wire but this side always sets it), fetching a range whose prefix is
+//! absent (certificate paths), and the handshake and framing.
+
+mod message;
+mod peer;
+
+pub use message::{
+    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, MessageError, WireRecord,
+    pack_records, record_size,
+};
+pub use peer::{
+    Action, MAX_FEEDS_PER_PEER, MAX_QUEUED_ACTIONS, PeerSync, ProtocolError, RequestError, STALL_TIMEOUT_MS,
+};

@@ -1,0 +1,676 @@
+//! The per-peer replication state machine (spec/PROTOCOL.md §2.2).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, check_successor, verify_prefix};
+
+use super::message::{ClockEntry, MAX_FEEDS_PER_CLOCK, Message, MessageError, WireRecord};
+
+/// How long a feed may stay behind a peer that claims more of it, with no
+/// record of it arriving, before [`Action::Stalled`] is reported (ms).
+pub const STALL_TIMEOUT_MS: u64 = 30_000;
+/// The most feeds a peer may mention in one connection; one more is a
+/// protocol violation ([`ProtocolError::TooManyFeeds`]).
+pub const MAX_FEEDS_PER_PEER: usize = 65_536;
+/// The most actions a machine holds undrained. A peer whose messages would
+/// queue more (for example a flood of requests the driver has not served yet)
+/// is disconnected ([`ProtocolError::Flooding`]). Above what one Clock message
+/// can cause (one Send per feed listed).
+pub const MAX_QUEUED_ACTIONS: usize = 4 * MAX_FEEDS_PER_CLOCK;
+
+/// What a peer did wrong. Every variant disconnects it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A frame did not decode as a message (garbage, oversized, non-canonical,
+    /// an entry that breaks V1–V5, a fork proof that proves nothing).
+    #[error("bad message: {0}")]
+    Malformed(#[from] MessageError),
+    /// A record broke a validation rule (signature, payload, or chain).
+    #[error("invalid entry {feed} seq {seq}: rule {}: {error}", .error.rule())]
+    InvalidEntry {
+        /// The entry's feed.
+        feed: FeedId,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The rule it broke.
+        error: Box<ValidationError>,
+    },
+    /// Records of a feed that this side neither wants nor requested.
+    #[error("records of {feed} (seq {seq}) that were not asked for")]
+    Unrequested {
+        /// The feed.
+        feed: FeedId,
+        /// The first such record's sequence number.
+        seq: u64,
+    },
+    /// A record does not extend what this side holds or what the peer sent
+    /// before it: a gap, or out of order within a message.
+    #[error("record {feed} seq {found} out of order: expected at most {expected}")]
+    OutOfOrder {
+        /// The feed.
+        feed: FeedId,
+        /// The highest sequence number acceptable at that point.
+        expected: u64,
+        /// The record's sequence number.
+        found: u64,
+    },
+    /// A record without its payload.
+    #[error("record {feed} seq {seq} without its payload")]
+    MissingPayload {
+        /// The feed.
+        feed: FeedId,
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// The peer mentioned more feeds than [`MAX_FEEDS_PER_PEER`].
+    #[error("more than {max} feeds")]
+    TooManyFeeds {
+        /// The limit.
+        max: usize,
+    },
+    /// The peer's messages queued more than [`MAX_QUEUED_ACTIONS`] actions.
+    #[error("more than {max} actions queued")]
+    Flooding {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl ProtocolError {
+    /// A short, stable name of the violation, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProtocolError::Malformed(_) => "malformed",
+            ProtocolError::InvalidEntry { .. } => "invalid-entry",
+            ProtocolError::Unrequested { .. } => "unrequested",
+            ProtocolError::OutOfOrder { .. } => "out-of-order",
+            ProtocolError::MissingPayload { .. } => "missing-payload",
+            ProtocolError::TooManyFeeds { .. } => "too-many-feeds",
+            ProtocolError::Flooding { .. } => "flooding",
+        }
+    }
+}
+
+/// Why [`PeerSync::request_range`] refused to ask.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// `from` is 0 or after `to`.
+    #[error("empty range")]
+    EmptyRange,
+    /// The range starts after the entry following what is held: its records
+    /// could not be chained to the held prefix (mid-feed fetches with
+    /// certificate paths are not supported yet).
+    #[error("range starts at {from}, after the next entry held ({next})")]
+    Gap {
+        /// The requested start.
+        from: u64,
+        /// The next sequence number this side can take.
+        next: u64,
+    },
+    /// A request for this feed is already outstanding on this connection.
+    #[error("a request for this feed is outstanding")]
+    Outstanding,
+    /// The feed is frozen by a fork proof.
+    #[error("feed frozen by a fork")]
+    Frozen,
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// What the driver must do for the machine. Drained with
+/// [`PeerSync::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read entries `from..=to` of `feed` from the store (those held) and send
+    /// them to the peer as Records messages (see
+    /// [`pack_records`](super::pack_records)), in order.
+    Send {
+        /// The feed.
+        feed: FeedId,
+        /// First sequence number to send.
+        from: u64,
+        /// Last sequence number to send.
+        to: u64,
+    },
+    /// Records received from the peer and verified (signatures, payloads, and
+    /// the links between them): append them to the store in one call, then
+    /// report what was stored with [`PeerSync::local_advanced`] to every peer
+    /// of the node, this one included. If the store refuses them, call
+    /// [`PeerSync::store_refused`] (or [`PeerSync::local_fork`] on a fork).
+    Store(Vec<Verified>),
+    /// The peer sent a valid fork proof: record it in the store and pass it to
+    /// every other peer with [`PeerSync::local_fork`]. This machine already
+    /// treats the feed as frozen.
+    Fork(Box<ForkProof>),
+    /// The peer claims entries of `feed` beyond what this side holds and has
+    /// sent none of them for [`STALL_TIMEOUT_MS`]. Informational: the node may
+    /// ask another peer.
+    Stalled {
+        /// The feed.
+        feed: FeedId,
+        /// What the peer claims to hold.
+        peer_latest: u64,
+        /// What this side holds or has received.
+        held: u64,
+    },
+    /// Close the connection; the peer broke the protocol. Always the last
+    /// action: the machine ignores every input after it.
+    Disconnect(ProtocolError),
+}
+
+/// What the peer said about one feed, and what was sent to it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Remote {
+    /// The highest sequence the peer claimed (Clock) or sent (Records).
+    latest: u64,
+    /// Whether the peer wants this feed from us.
+    want: bool,
+    /// The highest sequence already scheduled to be sent ([`Action::Send`]).
+    sent: u64,
+}
+
+/// A range this side requested with [`PeerSync::request_range`].
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    from: u64,
+    to: u64,
+}
+
+/// The replication protocol for one connection, without I/O: messages,
+/// local events and timer ticks in; messages and actions out.
+///
+/// # Call order
+///
+/// 1. [`PeerSync::new`] once the connection is authenticated, then
+///    [`PeerSync::start`] with the store's clock: it queues this side's Clock.
+/// 2. Then, in any order, as events happen:
+///    [`handle_frame`](PeerSync::handle_frame) (or
+///    [`handle_message`](PeerSync::handle_message)) for each frame received;
+///    [`local_advanced`](PeerSync::local_advanced) whenever the node stored
+///    something new, from any source (including this peer's records);
+///    [`handle_timeout`](PeerSync::handle_timeout) when `now` reaches
+///    [`poll_timeout`](PeerSync::poll_timeout); and the occasional
+///    [`request_range`](PeerSync::request_range),
+///    [`local_fork`](PeerSync::local_fork),
+///    [`store_refused`](PeerSync::store_refused).
+/// 3. After each call, drain [`poll_transmit`](PeerSync::poll_transmit)
+///    (send each message) and [`poll_action`](PeerSync::poll_action) (execute
+///    each action) until both return `None`. Actions must be executed in
+///    order; a Store must be appended before a later one.
+/// 4. After [`Action::Disconnect`], drop the connection; every later input is
+///    ignored and nothing more is emitted.
+///
+/// Time is the caller's: every `now` is milliseconds on any monotonic clock.
+/// The peer's clock is held in memory only, for this connection.
+#[derive(Debug, Default)]
+pub struct PeerSync {
+    started: bool,
+    closed: bool,
+    /// What the node holds: from `start` and `local_advanced`.
+    local: BTreeMap<FeedId, u64>,
+    /// Feeds for which this side has announced want = true.
+    wanted: BTreeSet<FeedId>,
+    /// The peer's claims, and what was sent to it.
+    remote: BTreeMap<FeedId, Remote>,
+    /// The last entry the peer delivered per feed (the highest sequence).
+    received: BTreeMap<FeedId, Entry>,
+    /// Feeds frozen by a fork proof.
+    frozen: BTreeSet<FeedId>,
+    /// Ranges this side requested and has not fully received.
+    requests: BTreeMap<FeedId, Outstanding>,
+    /// Feeds whose line of this side's clock must be (re)sent.
+    dirty: BTreeSet<FeedId>,
+    /// Since when each feed is behind what the peer claims (ms).
+    waiting: BTreeMap<FeedId, u64>,
+    transmit: VecDeque<Message>,
+    actions: VecDeque<Action>,
+}
+
+impl PeerSync {
+    /// A machine for a new connection; call [`PeerSync::start`] next.
+    pub fn new() -> PeerSync {
+        PeerSync::default()
+    }
+
+    /// Starts replication: records what the node holds (feed → latest
+    /// sequence) and queues this side's Clock, wanting every feed listed.
+    /// Calling it again does nothing.
+    pub fn start(&mut self, local_clock: &BTreeMap<FeedId, u64>, now: u64) {
+        if self.started || self.closed {
+            return;
+        }
+        self.started = true;
+        for (&feed, &latest) in local_clock {
+            let held = self.local.entry(feed).or_insert(0);
+            *held = (*held).max(latest);
+            if !self.frozen.contains(&feed) {
+                self.wanted.insert(feed);
+            }
+            self.dirty.insert(feed);
+        }
+        if self.dirty.is_empty() {
+            // Say hello even with nothing to offer.
+            self.transmit.push_back(Message::Clock { feeds: Vec::new() });
+        }
+        let feeds: Vec<FeedId> = self.local.keys().copied().collect();
+        for feed in feeds {
+            self.pump(feed);
+            self.refresh_waiting(feed, now);
+        }
+    }
+
+    /// Decodes one frame and handles it; a frame that does not decode
+    /// disconnects the peer with [`ProtocolError::Malformed`].
+    pub fn handle_frame(&mut self, frame: &[u8], now: u64) {
+        if self.closed {
+            return;
+        }
+        match Message::decode(frame) {
+            Ok(message) => self.handle_message(message, now),
+            Err(error) => self.disconnect(ProtocolError::Malformed(error)),
+        }
+    }
+
+    /// Handles one message from the peer.
+    pub fn handle_message(&mut self, message: Message, now: u64) {
+        if self.closed {
+            return;
+        }
+        match message {
+            Message::Clock { feeds } => self.on_clock(feeds, now),
+            Message::Records { records } => self.on_records(records, now),
+            Message::Request { feed, from, to } => self.on_request(feed, from, to),
+            Message::Fork { proof } => {
+                let feed = proof.author();
+                if self.frozen.insert(feed) {
+                    self.freeze(feed);
+                    self.push_action(Action::Fork(proof));
+                }
+            }
+        }
+    }
+
+    /// The node stored entries of `feed` up to `seq` (from any source).
+    /// Announces the new latest to the peer (its acknowledgement channel) and
+    /// sends it what it lacks, if it wants the feed.
+    pub fn local_advanced(&mut self, feed: FeedId, seq: u64, now: u64) {
+        if self.closed {
+            return;
+        }
+        let held = self.local.entry(feed).or_insert(0);
+        if seq <= *held {
+            return;
+        }
+        *held = seq;
+        if !self.frozen.contains(&feed) {
+            self.wanted.insert(feed);
+        }
+        self.dirty.insert(feed);
+        if let Some(Outstanding { to, .. }) = self.requests.get(&feed)
+            && seq >= *to
+        {
+            self.requests.remove(&feed);
+        }
+        self.pump(feed);
+        self.refresh_waiting(feed, now);
+    }
+
+    /// Asks the peer for entries `from..=to` of `feed`. `from` may be at most
+    /// one past what this side holds, so the records chain onto it.
+    pub fn request_range(&mut self, feed: FeedId, from: u64, to: u64, _now: u64) -> Result<(), RequestError> {
+        if self.closed {
+            return Err(RequestError::Closed);
+        }
+        if from == 0 || from > to {
+            return Err(RequestError::EmptyRange);
+        }
+        if self.frozen.contains(&feed) {
+            return Err(RequestError::Frozen);
+        }
+        let next = self.known(&feed).saturating_add(1);
+        if from > next {
+            return Err(RequestError::Gap { from, next });
+        }
+        if self.requests.contains_key(&feed) {
+            return Err(RequestError::Outstanding);
+        }
+        self.requests.insert(feed, Outstanding { from, to });
+        self.transmit.push_back(Message::Request { feed, from, to });
+        Ok(())
+    }
+
+    /// The node found (or was given) a fork proof: freeze the feed on this
+    /// connection and pass the proof on to the peer.
+    pub fn local_fork(&mut self, proof: &ForkProof, _now: u64) {
+        if self.closed || !self.frozen.insert(proof.author()) {
+            return;
+        }
+        self.freeze(proof.author());
+        self.transmit.push_back(Message::Fork {
+            proof: Box::new(proof.clone()),
+        });
+    }
+
+    /// The store refused records of a [`Action::Store`] from this peer:
+    /// disconnects it, naming the rule.
+    pub fn store_refused(&mut self, feed: FeedId, seq: u64, error: ValidationError, _now: u64) {
+        if !self.closed {
+            self.disconnect(ProtocolError::InvalidEntry {
+                feed,
+                seq,
+                error: Box::new(error),
+            });
+        }
+    }
+
+    /// Reports feeds that stalled (see [`Action::Stalled`]).
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.closed {
+            return;
+        }
+        let due: Vec<FeedId> = self
+            .waiting
+            .iter()
+            .filter(|&(_, &since)| now >= since.saturating_add(STALL_TIMEOUT_MS))
+            .map(|(&feed, _)| feed)
+            .collect();
+        for feed in due {
+            self.waiting.insert(feed, now);
+            let peer_latest = self.remote.get(&feed).map_or(0, |r| r.latest);
+            let held = self.known(&feed);
+            self.push_action(Action::Stalled {
+                feed,
+                peer_latest,
+                held,
+            });
+        }
+    }
+
+    /// When [`PeerSync::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        self.waiting
+            .values()
+            .map(|since| since.saturating_add(STALL_TIMEOUT_MS))
+            .min()
+    }
+
+    /// The next message to send to the peer.
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        if self.closed {
+            return None;
+        }
+        if let Some(message) = self.transmit.pop_front() {
+            return Some(message);
+        }
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let mut feeds = Vec::with_capacity(self.dirty.len().min(MAX_FEEDS_PER_CLOCK));
+        while feeds.len() < MAX_FEEDS_PER_CLOCK {
+            let Some(feed) = self.dirty.pop_first() else { break };
+            feeds.push(ClockEntry {
+                feed,
+                latest: self.local.get(&feed).copied().unwrap_or(0),
+                want: self.wanted.contains(&feed) && !self.frozen.contains(&feed),
+            });
+        }
+        Some(Message::Clock { feeds })
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// What the peer holds, as far as this side knows: the latest sequence
+    /// per feed it claimed in a Clock or sent in Records. Memory only.
+    pub fn peer_clock(&self) -> BTreeMap<FeedId, u64> {
+        self.remote
+            .iter()
+            .filter(|(_, r)| r.latest > 0)
+            .map(|(&feed, r)| (feed, r.latest))
+            .collect()
+    }
+
+    /// The latest sequence of `feed` the peer holds, as far as this side knows.
+    pub fn peer_latest(&self, feed: &FeedId) -> u64 {
+        self.remote.get(feed).map_or(0, |r| r.latest)
+    }
+
+    /// Whether the machine disconnected the peer.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The highest sequence of `feed` this side holds or has accepted from
+    /// the peer (those may still be on their way into the store).
+    fn known(&self, feed: &FeedId) -> u64 {
+        let held = self.local.get(feed).copied().unwrap_or(0);
+        let received = self.received.get(feed).map_or(0, Entry::seq);
+        held.max(received)
+    }
+
+    fn on_clock(&mut self, feeds: Vec<ClockEntry>, now: u64) {
+        for line in feeds {
+            let feed = line.feed;
+            if !self.remote.contains_key(&feed) && self.remote.len() >= MAX_FEEDS_PER_PEER {
+                return self.disconnect(ProtocolError::TooManyFeeds {
+                    max: MAX_FEEDS_PER_PEER,
+                });
+            }
+            let remote = self.remote.entry(feed).or_default();
+            // Claims only grow within a connection; a lower one is stale.
+            remote.latest = remote.latest.max(line.latest);
+            remote.want = line.want;
+            if self.frozen.contains(&feed) {
+                continue;
+            }
+            if line.latest > self.known(&feed) && self.wanted.insert(feed) {
+                // A feed this side lacks: ask for it by announcing want = true.
+                self.dirty.insert(feed);
+            }
+            self.pump(feed);
+            self.refresh_waiting(feed, now);
+        }
+    }
+
+    fn on_request(&mut self, feed: FeedId, from: u64, to: u64) {
+        if self.frozen.contains(&feed) {
+            return;
+        }
+        let held = self.local.get(&feed).copied().unwrap_or(0);
+        if from > held {
+            return;
+        }
+        let to = to.min(held);
+        if let Some(remote) = self.remote.get_mut(&feed)
+            && remote.want
+            && from <= remote.latest.max(remote.sent).saturating_add(1)
+        {
+            // The answer also covers the live stream up to `to`.
+            remote.sent = remote.sent.max(to);
+        }
+        self.push_action(Action::Send { feed, from, to });
+    }
+
+    /// Checks a Records message completely before anything of it takes
+    /// effect: on any violation, disconnect and store none of it.
+    ///
+    /// Order of checks: first the protocol rules that need no cryptography
+    /// (payload present, feed asked for, sequence order), over the whole
+    /// message; then signatures and payloads (batched); then the links
+    /// between records, up to the first record whose signature or payload
+    /// failed, so that the error reported is the earliest record's.
+    fn on_records(&mut self, records: Vec<WireRecord>, now: u64) {
+        let records: Vec<WireRecord> = records
+            .into_iter()
+            .filter(|(entry, _)| !self.frozen.contains(&entry.author()))
+            .collect();
+        if let Err(error) = self.check_order(&records) {
+            return self.disconnect(error);
+        }
+        if records.is_empty() {
+            return;
+        }
+        let positions: Vec<(FeedId, u64)> = records.iter().map(|(e, _)| (e.author(), e.seq())).collect();
+        let (verified, failure) = verify_prefix(records);
+        if let Err(error) = self.check_links(&verified) {
+            return self.disconnect(error);
+        }
+        if let Some(failure) = failure {
+            let (feed, seq) = positions.get(failure.index).copied().unwrap_or((FeedId([0; 32]), 0));
+            return self.disconnect(ProtocolError::InvalidEntry {
+                feed,
+                seq,
+                error: Box::new(failure.error),
+            });
+        }
+        let mut touched = BTreeSet::new();
+        for record in &verified {
+            let entry = record.entry();
+            let feed = entry.author();
+            touched.insert(feed);
+            if entry.seq() > self.received.get(&feed).map_or(0, Entry::seq) {
+                self.received.insert(feed, entry.clone());
+            }
+            let remote = self.remote.entry(feed).or_default();
+            remote.latest = remote.latest.max(entry.seq());
+            if let Some(Outstanding { to, .. }) = self.requests.get(&feed)
+                && entry.seq() >= *to
+            {
+                self.requests.remove(&feed);
+            }
+        }
+        for feed in touched {
+            // Progress: restart the stall timer (or stop it).
+            self.waiting.remove(&feed);
+            self.refresh_waiting(feed, now);
+        }
+        self.push_action(Action::Store(verified));
+    }
+
+    /// The protocol rules of §2.2 for a Records message: every record has its
+    /// payload, belongs to a wanted or requested feed, and follows what this
+    /// side holds or has received (the first record of a feed in the message)
+    /// or the record of its feed before it (the others).
+    fn check_order(&self, records: &[WireRecord]) -> Result<(), ProtocolError> {
+        let mut last: BTreeMap<FeedId, u64> = BTreeMap::new();
+        for (entry, payload) in records {
+            let (feed, seq) = (entry.author(), entry.seq());
+            if payload.is_none() {
+                return Err(ProtocolError::MissingPayload { feed, seq });
+            }
+            let requested = self.requests.get(&feed).is_some_and(|r| (r.from..=r.to).contains(&seq));
+            if !self.wanted.contains(&feed) && !requested {
+                return Err(ProtocolError::Unrequested { feed, seq });
+            }
+            let (expected, ok) = match last.get(&feed) {
+                Some(&prev) => (prev + 1, seq == prev + 1),
+                None => {
+                    let next = self.known(&feed).saturating_add(1);
+                    (next, seq <= next)
+                }
+            };
+            if !ok {
+                return Err(ProtocolError::OutOfOrder {
+                    feed,
+                    expected,
+                    found: seq,
+                });
+            }
+            last.insert(feed, seq);
+        }
+        Ok(())
+    }
+
+    /// Rules V7–V9 and V11 between consecutive records of a feed, and between
+    /// the first of them and the last entry the peer sent before.
+    fn check_links(&self, records: &[Verified]) -> Result<(), ProtocolError> {
+        let mut last: BTreeMap<FeedId, &Entry> = BTreeMap::new();
+        for record in records {
+            let entry = record.entry();
+            let (feed, seq) = (entry.author(), entry.seq());
+            let previous = match last.get(&feed) {
+                Some(prev) => Some(*prev),
+                None => self.received.get(&feed).filter(|held| held.seq() + 1 == seq),
+            };
+            if let Some(prev) = previous {
+                check_successor(prev, entry).map_err(|error| ProtocolError::InvalidEntry {
+                    feed,
+                    seq,
+                    error: Box::new(error),
+                })?;
+            }
+            last.insert(feed, entry);
+        }
+        Ok(())
+    }
+
+    /// Schedules sending the peer what it lacks of `feed`, if it wants it.
+    fn pump(&mut self, feed: FeedId) {
+        if self.frozen.contains(&feed) {
+            return;
+        }
+        let held = self.local.get(&feed).copied().unwrap_or(0);
+        let Some(remote) = self.remote.get_mut(&feed) else {
+            return;
+        };
+        if !remote.want {
+            return;
+        }
+        let base = remote.latest.max(remote.sent);
+        if held > base {
+            remote.sent = held;
+            self.push_action(Action::Send {
+                feed,
+                from: base + 1,
+                to: held,
+            });
+        }
+    }
+
+    /// Starts or stops the stall timer of `feed`.
+    fn refresh_waiting(&mut self, feed: FeedId, now: u64) {
+        let behind = !self.frozen.contains(&feed)
+            && self.wanted.contains(&feed)
+            && self.remote.get(&feed).is_some_and(|r| r.latest > self.known(&feed));
+        if behind {
+            self.waiting.entry(feed).or_insert(now);
+        } else {
+            self.waiting.remove(&feed);
+        }
+    }
+
+    fn freeze(&mut self, feed: FeedId) {
+        self.wanted.remove(&feed);
+        self.waiting.remove(&feed);
+        self.requests.remove(&feed);
+        self.dirty.insert(feed);
+    }
+
+    fn push_action(&mut self, action: Action) {
+        if self.actions.len() >= MAX_QUEUED_ACTIONS {
+            return self.disconnect(ProtocolError::Flooding {
+                max: MAX_QUEUED_ACTIONS,
+            });
+        }
+        self.actions.push_back(action);
+    }
+
+    fn disconnect(&mut self, error: ProtocolError) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.transmit.clear();
+        self.dirty.clear();
+        self.waiting.clear();
+        self.actions.push_back(Action::Disconnect(error));
+    }
+}
