@@ -1,0 +1,209 @@
+//! Replays the committed fuzz corpus through the fuzz entry points, so every
+//! input the fuzzer ever kept (and every crash it found, once fixed) is a
+//! regression test in `cargo test`.
+//!
+//! `fuzz/corpus/<target>/` holds the seed corpus (written by the ignored
+//! `write_seed_corpus` test below) plus what the fuzzer added;
+//! `fuzz/regressions/<target>/` holds former crash inputs. See fuzz/README.md.
+
+use std::fs;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use feedmesh::bundle::{BundleWriter, MAGIC};
+use feedmesh::feed::{Entry, ForkProof, Verified, certificate_path};
+use feedmesh::fuzzing::{self, Input, bundle_of, signed_chain};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// The files directly inside `dir`, sorted; none if it does not exist.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(listing) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = listing
+        .map(|item| item.expect("reading a corpus directory").path())
+        .filter(|path| path.is_file())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Runs every corpus and regression file of `target` through `run`.
+fn replay(target: &str, run: fn(&[u8])) {
+    let corpus = files(&fuzz_dir().join("corpus").join(target));
+    assert!(!corpus.is_empty(), "fuzz/corpus/{target}/ is empty");
+    let regressions = files(&fuzz_dir().join("regressions").join(target));
+    for path in corpus.iter().chain(&regressions) {
+        let data = fs::read(path).expect("reading a corpus file");
+        if panic::catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
+            panic!("fuzz target {target} fails on {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn entry_decode_corpus() {
+    replay("entry_decode", fuzzing::entry_decode);
+}
+
+#[test]
+fn chain_verify_corpus() {
+    replay("chain_verify", fuzzing::chain_verify);
+}
+
+#[test]
+fn bundle_import_corpus() {
+    replay("bundle_import", fuzzing::bundle_import);
+}
+
+#[test]
+fn fork_proof_decode_corpus() {
+    replay("fork_proof_decode", fuzzing::fork_proof_decode);
+}
+
+/// Bytes that `signed_chain` turns into timestamps and payloads.
+fn material(variant: u8) -> Vec<u8> {
+    (0..=255u8).map(|i| i.wrapping_mul(31).wrapping_add(variant)).collect()
+}
+
+fn entries(records: &[Verified]) -> Vec<Entry> {
+    records.iter().map(|record| record.entry().clone()).collect()
+}
+
+fn concat<'a>(parts: impl IntoIterator<Item = &'a Entry>) -> Vec<u8> {
+    parts.into_iter().flat_map(|entry| entry.as_bytes().to_vec()).collect()
+}
+
+/// A bundle of `(entry, payload)` records, in the given order.
+fn bundle(records: &[(&Entry, Option<&[u8]>)]) -> Vec<u8> {
+    let mut writer = BundleWriter::new(Vec::new()).unwrap();
+    for (entry, payload) in records {
+        writer.write(entry, *payload).unwrap();
+    }
+    writer.finish().unwrap().1
+}
+
+/// `first` followed by `rest`.
+fn with_prefix(first: &[u8], rest: &[u8]) -> Vec<u8> {
+    [first, rest].concat()
+}
+
+/// Writes the seed corpus. Deterministic: running it again rewrites the same
+/// files (and leaves files the fuzzer added alone).
+#[test]
+#[ignore = "writes fuzz/corpus/; run with `cargo test --test fuzz_corpus -- --ignored write_seed_corpus`"]
+fn write_seed_corpus() {
+    let chain = signed_chain(13, &mut Input(&material(0)));
+    // Same key and first two entries, a different third: a fork at seq 3.
+    let mut input = Input(&material(0));
+    signed_chain(2, &mut input);
+    let used = material(0).len() - input.0.len();
+    let mut forked_material = material(0);
+    forked_material[used..].iter_mut().for_each(|b| *b ^= 0x55);
+    let forked = signed_chain(3, &mut Input(&forked_material));
+    assert_eq!(forked[1], chain[1]);
+    assert_ne!(forked[2].entry(), chain[2].entry());
+    let e = entries(&chain);
+    let at = |seq: usize| &e[seq - 1];
+    let bytes = |seq: usize| at(seq).as_bytes().to_vec();
+
+    let mut seeds: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+    let mut seed = |target, name, data| seeds.push((target, name, data));
+
+    // entry_decode
+    for (seq, name) in [(1, "seq1"), (2, "seq2"), (4, "seq4-skip"), (13, "seq13-skip")] {
+        seed("entry_decode", name, bytes(seq));
+    }
+    seed("entry_decode", "trailing-byte", with_prefix(&bytes(1), &[0]));
+    seed("entry_decode", "truncated", bytes(4)[..100].to_vec());
+    let mut version_2 = bytes(2);
+    version_2[1] = 2;
+    seed("entry_decode", "version-2", version_2);
+    // seq 3 written as a two-byte integer (0x18 0x03): not canonical.
+    let seq3 = bytes(3);
+    seed(
+        "entry_decode",
+        "non-canonical-seq",
+        [&seq3[..36], &[0x18], &seq3[36..]].concat(),
+    );
+    let mut bad_signature = bytes(5);
+    *bad_signature.last_mut().unwrap() ^= 1;
+    seed("entry_decode", "bad-signature", bad_signature);
+
+    // chain_verify: raw entries (split, sorted) and material for the generated feed.
+    seed("chain_verify", "whole-feed", concat(&e));
+    seed("chain_verify", "whole-feed-reversed", concat(e.iter().rev()));
+    let path: Vec<&Entry> = certificate_path(13).into_iter().map(|seq| at(seq as usize)).collect();
+    seed("chain_verify", "certificate-path-13", concat(path));
+    seed("chain_verify", "gap", concat([at(1), at(2), at(3), at(5)]));
+    seed(
+        "chain_verify",
+        "fork-at-3",
+        concat([at(1), at(2), forked[2].entry(), at(3)]),
+    );
+    seed(
+        "chain_verify",
+        "generate-flip",
+        vec![12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 3, 60, 9],
+    );
+    seed(
+        "chain_verify",
+        "generate-drop-swap",
+        vec![15, 0, 0, 0, 0, 0, 0, 1, 1, 1, 5, 0, 2, 3, 1, 2, 9],
+    );
+
+    // bundle_import: a flag byte (bit 0: allow missing payloads), then the bundle.
+    let full = bundle_of(&chain[..5]);
+    seed("bundle_import", "five-records", with_prefix(&[0], &full));
+    let missing: Vec<(&Entry, Option<&[u8]>)> = chain[..4]
+        .iter()
+        .map(|r| (r.entry(), if r.entry().seq() == 3 { None } else { r.payload() }))
+        .collect();
+    seed(
+        "bundle_import",
+        "missing-payload-allowed",
+        with_prefix(&[1], &bundle(&missing)),
+    );
+    seed(
+        "bundle_import",
+        "missing-payload-refused",
+        with_prefix(&[0], &bundle(&missing)),
+    );
+    let duplicate: Vec<(&Entry, Option<&[u8]>)> = [0, 1, 1, 2]
+        .iter()
+        .map(|&i| (chain[i].entry(), chain[i].payload()))
+        .collect();
+    seed(
+        "bundle_import",
+        "duplicate-record",
+        with_prefix(&[0], &bundle(&duplicate)),
+    );
+    let mut fork = bundle_of(&chain[..3]);
+    fork.extend_from_slice(&bundle_of(&forked[2..])[MAGIC.len()..]);
+    seed("bundle_import", "fork-at-3", with_prefix(&[0], &fork));
+    seed("bundle_import", "gap", with_prefix(&[0], &bundle_of(&chain[1..3])));
+    seed("bundle_import", "truncated", with_prefix(&[0], &full[..full.len() - 7]));
+    seed("bundle_import", "magic-only", with_prefix(&[0], &full[..MAGIC.len()]));
+    let mut bad_payload = bundle_of(&chain[..3]);
+    *bad_payload.last_mut().unwrap() ^= 0x20;
+    seed("bundle_import", "bad-payload", with_prefix(&[0], &bad_payload));
+
+    // fork_proof_decode
+    let proof = ForkProof::new(chain[2].entry().clone(), forked[2].entry().clone()).unwrap();
+    let (low, high) = proof.entries();
+    seed("fork_proof_decode", "valid", proof.encode());
+    seed("fork_proof_decode", "reversed", concat([high, low]));
+    seed("fork_proof_decode", "identical", concat([low, low]));
+    seed("fork_proof_decode", "different-seqs", concat([at(2), at(3)]));
+    seed("fork_proof_decode", "trailing-byte", with_prefix(&proof.encode(), &[0]));
+    seed("fork_proof_decode", "truncated", proof.encode()[..300].to_vec());
+
+    for (target, name, data) in seeds {
+        let dir = fuzz_dir().join("corpus").join(target);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("seed-{name}")), data).unwrap();
+    }
+}
