@@ -16,6 +16,8 @@
 //! - [`bundle`]: the export/import format for entries with their payloads.
 //! - [`writer`]: appending to the node's own feed (links, clock, batching).
 //! - [`integrity`]: re-verifying a whole store from scratch.
+//! - [`net`]: the authenticated, encrypted transport between peers (network
+//!   key, Noise handshake with identity proofs, framing; part 3).
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //!
 //! What this crate does not do: it has no global ordering of entries across
@@ -27,6 +29,7 @@ pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod integrity;
+pub mod net;
 pub mod node_dir;
 pub mod store;
 pub mod sync;

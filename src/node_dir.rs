@@ -1,7 +1,8 @@
-//! A node's directory: its secret key and its store.
+//! A node's directory: its secret key, its network key and its store.
 //!
 //! ```text
 //! DIR/secret_key    the ed25519 seed, 64 lowercase hex digits + newline (mode 0600)
+//! DIR/network_key   the network key (optional), 64 lowercase hex digits + newline (mode 0600)
 //! DIR/store.redb    the redb store
 //! ```
 
@@ -10,10 +11,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::feed::{FeedId, KeyError, Keypair};
+use crate::net::{NetworkKey, NetworkKeyError};
 use crate::store::{RedbStore, StoreError};
 
 /// File name of the secret key inside a node directory.
 pub const SECRET_KEY_FILE: &str = "secret_key";
+/// File name of the network key inside a node directory.
+pub const NETWORK_KEY_FILE: &str = "network_key";
 /// File name of the store inside a node directory.
 pub const STORE_FILE: &str = "store.redb";
 
@@ -43,6 +47,14 @@ pub enum NodeDirError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The network key file is malformed or unreadable.
+    #[error("{path}: {error}")]
+    NetworkKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: NetworkKeyError,
+    },
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -59,14 +71,27 @@ impl NodeDir {
     /// Creates a node in `path` (created if absent) with a fresh identity and
     /// an empty store. Refuses a directory that already holds a node.
     pub fn create(path: &Path) -> Result<NodeDir, NodeDirError> {
+        NodeDir::create_with_network_key(path, None)
+    }
+
+    /// Like [`NodeDir::create`], also writing `network_key` (when given) to
+    /// the directory's network key file.
+    pub fn create_with_network_key(path: &Path, network_key: Option<&NetworkKey>) -> Result<NodeDir, NodeDirError> {
         let io = |error| NodeDirError::Io {
             path: path.to_path_buf(),
             error,
         };
         fs::create_dir_all(path).map_err(io)?;
         let key_path = path.join(SECRET_KEY_FILE);
+        let network_key_path = path.join(NETWORK_KEY_FILE);
         if key_path.exists() || path.join(STORE_FILE).exists() {
             return Err(NodeDirError::AlreadyInitialised(path.to_path_buf()));
+        }
+        if network_key.is_some() && network_key_path.exists() {
+            return Err(NodeDirError::NetworkKey {
+                path: network_key_path,
+                error: NetworkKeyError::Io(std::io::ErrorKind::AlreadyExists.into()),
+            });
         }
         let keys = Keypair::generate().map_err(|error| NodeDirError::Key {
             path: key_path.clone(),
@@ -76,6 +101,14 @@ impl NodeDir {
             path: key_path.clone(),
             error,
         })?;
+        if let Some(network_key) = network_key {
+            network_key
+                .write_file(&network_key_path)
+                .map_err(|error| NodeDirError::NetworkKey {
+                    path: network_key_path,
+                    error,
+                })?;
+        }
         let dir = NodeDir {
             path: path.to_path_buf(),
             keys,
@@ -111,6 +144,17 @@ impl NodeDir {
         self.keys.feed_id()
     }
 
+    /// The network key from the directory's network key file, or `None`
+    /// when the directory has none.
+    pub fn network_key(&self) -> Result<Option<NetworkKey>, NodeDirError> {
+        let path = self.path.join(NETWORK_KEY_FILE);
+        match NetworkKey::read_file(&path) {
+            Ok(key) => Ok(Some(key)),
+            Err(NetworkKeyError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(NodeDirError::NetworkKey { path, error }),
+        }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -133,4 +177,39 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_key_is_optional_and_round_trips() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let plain = NodeDir::create(&root.path().join("plain")).expect("create");
+        assert_eq!(plain.network_key().expect("read"), None);
+
+        let key = NetworkKey::generate().expect("key");
+        let dir = root.path().join("keyed");
+        let created = NodeDir::create_with_network_key(&dir, Some(&key)).expect("create");
+        assert_eq!(created.network_key().expect("read"), Some(key.clone()));
+        let text = fs::read_to_string(dir.join(NETWORK_KEY_FILE)).expect("file");
+        assert_eq!(text, format!("{}\n", key.to_hex()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(NETWORK_KEY_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            NodeDir::open(&dir).expect("open").network_key().expect("read"),
+            Some(key)
+        );
+
+        fs::write(dir.join(NETWORK_KEY_FILE), "not hex\n").expect("overwrite");
+        assert!(matches!(created.network_key(), Err(NodeDirError::NetworkKey { .. })));
+    }
 }

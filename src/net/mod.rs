@@ -1,0 +1,39 @@
+//! The authenticated, encrypted transport between peers (spec/PROTOCOL.md
+//! part 3). No replication logic lives here.
+//!
+//! Layers, from the socket up:
+//!
+//! 1. [`NetworkKey`]: the network's pre-shared 32-byte secret (§3.1).
+//! 2. The handshake ([`initiate`] for the dialer, [`respond`] for the
+//!    listener): Noise `XXpsk3_25519_ChaChaPoly_BLAKE2s` with the network key
+//!    as PSK, then an ed25519 identity proof each way that binds the node's
+//!    feed id to the session (§3.2). Bounded by a timeout and by
+//!    [`MAX_HANDSHAKE_FRAME`]; failures are [`HandshakeError`]s.
+//! 3. Framing ([`SecureStream`], [`SecureReader`], [`SecureWriter`]): Noise
+//!    transport frames (u16 length + ciphertext) carrying length-prefixed
+//!    messages of at most `max_message` bytes (default [`MAX_MESSAGE`]),
+//!    §3.3; failures are [`StreamError`]s. The decoders ([`parse_frame`],
+//!    [`MessageDecoder`]) are sans-IO.
+//!
+//! What a node does on each error is §3.4: close the connection and log the
+//! reason.
+//!
+//! Everything is generic over `AsyncRead + AsyncWrite + Unpin`, so tests can
+//! run it over `tokio::io::duplex` or a simulated network as well as TCP.
+
+mod framing;
+mod handshake;
+mod key;
+
+pub use framing::{
+    FRAME_HEADER_LEN, FramingError, MAX_FRAME_PLAINTEXT, MAX_MESSAGE, MAX_NOISE_FRAME, MESSAGE_HEADER_LEN,
+    MIN_MAX_MESSAGE, MessageDecoder, NOISE_TAG_LEN, SecureReader, SecureStream, SecureWriter, StreamError, parse_frame,
+};
+#[doc(hidden)]
+pub use handshake::impostor;
+pub use handshake::{
+    DEFAULT_HANDSHAKE_TIMEOUT, HANDSHAKE_HASH_LEN, HandshakeConfig, HandshakeError, IDENTITY_CONTEXT,
+    IDENTITY_PROOF_LEN, MAX_HANDSHAKE_FRAME, NOISE_PARAMS, PROLOGUE, ROLE_INITIATOR, ROLE_RESPONDER,
+    identity_proof_message, initiate, respond,
+};
+pub use key::{NETWORK_KEY_LEN, NetworkKey, NetworkKeyError};
