@@ -602,3 +602,61 @@ fn a_full_mesh_converges_despite_overlapping_senders() {
     }
     net.assert_converged(4);
 }
+
+#[test]
+fn arbitrary_frame_sequences_never_panic() {
+    // A small deterministic generator (xorshift): frames are valid messages
+    // of several kinds, mutated or cut at random, fed to one machine.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let records = signed_feed(9, 12);
+    let feed = records[0].0.author();
+    let templates: Vec<Vec<u8>> = vec![
+        Message::Clock {
+            feeds: vec![ClockEntry {
+                feed,
+                latest: 12,
+                want: true,
+            }],
+        }
+        .encode(),
+        Message::Records {
+            records: records[..6].to_vec(),
+        }
+        .encode(),
+        Message::Records {
+            records: records[6..].to_vec(),
+        }
+        .encode(),
+        Message::Request { feed, from: 1, to: 3 }.encode(),
+    ];
+    for _ in 0..300 {
+        let mut machine = PeerSync::new();
+        machine.start(&BTreeMap::from([(feed, next() % 3)]), 0);
+        for step in 0..8u64 {
+            let mut frame = templates[(next() % templates.len() as u64) as usize].clone();
+            match next() % 4 {
+                0 => {
+                    let at = (next() % frame.len() as u64) as usize;
+                    frame[at] ^= 1 << (next() % 8);
+                }
+                1 => frame.truncate((next() % frame.len() as u64) as usize),
+                _ => {}
+            }
+            machine.handle_frame(&frame, step);
+            machine.local_advanced(feed, next() % 14, step);
+            machine.handle_timeout(step * STALL_TIMEOUT_MS);
+            while machine.poll_transmit().is_some() {}
+            let drained = actions(&mut machine);
+            if let Some(position) = drained.iter().position(|a| matches!(a, Action::Disconnect(_))) {
+                assert_eq!(position, drained.len() - 1, "a disconnect is the last action");
+                assert!(machine.is_closed());
+            }
+        }
+    }
+}

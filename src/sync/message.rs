@@ -521,6 +521,24 @@ mod tests {
     }
 
     #[test]
+    fn every_accepted_mutation_re_encodes_to_itself() {
+        // Flip bits all over valid frames: whatever still decodes must be the
+        // canonical encoding of what it decodes to.
+        for message in samples() {
+            let bytes = message.encode();
+            for at in 0..bytes.len() {
+                for mask in [0x01u8, 0x20, 0x80, 0xff] {
+                    let mut mutated = bytes.clone();
+                    mutated[at] ^= mask;
+                    if let Ok(decoded) = Message::decode(&mutated) {
+                        assert_eq!(decoded.encode(), mutated, "{} byte {at} ^ {mask:#x}", message.kind());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn trailing_bytes_and_truncation_are_refused() {
         for message in samples() {
             let mut bytes = message.encode();
