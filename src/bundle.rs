@@ -13,9 +13,9 @@
 
 use std::io::{self, Read, Write};
 
+pub use crate::feed::decode_record;
 use crate::feed::{
-    CBOR_NULL, CborReader, Entry, FeedId, MAX_ENTRY_SIZE, MAX_PAYLOAD, ValidationError, Verified,
-    cbor_write_bytes_head, verify_prefix,
+    Entry, FeedId, MAX_ENTRY_SIZE, MAX_PAYLOAD, Record, ValidationError, Verified, encode_record, verify_prefix,
 };
 use crate::store::{AppendReport, Store, StoreError};
 
@@ -27,7 +27,7 @@ const IMPORT_BATCH: usize = 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// One record of a bundle: an entry and its payload, if included.
-pub type BundleRecord = (Entry, Option<Vec<u8>>);
+pub type BundleRecord = Record;
 
 /// Errors reading or importing a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -78,27 +78,25 @@ fn at(position: &Option<(FeedId, u64)>) -> String {
 pub struct BundleWriter<W: Write> {
     out: W,
     records: usize,
+    buffer: Vec<u8>,
 }
 
 impl<W: Write> BundleWriter<W> {
     /// Starts a bundle by writing [`MAGIC`].
     pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(MAGIC)?;
-        Ok(BundleWriter { out, records: 0 })
+        Ok(BundleWriter {
+            out,
+            records: 0,
+            buffer: Vec::new(),
+        })
     }
 
     /// Appends one record.
     pub fn write(&mut self, entry: &Entry, payload: Option<&[u8]>) -> io::Result<()> {
-        self.out.write_all(entry.as_bytes())?;
-        match payload {
-            Some(payload) => {
-                let mut head = Vec::with_capacity(9);
-                cbor_write_bytes_head(&mut head, payload.len() as u64);
-                self.out.write_all(&head)?;
-                self.out.write_all(payload)?;
-            }
-            None => self.out.write_all(&[CBOR_NULL])?,
-        }
+        self.buffer.clear();
+        encode_record(&mut self.buffer, entry, payload);
+        self.out.write_all(&self.buffer)?;
         self.records += 1;
         Ok(())
     }
@@ -108,18 +106,6 @@ impl<W: Write> BundleWriter<W> {
         self.out.flush()?;
         Ok((self.records, self.out))
     }
-}
-
-/// Decodes the record at the start of `bytes`: its entry, payload and length.
-/// [`crate::feed::DecodeError::Incomplete`] means more bytes are needed.
-pub fn decode_record(bytes: &[u8]) -> Result<(BundleRecord, usize), ValidationError> {
-    let (entry, used) = Entry::decode_prefix(bytes)?;
-    let mut reader = CborReader::new(&bytes[used..]);
-    let payload = reader
-        .optional_bytes("payload", MAX_PAYLOAD as usize)?
-        .map(<[u8]>::to_vec);
-    let used = used + reader.position();
-    Ok(((entry, payload), used))
 }
 
 /// Reads a bundle's records one at a time from any reader, holding at most

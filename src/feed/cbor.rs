@@ -35,6 +35,17 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     }
 }
 
+/// The encoded length of a head with argument `arg` (1, 2, 3, 5 or 9 bytes).
+pub(crate) fn head_len(arg: u64) -> usize {
+    match arg {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
 /// Appends an unsigned integer.
 pub(crate) fn write_uint(out: &mut Vec<u8>, value: u64) {
     write_head(out, MAJOR_UNSIGNED, value);

@@ -13,6 +13,7 @@ mod fork;
 mod id;
 mod keys;
 mod lipmaa;
+mod record;
 mod verify;
 
 pub use crate::clock::Timestamp;
@@ -22,9 +23,13 @@ pub use fork::{ForkProof, ForkProofError};
 pub use id::{FEED_ID_PREFIX, FeedId, Hash, ParseIdError, from_hex, to_hex};
 pub use keys::{KeyError, Keypair};
 pub use lipmaa::{certificate_path, has_skip_link, lipmaa};
+pub use record::{Record, decode_record, encode_record, record_len};
 pub use verify::{
     BatchError, ChainSummary, Verified, check_payload, check_signature, check_signatures, check_skip, check_skip_hash,
     check_successor, check_timestamp_order, sign, verify, verify_batch, verify_chain, verify_prefix,
 };
 
-pub(crate) use cbor::{NULL as CBOR_NULL, Reader as CborReader, write_bytes_head as cbor_write_bytes_head};
+pub(crate) use cbor::{
+    Reader as CborReader, write_array_head as cbor_write_array_head, write_bytes_head as cbor_write_bytes_head,
+    write_uint as cbor_write_uint,
+};

@@ -20,10 +20,10 @@
 //! refuses trailing bytes and every non-canonical form, so that
 //! `encode(decode(b)) == b` for every accepted `b`.
 
-use crate::bundle::decode_record;
 use crate::feed::{
-    CBOR_NULL, CborReader, DecodeError, Entry, FeedId, ForkProof, ForkProofError, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
-    ValidationError, cbor_write_bytes_head,
+    CborReader, DecodeError, Entry, FeedId, ForkProof, ForkProofError, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
+    ValidationError, cbor_write_array_head, cbor_write_bytes_head, cbor_write_uint, decode_record, encode_record,
+    record_len,
 };
 
 /// The largest frame (one encoded message) accepted or sent, in bytes:
@@ -264,33 +264,33 @@ impl Message {
         match self {
             Message::Clock { feeds } => {
                 out.push(0x82);
-                write_uint(&mut out, TYPE_CLOCK);
-                write_head(&mut out, MAJOR_ARRAY, feeds.len() as u64);
+                cbor_write_uint(&mut out, TYPE_CLOCK);
+                cbor_write_array_head(&mut out, feeds.len() as u64);
                 for entry in feeds {
                     out.push(0x83);
                     write_feed(&mut out, &entry.feed);
-                    write_uint(&mut out, entry.latest);
-                    write_uint(&mut out, u64::from(entry.want));
+                    cbor_write_uint(&mut out, entry.latest);
+                    cbor_write_uint(&mut out, u64::from(entry.want));
                 }
             }
             Message::Records { records } => {
                 out.push(0x82);
-                write_uint(&mut out, TYPE_RECORDS);
-                write_head(&mut out, MAJOR_ARRAY, records.len() as u64);
+                cbor_write_uint(&mut out, TYPE_RECORDS);
+                cbor_write_array_head(&mut out, records.len() as u64);
                 for (entry, payload) in records {
                     write_record(&mut out, entry, payload.as_deref());
                 }
             }
             Message::Request { feed, from, to } => {
                 out.push(0x84);
-                write_uint(&mut out, TYPE_REQUEST);
+                cbor_write_uint(&mut out, TYPE_REQUEST);
                 write_feed(&mut out, feed);
-                write_uint(&mut out, *from);
-                write_uint(&mut out, *to);
+                cbor_write_uint(&mut out, *from);
+                cbor_write_uint(&mut out, *to);
             }
             Message::Fork { proof } => {
                 out.push(0x83);
-                write_uint(&mut out, TYPE_FORK);
+                cbor_write_uint(&mut out, TYPE_FORK);
                 out.extend_from_slice(&proof.encode());
             }
         }
@@ -348,7 +348,7 @@ fn decode_records(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
 
 /// The encoded size of one record inside a Records message.
 pub fn record_size(entry: &Entry, payload: Option<&[u8]>) -> usize {
-    1 + entry.as_bytes().len() + payload.map_or(1, |p| head_len(p.len() as u64) + p.len())
+    1 + record_len(entry, payload)
 }
 
 /// Splits records into Records messages, each with at most
@@ -377,45 +377,6 @@ pub fn pack_records(records: Vec<WireRecord>) -> Vec<Message> {
     messages
 }
 
-const MAJOR_UNSIGNED: u8 = 0;
-const MAJOR_ARRAY: u8 = 4;
-
-fn head_len(arg: u64) -> usize {
-    match arg {
-        0..=23 => 1,
-        24..=0xff => 2,
-        0x100..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
-}
-
-/// Appends a CBOR head in shortest form.
-fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
-    let m = major << 5;
-    let be = arg.to_be_bytes();
-    match head_len(arg) {
-        1 => out.push(m | arg as u8),
-        2 => out.extend_from_slice(&[m | 24, arg as u8]),
-        3 => {
-            out.push(m | 25);
-            out.extend_from_slice(&be[6..]);
-        }
-        5 => {
-            out.push(m | 26);
-            out.extend_from_slice(&be[4..]);
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&be);
-        }
-    }
-}
-
-fn write_uint(out: &mut Vec<u8>, value: u64) {
-    write_head(out, MAJOR_UNSIGNED, value);
-}
-
 fn write_feed(out: &mut Vec<u8>, feed: &FeedId) {
     cbor_write_bytes_head(out, 32);
     out.extend_from_slice(feed.as_bytes());
@@ -423,15 +384,8 @@ fn write_feed(out: &mut Vec<u8>, feed: &FeedId) {
 
 /// A record as in a bundle (§1.8), wrapped in a two-item array.
 fn write_record(out: &mut Vec<u8>, entry: &Entry, payload: Option<&[u8]>) {
-    out.push(0x82);
-    out.extend_from_slice(entry.as_bytes());
-    match payload {
-        Some(payload) => {
-            cbor_write_bytes_head(out, payload.len() as u64);
-            out.extend_from_slice(payload);
-        }
-        None => out.push(CBOR_NULL),
-    }
+    cbor_write_array_head(out, 2);
+    encode_record(out, entry, payload);
 }
 
 // Guard the size arithmetic of `pack_records` and the frame limit: one record
@@ -565,13 +519,13 @@ mod tests {
     fn over_limit_counts_are_refused_before_allocating() {
         // Records with a declared count just above the limit, and a huge one.
         let mut bytes = vec![0x82, 0x01];
-        write_head(&mut bytes, MAJOR_ARRAY, MAX_RECORDS_PER_MESSAGE as u64 + 1);
+        cbor_write_array_head(&mut bytes, MAX_RECORDS_PER_MESSAGE as u64 + 1);
         assert!(matches!(
             Message::decode(&bytes),
             Err(MessageError::TooMany { field: "records", .. })
         ));
         let mut bytes = vec![0x82, 0x00];
-        write_head(&mut bytes, MAJOR_ARRAY, u64::MAX);
+        cbor_write_array_head(&mut bytes, u64::MAX);
         assert!(matches!(
             Message::decode(&bytes),
             Err(MessageError::TooMany { field: "clock", .. })
