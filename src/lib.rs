@@ -19,6 +19,8 @@
 //! - [`net`]: the authenticated, encrypted transport between peers (network
 //!   key, Noise handshake with identity proofs, framing; part 3).
 //! - [`node_dir`]: a node's directory on disk (identity and store).
+//! - [`node`]: a running node (listener, dialers, one driver task per peer)
+//!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
@@ -30,6 +32,7 @@ pub mod feed;
 pub mod fuzzing;
 pub mod integrity;
 pub mod net;
+pub mod node;
 pub mod node_dir;
 pub mod store;
 pub mod sync;

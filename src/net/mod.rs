@@ -15,6 +15,10 @@
 //!    §3.3; failures are [`StreamError`]s. The decoders ([`parse_frame`],
 //!    [`MessageDecoder`]) are sans-IO.
 //!
+//! 4. The connection driver ([`run_connection`]): one task per connection
+//!    that drives a [`crate::sync::PeerSync`] over the two halves, against a
+//!    [`Host`] (the node: store, local events, appends).
+//!
 //! What a node does on each error is §3.4: close the connection and log the
 //! reason.
 //!
@@ -24,6 +28,7 @@
 mod framing;
 mod handshake;
 mod key;
+mod peer;
 
 pub use framing::{
     FRAME_HEADER_LEN, FramingError, MAX_FRAME_PLAINTEXT, MAX_MESSAGE, MAX_NOISE_FRAME, MESSAGE_HEADER_LEN,
@@ -37,3 +42,6 @@ pub use handshake::{
     identity_proof_message, initiate, respond,
 };
 pub use key::{NETWORK_KEY_LEN, NetworkKey, NetworkKeyError};
+pub use peer::{
+    Closed, FLUSH_TIMEOUT_MS, Host, LocalEvent, MAX_PENDING_RANGES, MIN_CHUNK, OUTBOX_FRAMES, run_connection,
+};

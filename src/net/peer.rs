@@ -1,0 +1,502 @@
+//! The connection driver: one tokio task per authenticated connection that
+//! drives a [`PeerSync`] (spec/PROTOCOL.md §2.2) over a [`SecureReader`] and
+//! a [`SecureWriter`].
+//!
+//! ```text
+//!            ┌──────────── driver task (biased select!) ────────────┐
+//! socket ──► │ 1. shutdown / eviction                               │
+//! (reader)   │ 2. local events (stored heads, fork proofs)           │
+//!            │ 3. a free outbox slot: next message to send           │ ──► outbox (bounded) ──► writer task ──► socket
+//!            │ 4. a frame from the peer                              │
+//!            │ 5. the PeerSync timer                                 │
+//!            └───────────────────────────────────────────────────────┘
+//! ```
+//!
+//! [`SecureWriter::send`] is not cancel-safe, so the writer lives in its own
+//! task fed by a bounded channel of encoded messages ([`OUTBOX_FRAMES`]).
+//! The driver only produces a message when the channel has room (it waits
+//! for a permit inside the `select!`), so it keeps reading while the peer is
+//! slow to read: two nodes sending each other bulk data cannot deadlock.
+//! Clock lines stay coalesced inside [`PeerSync`] while the outbox is full.
+//!
+//! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
+//! [`MAX_PENDING_RANGES`]) and read from the store one chunk at a time, only
+//! when the previous chunk has been handed to the writer. The chunk size
+//! adapts to the records' sizes so that one read is about one Records
+//! message ([`MAX_FRAME`]): at most [`MAX_RECORDS_PER_MESSAGE`] records, and
+//! at most [`MIN_CHUNK`] records after a chunk that held a record with a
+//! maximum-size payload. (A chunk read right after a run of small records can
+//! exceed one message when the feed switches to large payloads: the store
+//! has no headers-only range read to size it in advance.)
+//!
+//! What the node provides is the [`Host`] trait: the store, local events, and
+//! the appends (which it serialises with its own writes and publishes).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::feed::{FeedId, ForkProof, Verified};
+use crate::store::{AppendReport, Store, StoreError};
+use crate::sync::{
+    Action, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, pack_records, record_size,
+};
+
+use super::{SecureReader, SecureWriter, StreamError};
+
+/// Encoded messages waiting for the writer task, per connection.
+pub const OUTBOX_FRAMES: usize = 8;
+/// The most ranges waiting to be read and sent, per connection; a peer whose
+/// requests queue more is disconnected ([`ProtocolError::Flooding`]).
+pub const MAX_PENDING_RANGES: usize = 4096;
+/// The fewest records read from the store at once (four maximum-size records
+/// fill one Records message).
+pub const MIN_CHUNK: usize = 4;
+/// How long a closing connection waits for its writer to flush (ms).
+pub const FLUSH_TIMEOUT_MS: u64 = 1_000;
+/// How many pending ranges are searched for one to extend.
+const COALESCE_WINDOW: usize = 32;
+
+/// Something the node stored or learnt, told to every connection.
+#[derive(Clone, Debug)]
+pub enum LocalEvent {
+    /// The store holds `feed` up to `seq` (a local append, or records from
+    /// any peer).
+    Stored {
+        /// The feed.
+        feed: FeedId,
+        /// Its latest sequence number now held.
+        seq: u64,
+    },
+    /// The store recorded a fork proof: pass it on and freeze the feed.
+    Fork(Arc<ForkProof>),
+}
+
+/// What a connection needs from its node.
+pub trait Host: Send + Sync + 'static {
+    /// The node's store (reads; appends go through [`Host::append_received`]).
+    fn store(&self) -> Arc<dyn Store>;
+    /// A new receiver of the node's [`LocalEvent`]s.
+    fn subscribe_local(&self) -> broadcast::Receiver<LocalEvent>;
+    /// Appends records received from a peer to the store and publishes what
+    /// was stored ([`LocalEvent::Stored`], the node's subscribers, its clock);
+    /// on a fork, publishes [`LocalEvent::Fork`]. Blocking: called from
+    /// `spawn_blocking`.
+    fn append_received(&self, records: &[Verified]) -> Result<AppendReport, StoreError>;
+    /// Records a fork proof received from a peer and publishes it. Blocking.
+    fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError>;
+    /// The clock of `peer` as connection `conn` knows it changed.
+    fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>);
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Closed {
+    /// The node is shutting down.
+    #[error("node shutting down")]
+    Shutdown,
+    /// The node closed it in favour of another connection to the same peer.
+    #[error("replaced by another connection to the same peer")]
+    Evicted,
+    /// The peer closed the connection between two messages.
+    #[error("closed by the peer")]
+    PeerClosed,
+    /// The transport failed (decryption, framing, truncation, I/O).
+    #[error("transport: {0}")]
+    Stream(#[from] StreamError),
+    /// The peer broke the replication protocol.
+    #[error("protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The local store failed (not the peer's fault).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Closed {
+    /// A short, stable name, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Closed::Shutdown => "shutdown",
+            Closed::Evicted => "duplicate",
+            Closed::PeerClosed => "peer-closed",
+            Closed::Stream(StreamError::Closed) => "peer-closed",
+            Closed::Stream(StreamError::Truncated) => "truncated",
+            Closed::Stream(StreamError::Decrypt) => "decrypt",
+            Closed::Stream(StreamError::Framing(_)) => "framing",
+            Closed::Stream(StreamError::Io(_)) => "io",
+            Closed::Stream(_) => "transport",
+            Closed::Protocol(error) => error.reason(),
+            Closed::Store(_) => "store-error",
+        }
+    }
+
+    /// Whether the peer is to blame (a protocol or framing violation).
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(
+            self,
+            Closed::Protocol(_) | Closed::Stream(StreamError::Decrypt | StreamError::Framing(_))
+        )
+    }
+}
+
+/// Runs one authenticated connection until it ends, and says why.
+///
+/// `conn` identifies the connection to the host; `shutdown` turning true
+/// (or its sender dropping) and `evict` being notified close it gracefully
+/// (the writer gets [`FLUSH_TIMEOUT_MS`] to flush); a protocol violation
+/// closes it at once. Never panics on peer data.
+pub async fn run_connection<R, W>(
+    reader: SecureReader<R>,
+    writer: SecureWriter<W>,
+    host: Arc<dyn Host>,
+    conn: u64,
+    shutdown: watch::Receiver<bool>,
+    evict: Arc<Notify>,
+) -> Closed
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = reader.remote_id();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOX_FRAMES);
+    let mut writer_task = tokio::spawn(write_loop(writer, rx));
+    let mut driver = Driver {
+        peer,
+        conn,
+        store: host.store(),
+        host,
+        sync: PeerSync::new(),
+        start: Instant::now(),
+        peeked: None,
+        frames: VecDeque::new(),
+        ranges: VecDeque::new(),
+        chunk: MIN_CHUNK,
+    };
+    let closed = driver.run(reader, &tx, &mut writer_task, shutdown, evict).await;
+    drop(tx);
+    let graceful = matches!(closed, Closed::Shutdown | Closed::Evicted);
+    if graceful && !writer_task.is_finished() {
+        if tokio::time::timeout(Duration::from_millis(FLUSH_TIMEOUT_MS), &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
+    } else {
+        writer_task.abort();
+    }
+    closed
+}
+
+/// The writer task: sends queued messages in order, then closes the sending
+/// direction once the driver drops the channel.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: SecureWriter<W>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> Result<(), StreamError> {
+    while let Some(message) = rx.recv().await {
+        writer.send(&message).await?;
+    }
+    writer.shutdown().await
+}
+
+/// Runs a blocking store operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|error| Err(StoreError::Backend(format!("blocking task failed: {error}"))))
+}
+
+struct Driver {
+    peer: FeedId,
+    conn: u64,
+    host: Arc<dyn Host>,
+    store: Arc<dyn Store>,
+    sync: PeerSync,
+    start: Instant,
+    /// One message taken from `sync`, waiting for an outbox slot.
+    peeked: Option<Message>,
+    /// Encoded Records messages of the current chunk, waiting for slots.
+    frames: VecDeque<Vec<u8>>,
+    /// Ranges to read and send: (feed, from, to).
+    ranges: VecDeque<(FeedId, u64, u64)>,
+    /// Records to read at once (adapted to their sizes).
+    chunk: usize,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        mut reader: SecureReader<R>,
+        tx: &mpsc::Sender<Vec<u8>>,
+        writer_task: &mut JoinHandle<Result<(), StreamError>>,
+        mut shutdown: watch::Receiver<bool>,
+        evict: Arc<Notify>,
+    ) -> Closed {
+        // Subscribe before reading the clock: nothing stored in between is missed.
+        let mut local = self.host.subscribe_local();
+        if *shutdown.borrow_and_update() {
+            return Closed::Shutdown;
+        }
+        let store = self.store.clone();
+        let clock = match blocking(move || store.clock()).await {
+            Ok(clock) => clock,
+            Err(error) => return Closed::Store(error),
+        };
+        let now = self.now();
+        self.sync.start(&clock, now);
+        if let Err(closed) = self.resync_forks().await {
+            return closed;
+        }
+        if let Err(closed) = self.process().await {
+            return closed;
+        }
+        loop {
+            if self.peeked.is_none() {
+                self.peeked = self.sync.poll_transmit();
+            }
+            let want_send = self.peeked.is_some() || !self.frames.is_empty() || !self.ranges.is_empty();
+            let timer = self.sync.poll_timeout();
+            let deadline = self.start + Duration::from_millis(timer.unwrap_or(u64::from(u32::MAX)));
+            let step: Result<(), Closed> = tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return Closed::Shutdown;
+                    }
+                    Ok(())
+                }
+                () = evict.notified() => return Closed::Evicted,
+                result = &mut *writer_task => {
+                    return match result {
+                        Ok(Ok(())) => Closed::PeerClosed,
+                        Ok(Err(error)) => Closed::Stream(error),
+                        Err(error) => Closed::Stream(StreamError::Io(std::io::Error::other(error.to_string()))),
+                    };
+                }
+                event = local.recv() => self.on_local(event).await,
+                permit = tx.reserve(), if want_send => match permit {
+                    Ok(permit) => self.send_next(permit).await,
+                    Err(_) => Err(Closed::PeerClosed),
+                },
+                frame = reader.recv() => match frame {
+                    Ok(frame) => {
+                        self.on_frame(&frame);
+                        Ok(())
+                    }
+                    Err(StreamError::Closed) => Err(Closed::PeerClosed),
+                    Err(error) => Err(Closed::Stream(error)),
+                },
+                () = tokio::time::sleep_until(deadline), if timer.is_some() => {
+                    let now = self.now();
+                    self.sync.handle_timeout(now);
+                    Ok(())
+                }
+            };
+            if let Err(closed) = step {
+                return closed;
+            }
+            if let Err(closed) = self.process().await {
+                return closed;
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) {
+        let now = self.now();
+        match Message::decode(frame) {
+            Ok(message) => {
+                let tracks_clock = matches!(message, Message::Clock { .. } | Message::Records { .. });
+                tracing::trace!(peer = %self.peer, kind = message.kind(), len = frame.len(), "received");
+                self.sync.handle_message(message, now);
+                if tracks_clock && !self.sync.is_closed() {
+                    self.host.peer_clock(self.peer, self.conn, self.sync.peer_clock());
+                }
+            }
+            // Decodes again to disconnect with the decoder's reason.
+            Err(_) => self.sync.handle_frame(frame, now),
+        }
+    }
+
+    async fn on_local(&mut self, event: Result<LocalEvent, broadcast::error::RecvError>) -> Result<(), Closed> {
+        let now = self.now();
+        match event {
+            Ok(LocalEvent::Stored { feed, seq }) => self.sync.local_advanced(feed, seq, now),
+            Ok(LocalEvent::Fork(proof)) => self.sync.local_fork(&proof, now),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                // Events were dropped: the store's clock says everything they did.
+                tracing::debug!(peer = %self.peer, missed, "local events lagged; resyncing from the store clock");
+                let store = self.store.clone();
+                let clock = blocking(move || store.clock()).await?;
+                let now = self.now();
+                for (feed, seq) in clock {
+                    self.sync.local_advanced(feed, seq, now);
+                }
+                self.resync_forks().await?;
+            }
+            Err(broadcast::error::RecvError::Closed) => return Err(Closed::Shutdown),
+        }
+        Ok(())
+    }
+
+    /// Tells the machine every fork proof the store holds.
+    async fn resync_forks(&mut self) -> Result<(), Closed> {
+        let store = self.store.clone();
+        let forks = blocking(move || store.forks()).await?;
+        let now = self.now();
+        for proof in &forks {
+            self.sync.local_fork(proof, now);
+        }
+        Ok(())
+    }
+
+    /// Executes the machine's actions until it has none.
+    async fn process(&mut self) -> Result<(), Closed> {
+        while let Some(action) = self.sync.poll_action() {
+            match action {
+                Action::Send { feed, from, to } => self.queue_range(feed, from, to)?,
+                Action::Store(records) => self.store_records(records).await?,
+                Action::Fork(proof) => {
+                    let host = self.host.clone();
+                    let proof = *proof;
+                    tracing::warn!(peer = %self.peer, feed = %proof.author(), seq = proof.seq(), "fork proof received");
+                    blocking(move || host.record_fork(&proof)).await?;
+                }
+                Action::Stalled {
+                    feed,
+                    peer_latest,
+                    held,
+                } => {
+                    tracing::info!(peer = %self.peer, %feed, peer_latest, held, "feed stalled on this peer");
+                }
+                Action::Disconnect(error) => {
+                    tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
+                    return Err(Closed::Protocol(error));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_range(&mut self, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
+        for range in self.ranges.iter_mut().rev().take(COALESCE_WINDOW) {
+            if range.0 == feed && range.1 <= from && from <= range.2.saturating_add(1) {
+                range.2 = range.2.max(to);
+                return Ok(());
+            }
+        }
+        if self.ranges.len() >= MAX_PENDING_RANGES {
+            let error = ProtocolError::Flooding {
+                max: MAX_PENDING_RANGES,
+            };
+            tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
+            return Err(Closed::Protocol(error));
+        }
+        self.ranges.push_back((feed, from, to));
+        Ok(())
+    }
+
+    /// Appends verified records through the host. A fork (or a feed frozen
+    /// by one) drops that feed's records and retries with the rest, so that
+    /// the other feeds of the message are not lost.
+    async fn store_records(&mut self, mut records: Vec<Verified>) -> Result<(), Closed> {
+        loop {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let host = self.host.clone();
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let result = host.append_received(&records);
+                (records, result)
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("blocking task failed: {error}")))?;
+            records = back;
+            let now = self.now();
+            match result {
+                Ok(_) => {
+                    let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
+                    for record in &records {
+                        let entry = record.entry();
+                        let head = heads.entry(entry.author()).or_insert(0);
+                        *head = (*head).max(entry.seq());
+                    }
+                    for (feed, seq) in heads {
+                        self.sync.local_advanced(feed, seq, now);
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Rejected { index, error }) => {
+                    let (feed, seq) = records
+                        .get(index)
+                        .map(|r| (r.entry().author(), r.entry().seq()))
+                        .unwrap_or((self.peer, 0));
+                    self.sync.store_refused(feed, seq, error, now);
+                    return Ok(());
+                }
+                Err(StoreError::Fork { proof, .. }) => {
+                    tracing::warn!(peer = %self.peer, feed = %proof.author(), seq = proof.seq(), "fork detected");
+                    self.sync.local_fork(&proof, now);
+                    let feed = proof.author();
+                    records.retain(|r| r.entry().author() != feed);
+                }
+                Err(StoreError::Frozen { feed, .. }) => {
+                    self.resync_forks().await?;
+                    records.retain(|r| r.entry().author() != feed);
+                }
+                Err(error) => return Err(Closed::Store(error)),
+            }
+        }
+    }
+
+    /// Puts the next message into the outbox: a message of the machine
+    /// first (clocks, requests, fork proofs), then the current chunk's
+    /// Records, then a new chunk read from the store.
+    async fn send_next(&mut self, permit: mpsc::Permit<'_, Vec<u8>>) -> Result<(), Closed> {
+        if let Some(message) = self.peeked.take() {
+            permit.send(message.encode());
+            return Ok(());
+        }
+        if let Some(frame) = self.frames.pop_front() {
+            permit.send(frame);
+            return Ok(());
+        }
+        let Some(&(feed, from, to)) = self.ranges.front() else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        let limit = self.chunk;
+        let records = blocking(move || store.range(&feed, from, to, limit)).await?;
+        let last = records.last().map_or(0, |(entry, _)| entry.seq());
+        if records.len() < limit || last >= to {
+            self.ranges.pop_front();
+        } else if let Some(front) = self.ranges.front_mut() {
+            front.1 = last + 1;
+        }
+        let largest = records
+            .iter()
+            .map(|(entry, payload)| record_size(entry, payload.as_deref()))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        self.chunk = (MAX_FRAME / largest).clamp(MIN_CHUNK, MAX_RECORDS_PER_MESSAGE);
+        let mut messages = pack_records(records).into_iter().map(|m| m.encode());
+        if let Some(first) = messages.next() {
+            permit.send(first);
+        }
+        self.frames.extend(messages);
+        Ok(())
+    }
+}

@@ -1,0 +1,747 @@
+//! A running node: its store and feed writer, a listener, dialers that
+//! reconnect with backoff, and one driver task per connected peer
+//! ([`crate::net::run_connection`]). The embedded API of feedmesh.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), feedmesh::node::NodeError> {
+//! use feedmesh::node::{Node, NodeConfig};
+//! let mut config = NodeConfig::new("/var/lib/feedmesh");
+//! config.listen = Some("127.0.0.1:7000".parse().unwrap());
+//! let node = Node::start(config).await?;
+//! let entry = node.append(b"hello").await?;
+//! node.wait_for_acks(entry.seq(), 1, std::time::Duration::from_secs(5)).await?;
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Connections
+//!
+//! - The listener accepts at most [`NodeConfig::max_connections`] inbound
+//!   connections at once (one more is closed at once) and gives each
+//!   handshake [`NodeConfig::handshake_timeout`].
+//! - Each configured peer address has a dialer that redials forever (until
+//!   shutdown) with exponential backoff between
+//!   [`NodeConfig::reconnect_min`] and [`NodeConfig::reconnect_max`], each
+//!   delay drawn uniformly from its upper half (jitter from a generator
+//!   seeded once from the OS). The backoff restarts after a connection that
+//!   lasted [`STABLE_CONNECTION`]. While the node at that address (known
+//!   after the first handshake) is connected, by either direction, the dialer
+//!   waits.
+//! - One connection per peer id. When a second one authenticates:
+//!   if the two were opened in opposite directions, the one dialed by the
+//!   node with the smaller feed id is kept (both sides reach the same
+//!   answer); if both were dialed by the same side, the newer replaces the
+//!   older (the dialer only redials once it saw its connection end, so the
+//!   older one is stale).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::clock::{Timestamp, system_time_ms};
+use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
+use crate::net::{
+    Closed, HandshakeConfig, HandshakeError, Host, LocalEvent, NetworkKey, initiate, respond, run_connection,
+};
+use crate::node_dir::{NodeDir, NodeDirError};
+use crate::store::{AppendReport, FeedClock, Store, StoreError};
+use crate::writer::{FeedWriter, WriteError};
+
+/// Default [`NodeConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default [`NodeConfig::reconnect_min`].
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default [`NodeConfig::reconnect_max`].
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// A connection that lasted this long resets its dialer's backoff.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(1);
+/// Time allowed to open a TCP connection to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Capacity of the channel of local events (stored heads, forks) that every
+/// connection reads; a connection that lags resynchronises from the store.
+pub const LOCAL_EVENTS_CAPACITY: usize = 1024;
+/// Capacity of the channel of [`Node::subscribe`].
+pub const SUBSCRIBE_CAPACITY: usize = 4096;
+/// Time [`Node::shutdown`] gives tasks to finish before aborting them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How to run a node. Every field has a default except `dir`.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node directory (see [`crate::node_dir`]); it must hold a network key.
+    pub dir: PathBuf,
+    /// Address to accept peers on (port 0: chosen by the OS, see
+    /// [`Node::local_addr`]); `None`: accept no one, only dial. Default `None`.
+    pub listen: Option<SocketAddr>,
+    /// Peers to dial and keep connected (redialled forever). Default none.
+    pub peers: Vec<SocketAddr>,
+    /// Most inbound connections at once (default [`DEFAULT_MAX_CONNECTIONS`]);
+    /// at least 1.
+    pub max_connections: usize,
+    /// Time allowed for a handshake, each direction (default 10 s).
+    pub handshake_timeout: Duration,
+    /// First reconnect delay (default [`DEFAULT_RECONNECT_MIN`], 100 ms).
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay (default [`DEFAULT_RECONNECT_MAX`], 10 s).
+    pub reconnect_max: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            dir: PathBuf::new(),
+            listen: None,
+            peers: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: HandshakeConfig::default().timeout,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The defaults, for the node in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            dir: dir.into(),
+            ..NodeConfig::default()
+        }
+    }
+}
+
+/// Errors of [`Node`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The node directory could not be opened.
+    #[error(transparent)]
+    Dir(#[from] NodeDirError),
+    /// The node directory holds no network key.
+    #[error("{0} holds no network key (init it with --network-key-file)")]
+    NoNetworkKey(PathBuf),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An append failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The node is shutting down: nothing more is appended.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// [`Node::wait_for_acks`] timed out.
+    #[error("only {acked} of {wanted} peers acknowledged in time")]
+    AckTimeout {
+        /// Peers holding the entry when time ran out.
+        acked: usize,
+        /// Peers asked for.
+        wanted: usize,
+    },
+}
+
+/// A connected peer, as [`Node::peers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's feed id (proven in the handshake).
+    pub id: FeedId,
+    /// The peer's address on this connection.
+    pub addr: SocketAddr,
+    /// What the peer holds (feed → latest sequence), as it told us on this
+    /// connection. Memory only.
+    pub clock: BTreeMap<FeedId, u64>,
+}
+
+/// A running node. Cheap to clone: clones share the node.
+#[derive(Clone, Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+/// One registered connection.
+struct Connected {
+    conn: u64,
+    addr: SocketAddr,
+    dialed: bool,
+    evict: Arc<Notify>,
+    clock: BTreeMap<FeedId, u64>,
+}
+
+struct Inner {
+    id: FeedId,
+    keys: Keypair,
+    network_key: NetworkKey,
+    config: NodeConfig,
+    store: Arc<dyn Store>,
+    /// Serialises every append (local or received) with its publication.
+    writer: Mutex<FeedWriter>,
+    /// The latest timestamp seen on a received entry (observed by the writer).
+    seen: AtomicU64,
+    local: broadcast::Sender<LocalEvent>,
+    entries: broadcast::Sender<Entry>,
+    peers: Mutex<HashMap<FeedId, Connected>>,
+    /// Bumped whenever `peers` changes (a peer's clock included).
+    peers_changed: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+    closing: AtomicBool,
+    tasks: Mutex<JoinSet<()>>,
+    next_conn: AtomicU64,
+    local_addr: Option<SocketAddr>,
+    disconnects: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Node {
+    /// Opens the node directory, binds the listener (if any), and starts the
+    /// listener and one dialer per configured peer. Needs a tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.max_connections == 0 {
+            return Err(NodeError::Config("max_connections must be at least 1".into()));
+        }
+        if config.reconnect_min.is_zero() || config.reconnect_min > config.reconnect_max {
+            return Err(NodeError::Config(
+                "reconnect_min must be positive and at most reconnect_max".into(),
+            ));
+        }
+        let dir = NodeDir::open(&config.dir)?;
+        let network_key = dir
+            .network_key()?
+            .ok_or_else(|| NodeError::NoNetworkKey(config.dir.clone()))?;
+        let keys = dir.keys().clone();
+        let (store, writer) = {
+            let keys = keys.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+                let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
+                let writer = FeedWriter::open(&*store, keys)?;
+                Ok((store, writer))
+            })
+            .await
+            .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))??
+        };
+        let listener = match config.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| NodeError::Bind { addr, error })?,
+            ),
+            None => None,
+        };
+        let local_addr = match &listener {
+            Some(listener) => Some(listener.local_addr().map_err(|error| NodeError::Bind {
+                addr: config.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                error,
+            })?),
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            id: keys.feed_id(),
+            keys,
+            network_key,
+            store,
+            writer: Mutex::new(writer),
+            seen: AtomicU64::new(0),
+            local: broadcast::channel(LOCAL_EVENTS_CAPACITY).0,
+            entries: broadcast::channel(SUBSCRIBE_CAPACITY).0,
+            peers: Mutex::new(HashMap::new()),
+            peers_changed: watch::channel(0).0,
+            shutdown: watch::channel(false).0,
+            closing: AtomicBool::new(false),
+            tasks: Mutex::new(JoinSet::new()),
+            next_conn: AtomicU64::new(1),
+            local_addr,
+            disconnects: Mutex::new(BTreeMap::new()),
+            config,
+        });
+        if let Some(listener) = listener {
+            tracing::info!(id = %inner.id, addr = ?local_addr, "listening");
+            let task = Inner::listen(inner.clone(), listener);
+            inner.spawn(task);
+        }
+        let mut seed = getrandom::u64().unwrap_or_else(|_| system_time_ms());
+        for &addr in &inner.config.peers {
+            seed = splitmix64(&mut seed);
+            let task = Inner::dial_loop(inner.clone(), addr, seed);
+            inner.spawn(task);
+        }
+        Ok(Node { inner })
+    }
+
+    /// The node's feed id.
+    pub fn id(&self) -> FeedId {
+        self.inner.id
+    }
+
+    /// The address the listener is bound to (`None` without a listener).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// The node's store (reads; write through [`Node::append`]).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// Appends one entry to the node's own feed (durably) and pushes it to
+    /// the peers.
+    pub async fn append(&self, payload: &[u8]) -> Result<Entry, NodeError> {
+        let mut entries = self.append_batch(&[payload]).await?;
+        entries
+            .pop()
+            .ok_or_else(|| NodeError::Store(StoreError::Backend("no entry written".into())))
+    }
+
+    /// Appends one entry per payload in one durable commit.
+    pub async fn append_batch(&self, payloads: &[&[u8]]) -> Result<Vec<Entry>, NodeError> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(NodeError::ShuttingDown);
+        }
+        let owned: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.append_local(&owned))
+            .await
+            .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))?
+    }
+
+    /// What the store holds: feed → latest sequence.
+    pub fn clock(&self) -> Result<FeedClock, NodeError> {
+        Ok(self.inner.store.clock()?)
+    }
+
+    /// The connected peers and what each holds.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let mut peers: Vec<PeerStatus> = lock(&self.inner.peers)
+            .iter()
+            .map(|(&id, c)| PeerStatus {
+                id,
+                addr: c.addr,
+                clock: c.clock.clone(),
+            })
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        peers
+    }
+
+    /// Entries as they are stored (local appends and records from peers),
+    /// each once, in order per feed. A receiver that lags gets
+    /// [`broadcast::error::RecvError::Lagged`]; it then reads the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Entry> {
+        self.inner.entries.subscribe()
+    }
+
+    /// Connections closed so far, by reason ([`Closed::reason`], and
+    /// `handshake:<reason>` for failed handshakes).
+    pub fn disconnects(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.inner.disconnects).clone()
+    }
+
+    /// Waits until at least `k` connected peers report holding this node's
+    /// feed at sequence `seq` or later; returns how many do. Fails with
+    /// [`NodeError::AckTimeout`] after `timeout`. `k = 0` returns at once.
+    pub async fn wait_for_acks(&self, seq: u64, k: usize, timeout: Duration) -> Result<usize, NodeError> {
+        let deadline = Instant::now() + timeout;
+        let mut changed = self.inner.peers_changed.subscribe();
+        loop {
+            let acked = self.acked(seq);
+            if acked >= k {
+                return Ok(acked);
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(NodeError::AckTimeout {
+                        acked: self.acked(seq),
+                        wanted: k,
+                    });
+                }
+            }
+        }
+    }
+
+    fn acked(&self, seq: u64) -> usize {
+        let id = self.inner.id;
+        lock(&self.inner.peers)
+            .values()
+            .filter(|c| c.clock.get(&id).is_some_and(|&held| held >= seq))
+            .count()
+    }
+
+    /// Stops the node gracefully: refuses new appends, lets the one in
+    /// progress finish, closes every connection (flushing what is queued),
+    /// and stops the listener and dialers. Waits at most [`SHUTDOWN_GRACE`]
+    /// for tasks, then aborts them. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        // Wait for the append in progress, if any.
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || drop(lock(&inner.writer))).await;
+        self.inner.shutdown.send_replace(true);
+        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_done).await.is_err() {
+            tracing::warn!("tasks still running after the shutdown grace period; aborting them");
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(id = %self.inner.id, "node stopped");
+    }
+}
+
+impl Inner {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        if !*self.shutdown.borrow() {
+            tasks.spawn(task);
+        }
+    }
+
+    fn publish(&self, entries: &[Entry]) {
+        let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
+        for entry in entries {
+            let head = heads.entry(entry.author()).or_insert(0);
+            *head = (*head).max(entry.seq());
+        }
+        for (feed, seq) in heads {
+            let _ = self.local.send(LocalEvent::Stored { feed, seq });
+        }
+        for entry in entries {
+            let _ = self.entries.send(entry.clone());
+        }
+    }
+
+    fn append_local(&self, payloads: &[Vec<u8>]) -> Result<Vec<Entry>, NodeError> {
+        let mut writer = lock(&self.writer);
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(NodeError::ShuttingDown);
+        }
+        let now = system_time_ms();
+        let seen = self.seen.load(Ordering::Relaxed);
+        if seen > 0 {
+            writer.observe(Timestamp::from_u64(seen), now);
+        }
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let entries = writer.append(&*self.store, &refs, now)?;
+        self.publish(&entries);
+        Ok(entries)
+    }
+
+    fn register(&self, peer: FeedId, new: Connected) -> bool {
+        let mut peers = lock(&self.peers);
+        if let Some(old) = peers.get(&peer) {
+            let keep_new = if old.dialed == new.dialed {
+                true
+            } else {
+                // Opposite directions: keep the one the smaller id dialed.
+                new.dialed == (self.id < peer)
+            };
+            if !keep_new {
+                return false;
+            }
+            old.evict.notify_one();
+        }
+        peers.insert(peer, new);
+        drop(peers);
+        self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
+        true
+    }
+
+    fn unregister(&self, peer: FeedId, conn: u64) {
+        let mut peers = lock(&self.peers);
+        if peers.get(&peer).is_some_and(|c| c.conn == conn) {
+            peers.remove(&peer);
+            drop(peers);
+            self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    fn is_connected(&self, peer: &FeedId) -> bool {
+        lock(&self.peers).contains_key(peer)
+    }
+
+    fn count(&self, reason: &'static str) {
+        *lock(&self.disconnects).entry(reason).or_insert(0) += 1;
+    }
+
+    async fn listen(self: Arc<Inner>, listener: TcpListener) {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(%addr, max = self.config.max_connections, "connection cap reached; refusing");
+                        self.count("connection-cap");
+                        continue;
+                    };
+                    let inner = self.clone();
+                    self.spawn(async move {
+                        let _permit = permit;
+                        inner.connect(stream, addr, false).await;
+                    });
+                }
+                Err(error) => {
+                    // Out of descriptors and the like: back off a little.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Handshakes and runs one connection; returns the peer's id once the
+    /// handshake succeeded, and whether the connection was registered.
+    async fn connect(self: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, dialed: bool) -> Option<FeedId> {
+        let _ = stream.set_nodelay(true);
+        let config = HandshakeConfig {
+            timeout: self.config.handshake_timeout,
+            ..HandshakeConfig::default()
+        };
+        let mut shutdown = self.shutdown.subscribe();
+        let handshake = async {
+            if dialed {
+                initiate(stream, &self.network_key, &self.keys, None, &config).await
+            } else {
+                respond(stream, &self.network_key, &self.keys, &config).await
+            }
+        };
+        let secure = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return None,
+            secure = handshake => secure,
+        };
+        let secure = match secure {
+            Ok(secure) => secure,
+            Err(error) => {
+                tracing::warn!(%addr, dialed, reason = handshake_reason(&error), %error, "handshake failed");
+                self.count(handshake_reason(&error));
+                return None;
+            }
+        };
+        let peer = secure.remote_id();
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        let registered = self.register(
+            peer,
+            Connected {
+                conn,
+                addr,
+                dialed,
+                evict: evict.clone(),
+                clock: BTreeMap::new(),
+            },
+        );
+        if !registered {
+            tracing::debug!(peer = %peer, %addr, "already connected to this peer; closing the new connection");
+            return Some(peer);
+        }
+        tracing::info!(peer = %peer, %addr, dialed, "peer connected");
+        let (reader, writer) = secure.split_with(TcpStream::into_split);
+        let host: Arc<dyn Host> = self.clone();
+        let closed = run_connection(reader, writer, host, conn, self.shutdown.subscribe(), evict).await;
+        self.unregister(peer, conn);
+        self.count(closed.reason());
+        match &closed {
+            Closed::Shutdown | Closed::Evicted => {
+                tracing::debug!(peer = %peer, reason = closed.reason(), "connection closed");
+            }
+            Closed::PeerClosed => tracing::info!(peer = %peer, reason = closed.reason(), "peer disconnected"),
+            other => tracing::warn!(peer = %peer, reason = other.reason(), error = %other, "connection closed"),
+        }
+        Some(peer)
+    }
+
+    async fn dial_loop(self: Arc<Inner>, addr: SocketAddr, seed: u64) {
+        let mut rng = seed;
+        let mut attempt: u32 = 0;
+        let mut known: Option<FeedId> = None;
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow_and_update() {
+                return;
+            }
+            if let Some(peer) = known {
+                // Connected the other way (or still connected): wait until it ends.
+                let mut changed = self.peers_changed.subscribe();
+                while self.is_connected(&peer) {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => return,
+                        _ = changed.changed() => {}
+                    }
+                }
+            }
+            let started = Instant::now();
+            let stream = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)) => stream,
+            };
+            match stream {
+                Ok(Ok(stream)) => {
+                    if let Some(peer) = self.connect(stream, addr, true).await {
+                        known = Some(peer);
+                    }
+                    if started.elapsed() >= STABLE_CONNECTION {
+                        attempt = 0;
+                    }
+                }
+                Ok(Err(error)) => tracing::debug!(%addr, %error, "dial failed"),
+                Err(_) => tracing::debug!(%addr, "dial timed out"),
+            }
+            let delay = backoff(self.config.reconnect_min, self.config.reconnect_max, attempt, &mut rng);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+impl Host for Inner {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    fn subscribe_local(&self) -> broadcast::Receiver<LocalEvent> {
+        self.local.subscribe()
+    }
+
+    fn append_received(&self, records: &[Verified]) -> Result<AppendReport, StoreError> {
+        let mut before: BTreeMap<FeedId, u64> = BTreeMap::new();
+        let _writer = lock(&self.writer);
+        for record in records {
+            let feed = record.entry().author();
+            if let std::collections::btree_map::Entry::Vacant(slot) = before.entry(feed) {
+                slot.insert(self.store.latest(&feed)?.unwrap_or(0));
+            }
+        }
+        match self.store.append(records) {
+            Ok(report) => {
+                let new: Vec<Entry> = records
+                    .iter()
+                    .map(Verified::entry)
+                    .filter(|e| e.seq() > before.get(&e.author()).copied().unwrap_or(0))
+                    .cloned()
+                    .collect();
+                if let Some(latest) = new.iter().map(|e| e.timestamp().as_u64()).max() {
+                    self.seen.fetch_max(latest, Ordering::Relaxed);
+                }
+                self.publish(&new);
+                Ok(report)
+            }
+            Err(StoreError::Fork { index, proof }) => {
+                let _ = self.local.send(LocalEvent::Fork(Arc::new((*proof).clone())));
+                Err(StoreError::Fork { index, proof })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError> {
+        if self.store.record_fork(proof)? {
+            let _ = self.local.send(LocalEvent::Fork(Arc::new(proof.clone())));
+        }
+        Ok(())
+    }
+
+    fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>) {
+        let mut peers = lock(&self.peers);
+        if let Some(connected) = peers.get_mut(&peer)
+            && connected.conn == conn
+            && connected.clock != clock
+        {
+            connected.clock = clock;
+            drop(peers);
+            self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+/// A stable name of a handshake failure, for logs and counts.
+fn handshake_reason(error: &HandshakeError) -> &'static str {
+    match error {
+        HandshakeError::WrongNetworkKeyOrCorrupt => "handshake:wrong-key-or-corrupt",
+        HandshakeError::BadIdentityProof => "handshake:bad-identity-proof",
+        HandshakeError::UnexpectedPeer { .. } => "handshake:unexpected-peer",
+        HandshakeError::SelfConnection => "handshake:self-connection",
+        HandshakeError::Timeout(_) => "handshake:timeout",
+        HandshakeError::FrameTooLarge { .. } => "handshake:frame-too-large",
+        HandshakeError::UnexpectedPayload => "handshake:unexpected-payload",
+        HandshakeError::Closed => "handshake:closed",
+        HandshakeError::Io(_) => "handshake:io",
+        _ => "handshake:other",
+    }
+}
+
+/// splitmix64: a tiny, well-mixed generator (jitter only, not secrets).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The delay before reconnect attempt `attempt` (0-based): `min * 2^attempt`
+/// capped at `max`, then drawn uniformly from its upper half.
+fn backoff(min: Duration, max: Duration, attempt: u32, rng: &mut u64) -> Duration {
+    let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
+    let half = base / 2;
+    let span = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_micros(splitmix64(rng) % span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(10));
+        let mut rng = 7;
+        for attempt in 0..40 {
+            let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
+            let delay = backoff(min, max, attempt, &mut rng);
+            assert!(delay >= base / 2 && delay <= base, "attempt {attempt}: {delay:?}");
+        }
+        let a: Vec<Duration> = (0..8).map(|_| backoff(min, max, 10, &mut rng)).collect();
+        assert!(a.windows(2).any(|w| w[0] != w[1]), "jitter varies");
+    }
+}

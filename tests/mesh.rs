@@ -1,0 +1,296 @@
+//! Nodes replicating over real loopback sockets (ports chosen by the OS),
+//! in-process: line, star and mesh topologies, a late joiner under load,
+//! acknowledged writes, and a wrong network key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use feedmesh::feed::FeedId;
+use feedmesh::net::NetworkKey;
+use feedmesh::node::{Node, NodeConfig, NodeError};
+use feedmesh::node_dir::NodeDir;
+use feedmesh::store::Store;
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+/// Every wait in these tests ends by this long.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+/// Creates a node directory holding `key`.
+fn make_dir(root: &Path, name: &str, key: &NetworkKey) -> std::path::PathBuf {
+    let dir = root.join(name);
+    NodeDir::create_with_network_key(&dir, Some(key)).expect("create node dir");
+    dir
+}
+
+async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    let mut config = NodeConfig::new(dir);
+    config.listen = Some(localhost());
+    config.peers = peers;
+    config.reconnect_min = Duration::from_millis(20);
+    config.reconnect_max = Duration::from_millis(300);
+    Node::start(config).await.expect("start node")
+}
+
+fn addr(node: &Node) -> SocketAddr {
+    node.local_addr().expect("listening")
+}
+
+/// Every record of `feed` in `store`: entry bytes and payload.
+fn records(store: &dyn Store, feed: &FeedId) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    store
+        .range(feed, 1, u64::MAX, usize::MAX)
+        .expect("range")
+        .into_iter()
+        .map(|(entry, payload)| (entry.as_bytes().to_vec(), payload))
+        .collect()
+}
+
+/// Waits until every node's clock equals `expected`, then checks that all
+/// hold byte-identical records.
+async fn converge(nodes: &[&Node], expected: &BTreeMap<FeedId, u64>) {
+    let start = Instant::now();
+    loop {
+        let clocks: Vec<_> = nodes.iter().map(|n| n.clock().expect("clock")).collect();
+        if clocks.iter().all(|c| c == expected) {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no convergence in {DEADLINE:?}: expected {expected:?}, got {clocks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reference = nodes[0].store();
+    for node in &nodes[1..] {
+        let store = node.store();
+        for feed in expected.keys() {
+            assert_eq!(records(&*reference, feed), records(&*store, feed), "feed {feed}");
+        }
+    }
+}
+
+async fn write(node: &Node, count: usize, tag: &str) {
+    for i in 0..count {
+        node.append(format!("{tag} {i}").as_bytes()).await.expect("append");
+    }
+}
+
+async fn shutdown(nodes: &[&Node]) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+struct Net {
+    _root: TempDir,
+    key: NetworkKey,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+fn net(n: usize) -> Net {
+    let root = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dirs = (0..n).map(|i| make_dir(root.path(), &format!("n{i}"), &key)).collect();
+    Net { _root: root, key, dirs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_in_a_line_converge() {
+    let net = net(3);
+    let a = start(&net.dirs[0], vec![]).await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    write(&a, 20, "a").await;
+    let batch: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; 100 + i]).collect();
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    a.append_batch(&refs).await.expect("batch");
+    write(&c, 5, "c").await;
+    let expected = BTreeMap::from([(a.id(), 320), (c.id(), 5)]);
+    converge(&[&a, &b, &c], &expected).await;
+    // A and C never connected: everything went through B.
+    assert!(a.peers().iter().all(|p| p.id != c.id()));
+    assert_eq!(b.peers().len(), 2);
+    shutdown(&[&a, &b, &c]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_and_full_mesh_converge_with_several_writers() {
+    // Star: a hub and three leaves dialing it.
+    let net1 = net(4);
+    let hub = start(&net1.dirs[0], vec![]).await;
+    let mut leaves = Vec::new();
+    for dir in &net1.dirs[1..] {
+        leaves.push(start(dir, vec![addr(&hub)]).await);
+    }
+    let mut writers = Vec::new();
+    for (i, node) in leaves.iter().chain(std::iter::once(&hub)).enumerate() {
+        let node = node.clone();
+        writers.push(tokio::spawn(async move { write(&node, 30, &format!("w{i}")).await }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let all: Vec<&Node> = std::iter::once(&hub).chain(leaves.iter()).collect();
+    let expected: BTreeMap<FeedId, u64> = all.iter().map(|n| (n.id(), 30)).collect();
+    converge(&all, &expected).await;
+    shutdown(&all).await;
+
+    // Full mesh: every node dials every earlier one.
+    let net2 = net(4);
+    let mut mesh: Vec<Node> = Vec::new();
+    for dir in &net2.dirs {
+        let peers = mesh.iter().map(addr).collect();
+        mesh.push(start(dir, peers).await);
+    }
+    let mut writers = Vec::new();
+    for (i, node) in mesh.iter().enumerate() {
+        let node = node.clone();
+        writers.push(tokio::spawn(async move { write(&node, 25, &format!("m{i}")).await }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let all: Vec<&Node> = mesh.iter().collect();
+    let expected: BTreeMap<FeedId, u64> = all.iter().map(|n| (n.id(), 25)).collect();
+    converge(&all, &expected).await;
+    for node in &all {
+        assert_eq!(node.peers().len(), 3, "one connection per peer");
+    }
+    shutdown(&all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_under_load_gets_everything() {
+    let net = net(3);
+    let a = start(&net.dirs[0], vec![]).await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut written = 0u64;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(1500) {
+                let batch: Vec<Vec<u8>> = (0..50).map(|i| format!("load {written} {i}").into_bytes()).collect();
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                written += a.append_batch(&refs).await.expect("batch").len() as u64;
+            }
+            written
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    let mut seen = c.subscribe();
+    let written = writer.await.expect("writer");
+    assert!(written > 100, "wrote {written}");
+    converge(&[&a, &b, &c], &BTreeMap::from([(a.id(), written)])).await;
+    // The subscription saw entries in order, without gaps, until it lagged.
+    let (mut last, mut received) = (0, 0);
+    loop {
+        match seen.try_recv() {
+            Ok(entry) => {
+                assert_eq!(entry.author(), a.id());
+                if last > 0 {
+                    assert_eq!(entry.seq(), last + 1);
+                }
+                last = entry.seq();
+                received += 1;
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => last = 0,
+            Err(_) => break,
+        }
+    }
+    assert!(received > 0, "the subscriber saw entries");
+    assert_eq!(last, written, "the subscriber saw the last entry");
+    shutdown(&[&a, &b, &c]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_wait_for_peers_and_time_out() {
+    let net = net(2);
+    let a = start(&net.dirs[0], vec![]).await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    let entry = a.append(b"ack me").await.expect("append");
+    let acked = a
+        .wait_for_acks(entry.seq(), 1, DEADLINE)
+        .await
+        .expect("one peer acknowledges");
+    assert_eq!(acked, 1);
+    assert_eq!(b.store().latest(&a.id()).expect("latest"), Some(entry.seq()));
+    let peers = a.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].id, b.id());
+    assert_eq!(peers[0].clock.get(&a.id()), Some(&entry.seq()));
+
+    // Two acknowledgements cannot come: there is one peer.
+    let started = Instant::now();
+    let error = a
+        .wait_for_acks(entry.seq(), 2, Duration::from_millis(300))
+        .await
+        .expect_err("times out");
+    assert!(
+        matches!(error, NodeError::AckTimeout { acked: 1, wanted: 2 }),
+        "{error}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // With the peer gone, a new entry is acknowledged by no one.
+    b.shutdown().await;
+    let entry = a.append(b"alone").await.expect("append");
+    let error = a
+        .wait_for_acks(entry.seq(), 1, Duration::from_millis(300))
+        .await
+        .expect_err("times out");
+    assert!(
+        matches!(error, NodeError::AckTimeout { acked: 0, wanted: 1 }),
+        "{error}"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_wrong_network_key_is_refused_and_gets_nothing() {
+    let net = net(1);
+    let root = tempfile::tempdir().expect("tempdir");
+    let other_key = NetworkKey::generate().expect("key");
+    assert_ne!(other_key, net.key);
+    let outsider_dir = make_dir(root.path(), "outsider", &other_key);
+    let a = start(&net.dirs[0], vec![]).await;
+    write(&a, 5, "secret").await;
+    let outsider = start(&outsider_dir, vec![addr(&a)]).await;
+    write(&outsider, 2, "intruder").await;
+    let start_time = Instant::now();
+    while !a.disconnects().keys().any(|k| k.starts_with("handshake:")) {
+        assert!(start_time.elapsed() < DEADLINE, "the handshake never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.peers().is_empty());
+    assert!(outsider.peers().is_empty());
+    assert_eq!(outsider.clock().expect("clock"), BTreeMap::from([(outsider.id(), 2)]));
+    assert_eq!(a.clock().expect("clock"), BTreeMap::from([(a.id(), 5)]));
+    shutdown(&[&a, &outsider]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_catches_up_with_what_it_missed() {
+    let net = net(2);
+    let a = start(&net.dirs[0], vec![]).await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    write(&a, 10, "before").await;
+    converge(&[&a, &b], &BTreeMap::from([(a.id(), 10)])).await;
+    b.shutdown().await;
+    drop(b);
+    write(&a, 10, "while away").await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    write(&b, 3, "back").await;
+    converge(&[&a, &b], &BTreeMap::from([(a.id(), 20), (b.id(), 3)])).await;
+    shutdown(&[&a, &b]).await;
+}
