@@ -4,8 +4,10 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -13,7 +15,9 @@ use feedmesh::bundle::{self, ImportOptions};
 use feedmesh::clock::system_time_ms;
 use feedmesh::feed::{Entry, FeedId, MAX_PAYLOAD};
 use feedmesh::integrity::verify_store;
-use feedmesh::node_dir::NodeDir;
+use feedmesh::net::NetworkKey;
+use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node_dir::{NETWORK_KEY_FILE, NodeDir};
 use feedmesh::store::Store;
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
@@ -24,7 +28,7 @@ mod demo;
 #[command(
     name = "feedmesh",
     version,
-    about = "Append-only signed feeds: store, verify, export, import"
+    about = "Append-only signed feeds: store, verify, export, import, replicate"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,12 +37,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a network key: 64 hex digits and a newline (to FILE, or standard output).
+    ///
+    /// Every node of a network needs the same key: give it to each `init`
+    /// with --network-key-file.
+    NetworkKey {
+        /// Write the key to this file (created with mode 0600; must not exist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Create a node directory (new identity, empty store) and print its feed id.
+    ///
+    /// Without --network-key-file the node gets a fresh network key of its
+    /// own (a note on standard error says so): it can then only talk to nodes
+    /// holding a copy of DIR/network_key.
     Init {
         /// The node directory; must not already hold a node.
         #[arg(long)]
         dir: PathBuf,
+        /// The network key to join (a file from `feedmesh network-key`).
+        #[arg(long, value_name = "FILE")]
+        network_key_file: Option<PathBuf>,
     },
+    /// Run a node: accept peers, dial peers, replicate, until SIGINT or SIGTERM.
+    ///
+    /// Prints `listening on ADDR` on standard error once bound. Logs go to
+    /// standard error through `tracing`; the level comes from RUST_LOG
+    /// (default `info`).
+    Serve(ServeArgs),
     /// Print the node's feed id.
     Id {
         /// The node directory.
@@ -108,6 +134,44 @@ enum Command {
     },
 }
 
+/// Arguments of `feedmesh serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The node directory (must hold a network key).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Address to accept peers on (port 0: any free port).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// A peer to dial and keep connected (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Most inbound connections at once.
+    #[arg(long, default_value_t = feedmesh::node::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Time allowed for a handshake, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
+    /// First reconnect delay, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    reconnect_min_ms: u64,
+    /// Largest reconnect delay, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    reconnect_max_ms: u64,
+}
+
+/// How `serve` writes its logs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -129,9 +193,35 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn run(command: Command) -> anyhow::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     match command {
-        Command::Init { dir } => {
-            let node = NodeDir::create(&dir)?;
+        Command::NetworkKey { out: path } => {
+            let key = NetworkKey::generate()?;
+            match path {
+                Some(path) => key.write_file(&path).with_context(|| format!("{}", path.display()))?,
+                None => writeln!(out, "{}", key.to_hex())?,
+            }
+        }
+        Command::Init { dir, network_key_file } => {
+            let (key, fresh) = match &network_key_file {
+                Some(path) => (
+                    NetworkKey::read_file(path).with_context(|| format!("{}", path.display()))?,
+                    false,
+                ),
+                None => (NetworkKey::generate()?, true),
+            };
+            let node = NodeDir::create_with_network_key(&dir, Some(&key))?;
             writeln!(out, "{}", node.feed_id())?;
+            if fresh {
+                eprintln!(
+                    "note: created a new network key in {}; peers need the same key \
+                     (init them with --network-key-file {})",
+                    dir.join(NETWORK_KEY_FILE).display(),
+                    dir.join(NETWORK_KEY_FILE).display()
+                );
+            }
+        }
+        Command::Serve(args) => {
+            out.flush()?;
+            serve(args)?;
         }
         Command::Id { dir } => writeln!(out, "{}", NodeDir::open(&dir)?.feed_id())?,
         Command::Append { dir, file } => {
@@ -211,6 +301,69 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let config = NodeConfig {
+        listen: Some(args.listen),
+        peers: args.peers,
+        max_connections: args.max_connections,
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+        reconnect_min: Duration::from_millis(args.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(args.reconnect_max_ms),
+        ..NodeConfig::new(args.dir)
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let node = Node::start(config).await?;
+        if let Some(addr) = node.local_addr() {
+            eprintln!("listening on {addr}");
+        }
+        tracing::info!(id = %node.id(), "node started");
+        // Services beside the node (the HTTP API) start here, on `node.clone()`.
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down");
+        node.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+/// Sends `tracing` output to standard error, filtered by RUST_LOG (default `info`).
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Waits for SIGINT or SIGTERM; returns the signal's name.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
 }
 
 /// Reads at most `limit` bytes from a file or standard input.

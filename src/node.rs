@@ -282,8 +282,8 @@ impl Node {
             disconnects: Mutex::new(BTreeMap::new()),
             config,
         });
-        if let Some(listener) = listener {
-            tracing::info!(id = %inner.id, addr = ?local_addr, "listening");
+        if let (Some(listener), Some(addr)) = (listener, local_addr) {
+            tracing::info!(id = %inner.id, %addr, "listening");
             let task = Inner::listen(inner.clone(), listener);
             inner.spawn(task);
         }
@@ -664,6 +664,16 @@ impl Host for Inner {
                     self.seen.fetch_max(latest, Ordering::Relaxed);
                 }
                 self.publish(&new);
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let mut heads: BTreeMap<FeedId, (u64, usize)> = BTreeMap::new();
+                    for entry in &new {
+                        let head = heads.entry(entry.author()).or_insert((0, 0));
+                        *head = (head.0.max(entry.seq()), head.1 + 1);
+                    }
+                    for (feed, (seq, entries)) in heads {
+                        tracing::debug!(%feed, seq, entries, "stored entries from a peer");
+                    }
+                }
                 Ok(report)
             }
             Err(StoreError::Fork { index, proof }) => {
