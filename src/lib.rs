@@ -21,10 +21,13 @@
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //! - [`node`]: a running node (listener, dialers, one driver task per peer)
 //!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
+//! - [`api`]: the HTTP API over a node (status, append, feeds, metrics) and
+//!   the settings of `feedmesh serve`.
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
 
+pub mod api;
 pub mod bundle;
 pub mod clock;
 pub mod feed;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use feedmesh::api::{self, ApiError, ApiServer, ApiToken, CONFIG_FILE, ServeConfig, entry_json, requires_token};
 use feedmesh::bundle::{self, ImportOptions};
 use feedmesh::clock::system_time_ms;
 use feedmesh::feed::{Entry, FeedId, MAX_PAYLOAD};
@@ -61,9 +62,24 @@ enum Command {
     },
     /// Run a node: accept peers, dial peers, replicate, until SIGINT or SIGTERM.
     ///
-    /// Prints `listening on ADDR` on standard error once bound. Logs go to
-    /// standard error through `tracing`; the level comes from RUST_LOG
-    /// (default `info`).
+    /// Prints `listening on ADDR` on standard error once bound (and
+    /// `api listening on ADDR` for the HTTP API). Logs go to standard error
+    /// through `tracing`; the level comes from RUST_LOG (default `info`).
+    ///
+    /// The HTTP API (--api): GET /v1/status, POST /v1/append (body: the
+    /// payload; ?acks=K&timeout_ms=T waits for K peers), GET
+    /// /v1/feeds/FEED_ID?from=N&to=M (JSON lines), GET /metrics
+    /// (Prometheus). It binds loopback addresses only, unless given a bearer
+    /// token with --api-token-file.
+    ///
+    /// Settings can also come from a TOML config file, DIR/feedmesh.toml by
+    /// default (--config FILE for another); flags override it (--peer flags
+    /// replace its list). Keys, all optional: listen = "IP:PORT" (required
+    /// here or as --listen); peers = ["IP:PORT", ...] (default none); api =
+    /// "IP:PORT" (default: no API); api_token_file = "FILE" (relative to
+    /// DIR); log_format = "text" or "json" (default "text");
+    /// max_connections (default 64); handshake_timeout_ms (10000);
+    /// reconnect_min_ms (100); reconnect_max_ms (10000).
     Serve(ServeArgs),
     /// Print the node's feed id.
     Id {
@@ -134,33 +150,46 @@ enum Command {
     },
 }
 
-/// Arguments of `feedmesh serve`.
+/// Arguments of `feedmesh serve`. Every setting but `--dir` and `--config`
+/// can also come from the config file (`feedmesh::api::ServeConfig`); a flag
+/// overrides it.
 #[derive(clap::Args)]
 struct ServeArgs {
     /// The node directory (must hold a network key).
     #[arg(long)]
     dir: PathBuf,
-    /// Address to accept peers on (port 0: any free port).
+    /// Address to accept peers on (port 0: any free port) [config: listen; required here or there].
     #[arg(long)]
-    listen: SocketAddr,
-    /// A peer to dial and keep connected (repeatable).
+    listen: Option<SocketAddr>,
+    /// A peer to dial and keep connected (repeatable) [config: peers].
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
-    /// Log format on standard error.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Most inbound connections at once.
-    #[arg(long, default_value_t = feedmesh::node::DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
-    /// Time allowed for a handshake, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    handshake_timeout_ms: u64,
-    /// First reconnect delay, in milliseconds.
-    #[arg(long, default_value_t = 100)]
-    reconnect_min_ms: u64,
-    /// Largest reconnect delay, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    reconnect_max_ms: u64,
+    /// Log format on standard error [config: log_format; default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Most inbound connections at once [config: max_connections; default: 64].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Time allowed for a handshake, in milliseconds [config: handshake_timeout_ms; default: 10000].
+    #[arg(long)]
+    handshake_timeout_ms: Option<u64>,
+    /// First reconnect delay, in milliseconds [config: reconnect_min_ms; default: 100].
+    #[arg(long)]
+    reconnect_min_ms: Option<u64>,
+    /// Largest reconnect delay, in milliseconds [config: reconnect_max_ms; default: 10000].
+    #[arg(long)]
+    reconnect_max_ms: Option<u64>,
+    /// Serve the HTTP API on this address (port 0: any free port) [config: api; default: no API].
+    /// An address that is not loopback needs --api-token-file.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// File holding the API's bearer token: every request then needs
+    /// `Authorization: Bearer TOKEN` [config: api_token_file].
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+    /// The config file [default: DIR/feedmesh.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// How `serve` writes its logs.
@@ -303,18 +332,49 @@ fn run(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the config file and applies the flags over it.
+fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> {
+    let mut settings = match &args.config {
+        Some(path) => ServeConfig::load(path, true, &args.dir)?,
+        None => ServeConfig::load(&args.dir.join(CONFIG_FILE), false, &args.dir)?,
+    };
+    settings.listen = args.listen.or(settings.listen);
+    if !args.peers.is_empty() {
+        settings.peers = args.peers;
+    }
+    settings.api = args.api.or(settings.api);
+    settings.api_token_file = args.api_token_file.or(settings.api_token_file);
+    if let Some(format) = args.log_format {
+        settings.log_format = match format {
+            LogFormat::Text => api::LogFormat::Text,
+            LogFormat::Json => api::LogFormat::Json,
+        };
+    }
+    settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
+    settings.handshake_timeout_ms = args.handshake_timeout_ms.unwrap_or(settings.handshake_timeout_ms);
+    settings.reconnect_min_ms = args.reconnect_min_ms.unwrap_or(settings.reconnect_min_ms);
+    settings.reconnect_max_ms = args.reconnect_max_ms.unwrap_or(settings.reconnect_max_ms);
+    let config = settings.node_config(&args.dir)?;
+    Ok((settings, config))
+}
+
 /// Runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    let config = NodeConfig {
-        listen: Some(args.listen),
-        peers: args.peers,
-        max_connections: args.max_connections,
-        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
-        reconnect_min: Duration::from_millis(args.reconnect_min_ms),
-        reconnect_max: Duration::from_millis(args.reconnect_max_ms),
-        ..NodeConfig::new(args.dir)
+    let (settings, config) = serve_settings(args)?;
+    let token = match &settings.api_token_file {
+        Some(path) => Some(ApiToken::read_file(path)?),
+        None => None,
     };
+    if let Some(addr) = settings.api
+        && token.is_none()
+        && requires_token(addr)
+    {
+        bail!(ApiError::TokenRequired(addr));
+    }
+    init_logging(match settings.log_format {
+        api::LogFormat::Json => LogFormat::Json,
+        _ => LogFormat::Text,
+    });
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let node = Node::start(config).await?;
@@ -322,10 +382,33 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("listening on {addr}");
         }
         tracing::info!(id = %node.id(), "node started");
-        // Services beside the node (the HTTP API) start here, on `node.clone()`.
+        let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
+        let api_task = match settings.api {
+            Some(addr) => {
+                let server = match ApiServer::bind(addr, node.clone(), token).await {
+                    Ok(server) => server,
+                    Err(error) => {
+                        node.shutdown().await;
+                        return Err(error.into());
+                    }
+                };
+                eprintln!("api listening on {}", server.local_addr());
+                tracing::info!(addr = %server.local_addr(), "api listening");
+                Some(tokio::spawn(server.run(async move {
+                    let _ = api_stop.await;
+                })))
+            }
+            None => None,
+        };
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down");
+        let _ = stop_api.send(());
         node.shutdown().await;
+        if let Some(mut task) = api_task
+            && tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err()
+        {
+            task.abort();
+        }
         anyhow::Ok(())
     })
 }
@@ -395,7 +478,7 @@ fn print_log(store: &dyn Store, feed: &FeedId, from: u64, to: u64, out: &mut imp
     while next <= to {
         let page = store.range(feed, next, to, PAGE)?;
         for (entry, _) in &page {
-            writeln!(out, "{}", log_line(entry))?;
+            writeln!(out, "{}", entry_json(entry))?;
         }
         match page.last() {
             Some((last, _)) if page.len() == PAGE => next = last.seq() + 1,
@@ -403,18 +486,4 @@ fn print_log(store: &dyn Store, feed: &FeedId, from: u64, to: u64, out: &mut imp
         }
     }
     Ok(())
-}
-
-/// One `feedmesh log` line.
-fn log_line(entry: &Entry) -> serde_json::Value {
-    let header = entry.header();
-    json!({
-        "feed": entry.author().to_string(),
-        "seq": entry.seq(),
-        "hash": entry.hash().to_string(),
-        "prev": header.prev.map(|h| h.to_string()),
-        "timestamp": header.timestamp.as_u64(),
-        "payload_len": header.payload_len,
-        "payload_hash": header.payload_hash.to_string(),
-    })
 }

@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use crate::clock::{Timestamp, system_time_ms};
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    Closed, HandshakeConfig, HandshakeError, Host, LocalEvent, NetworkKey, initiate, respond, run_connection,
+    Closed, HandshakeConfig, HandshakeError, Host, LocalEvent, NetworkKey, Traffic, initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
@@ -206,6 +206,8 @@ struct Inner {
     next_conn: AtomicU64,
     local_addr: Option<SocketAddr>,
     disconnects: Mutex<BTreeMap<&'static str, u64>>,
+    /// Byte counters per peer id (every peer that ever connected).
+    traffic: Mutex<BTreeMap<FeedId, Arc<Traffic>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -280,6 +282,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             local_addr,
             disconnects: Mutex::new(BTreeMap::new()),
+            traffic: Mutex::new(BTreeMap::new()),
             config,
         });
         if let (Some(listener), Some(addr)) = (listener, local_addr) {
@@ -362,6 +365,20 @@ impl Node {
     /// `handshake:<reason>` for failed handshakes).
     pub fn disconnects(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.inner.disconnects).clone()
+    }
+
+    /// Message bytes exchanged with each peer that ever connected, since the
+    /// node started: peer → (received, sent). See [`Traffic`].
+    pub fn traffic(&self) -> BTreeMap<FeedId, (u64, u64)> {
+        lock(&self.inner.traffic)
+            .iter()
+            .map(|(&id, t)| {
+                (
+                    id,
+                    (t.bytes_in.load(Ordering::Relaxed), t.bytes_out.load(Ordering::Relaxed)),
+                )
+            })
+            .collect()
     }
 
     /// Waits until at least `k` connected peers report holding this node's
@@ -701,6 +718,10 @@ impl Host for Inner {
             drop(peers);
             self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
         }
+    }
+
+    fn traffic(&self, peer: FeedId) -> Option<Arc<Traffic>> {
+        Some(lock(&self.traffic).entry(peer).or_default().clone())
     }
 }
 

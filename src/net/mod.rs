@@ -43,5 +43,5 @@ pub use handshake::{
 };
 pub use key::{NETWORK_KEY_LEN, NetworkKey, NetworkKeyError};
 pub use peer::{
-    Closed, FLUSH_TIMEOUT_MS, Host, LocalEvent, MAX_PENDING_RANGES, MIN_CHUNK, OUTBOX_FRAMES, run_connection,
+    Closed, FLUSH_TIMEOUT_MS, Host, LocalEvent, MAX_PENDING_RANGES, MIN_CHUNK, OUTBOX_FRAMES, Traffic, run_connection,
 };

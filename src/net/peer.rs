@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -77,6 +78,17 @@ pub enum LocalEvent {
     Fork(Arc<ForkProof>),
 }
 
+/// Bytes exchanged with one peer, for metrics: the lengths of the messages
+/// received and sent (decrypted, without framing), over every connection to
+/// that peer.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Message bytes received from the peer.
+    pub bytes_in: AtomicU64,
+    /// Message bytes sent to the peer (handed to the socket).
+    pub bytes_out: AtomicU64,
+}
+
 /// What a connection needs from its node.
 pub trait Host: Send + Sync + 'static {
     /// The node's store (reads; appends go through [`Host::append_received`]).
@@ -92,6 +104,11 @@ pub trait Host: Send + Sync + 'static {
     fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError>;
     /// The clock of `peer` as connection `conn` knows it changed.
     fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>);
+    /// The byte counters of `peer`, asked once per connection; `None` (the
+    /// default): nothing is counted.
+    fn traffic(&self, _peer: FeedId) -> Option<Arc<Traffic>> {
+        None
+    }
 }
 
 /// Why a connection ended.
@@ -165,7 +182,8 @@ where
 {
     let peer = reader.remote_id();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOX_FRAMES);
-    let mut writer_task = tokio::spawn(write_loop(writer, rx));
+    let traffic = host.traffic(peer);
+    let mut writer_task = tokio::spawn(write_loop(writer, rx, traffic.clone()));
     let mut driver = Driver {
         peer,
         conn,
@@ -177,6 +195,7 @@ where
         frames: VecDeque::new(),
         ranges: VecDeque::new(),
         chunk: MIN_CHUNK,
+        traffic,
     };
     let closed = driver.run(reader, &tx, &mut writer_task, shutdown, evict).await;
     drop(tx);
@@ -199,9 +218,13 @@ where
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: SecureWriter<W>,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    traffic: Option<Arc<Traffic>>,
 ) -> Result<(), StreamError> {
     while let Some(message) = rx.recv().await {
         writer.send(&message).await?;
+        if let Some(traffic) = &traffic {
+            traffic.bytes_out.fetch_add(message.len() as u64, Ordering::Relaxed);
+        }
     }
     writer.shutdown().await
 }
@@ -230,6 +253,8 @@ struct Driver {
     ranges: VecDeque<(FeedId, u64, u64)>,
     /// Records to read at once (adapted to their sizes).
     chunk: usize,
+    /// Byte counters of the peer (metrics), if the host keeps them.
+    traffic: Option<Arc<Traffic>>,
 }
 
 impl Driver {
@@ -293,6 +318,9 @@ impl Driver {
                 },
                 frame = reader.recv() => match frame {
                     Ok(frame) => {
+                        if let Some(traffic) = &self.traffic {
+                            traffic.bytes_in.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                        }
                         self.on_frame(&frame);
                         Ok(())
                     }

@@ -1,0 +1,445 @@
+//! The HTTP API of a running [`Node`] (axum, HTTP/1.1).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /v1/status` | `{"id": FEED_ID, "clock": {FEED_ID: SEQ, ...}, "peers": [{"id", "addr", "clock"}]}` |
+//! | `POST /v1/append` (body: the payload bytes, at most [`MAX_PAYLOAD`]) | `{"feed", "seq", "hash"}` once stored durably |
+//! | `POST /v1/append?acks=K&timeout_ms=T` | the same (with `"acked"`) once `K` connected peers hold the entry; 504 after `T` ms (default [`DEFAULT_ACK_TIMEOUT`]) |
+//! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`entry_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
+//! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
+//!
+//! Every error is `{"error": "..."}` with its status: 400 for a malformed
+//! request (feed id, query), 401 without the bearer token, 404 for an
+//! unknown path or a feed the node does not hold, 413 for a payload over the
+//! limit, 503 while the node shuts down, 504 when acknowledgements time out
+//! (the entry is stored durably on this node all the same, and still
+//! replicates: the body says so and carries its `feed`, `seq` and `hash`).
+//!
+//! # Authentication
+//!
+//! With an [`ApiToken`], every request needs `Authorization: Bearer TOKEN`
+//! (compared in constant time). [`ApiServer::bind`] refuses an address that
+//! is not loopback without a token ([`requires_token`]).
+
+mod config;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::feed::{Entry, FeedId, MAX_PAYLOAD};
+use crate::node::{Node, NodeError};
+
+pub use config::{CONFIG_FILE, ConfigError, LogFormat, ServeConfig};
+pub use metrics::render_metrics;
+
+/// The most entries one `GET /v1/feeds/{id}` answers with.
+pub const MAX_PAGE: usize = 1000;
+/// The acknowledgement timeout of `POST /v1/append?acks=K` without `timeout_ms`.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `timeout_ms` accepted (larger values are a 400).
+pub const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Response header of `GET /v1/feeds/{id}` when the page is full: the `from`
+/// of the next page.
+pub const NEXT_FROM_HEADER: &str = "feedmesh-next-from";
+
+/// An entry as JSON: the object `feedmesh log` prints and `GET /v1/feeds/{id}`
+/// answers with, one per line: `feed`, `seq`, `hash`, `prev` (null at
+/// sequence 1), `timestamp` (the hybrid logical clock value), `payload_len`,
+/// `payload_hash`.
+pub fn entry_json(entry: &Entry) -> Value {
+    let header = entry.header();
+    json!({
+        "feed": entry.author().to_string(),
+        "seq": entry.seq(),
+        "hash": entry.hash().to_string(),
+        "prev": header.prev.map(|h| h.to_string()),
+        "timestamp": header.timestamp.as_u64(),
+        "payload_len": header.payload_len,
+        "payload_hash": header.payload_hash.to_string(),
+    })
+}
+
+/// Errors of setting the API up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The token file could not be read.
+    #[error("cannot read the API token file {path}: {error}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The token (file) is empty.
+    #[error("the API token file {0} is empty")]
+    EmptyToken(PathBuf),
+    /// A non-loopback address without a token.
+    #[error("the API address {0} is not loopback: give a bearer token with --api-token-file (or api_token_file)")]
+    TokenRequired(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen for the API on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+/// The bearer token every API request must carry. Only its BLAKE3 hash is
+/// kept, and compared in constant time ([`blake3::Hash`]'s equality is).
+#[derive(Clone)]
+pub struct ApiToken(blake3::Hash);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    /// The token `token` (surrounding whitespace ignored); `None` if empty.
+    pub fn new(token: &str) -> Option<ApiToken> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| ApiToken(blake3::hash(token.as_bytes())))
+    }
+
+    /// Reads the token from a file (its content, trimmed; not empty).
+    pub fn read_file(path: &Path) -> Result<ApiToken, ApiError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ApiError::TokenFile {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        ApiToken::new(&text).ok_or_else(|| ApiError::EmptyToken(path.to_path_buf()))
+    }
+
+    /// Whether `presented` is the token, in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        blake3::hash(presented.as_bytes()) == self.0
+    }
+}
+
+/// Whether binding the API on `addr` requires a token: every address but
+/// loopback ones (`127.0.0.0/8`, `::1`).
+pub fn requires_token(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    token: Option<Arc<ApiToken>>,
+}
+
+/// The API's routes over `node` (see the module doc); with `token`, every
+/// request needs it.
+pub fn router(node: Node, token: Option<ApiToken>) -> Router {
+    let state = AppState {
+        node,
+        token: token.map(Arc::new),
+    };
+    let limit = usize::try_from(MAX_PAYLOAD).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/append", post(append))
+        .route("/v1/feeds/{feed}", get(feed))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// A bound API listener, ready to serve.
+#[derive(Debug)]
+pub struct ApiServer {
+    listener: TcpListener,
+    node: Node,
+    token: Option<ApiToken>,
+    addr: SocketAddr,
+}
+
+impl ApiServer {
+    /// Binds `addr` (port 0: any free port). Refuses an address that is not
+    /// loopback without a token ([`ApiError::TokenRequired`]).
+    pub async fn bind(addr: SocketAddr, node: Node, token: Option<ApiToken>) -> Result<ApiServer, ApiError> {
+        if token.is_none() && requires_token(addr) {
+            return Err(ApiError::TokenRequired(addr));
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| ApiError::Bind { addr, error })?;
+        let addr = listener.local_addr().map_err(|error| ApiError::Bind { addr, error })?;
+        Ok(ApiServer {
+            listener,
+            node,
+            token,
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves requests until `shutdown` completes, then lets requests in
+    /// progress finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = router(self.node, self.token);
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// An error answer: `{"error": ...}` (and more fields) with a status.
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            status,
+            body: json!({ "error": message.to_string() }),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(error: NodeError) -> Failure {
+        let status = match error {
+            NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::Write(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, error)
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Failure> + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|error| Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, error)))
+}
+
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if !presented.is_some_and(|presented| token.matches(presented.trim())) {
+            let mut response = Failure::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+fn clock_json<'a>(clock: impl IntoIterator<Item = (&'a FeedId, &'a u64)>) -> Value {
+    Value::Object(
+        clock
+            .into_iter()
+            .map(|(id, &seq)| (id.to_string(), json!(seq)))
+            .collect(),
+    )
+}
+
+async fn status(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
+    let node = state.node.clone();
+    let clock = blocking(move || Ok(node.clock()?)).await?;
+    let peers: Vec<Value> = state
+        .node
+        .peers()
+        .iter()
+        .map(|peer| {
+            json!({
+                "id": peer.id.to_string(),
+                "addr": peer.addr.to_string(),
+                "clock": clock_json(&peer.clock),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "id": state.node.id().to_string(),
+        "clock": clock_json(&clock),
+        "peers": peers,
+    })))
+}
+
+/// The query of `POST /v1/append`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendQuery {
+    acks: Option<usize>,
+    timeout_ms: Option<u64>,
+}
+
+async fn append(
+    State(state): State<AppState>,
+    query: Result<Query<AppendQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, Failure> {
+    let Query(query) = query.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let timeout = match query.timeout_ms {
+        Some(ms) if Duration::from_millis(ms) > MAX_ACK_TIMEOUT => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("timeout_ms is at most {}", MAX_ACK_TIMEOUT.as_millis()),
+            ));
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_ACK_TIMEOUT,
+    };
+    let payload = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("payload larger than the limit of {MAX_PAYLOAD} bytes"),
+        ),
+        status => Failure::new(status, rejection.body_text()),
+    })?;
+    let entry = state.node.append(&payload).await?;
+    let mut answer = json!({
+        "feed": entry.author().to_string(),
+        "seq": entry.seq(),
+        "hash": entry.hash().to_string(),
+    });
+    let Some(wanted) = query.acks else {
+        return Ok(axum::Json(answer));
+    };
+    match state.node.wait_for_acks(entry.seq(), wanted, timeout).await {
+        Ok(acked) => {
+            answer["acked"] = json!(acked);
+            Ok(axum::Json(answer))
+        }
+        Err(NodeError::AckTimeout { acked, wanted }) => {
+            answer["acked"] = json!(acked);
+            answer["error"] = json!(format!(
+                "only {acked} of {wanted} peers acknowledged within {} ms; the entry is stored durably on this node \
+                 and still replicates",
+                timeout.as_millis()
+            ));
+            Err(Failure {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                body: answer,
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The query of `GET /v1/feeds/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn feed(
+    State(state): State<AppState>,
+    path: Result<axum::extract::Path<String>, PathRejection>,
+    query: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let axum::extract::Path(id) =
+        path.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let feed: FeedId = id
+        .parse()
+        .map_err(|error| Failure::new(StatusCode::BAD_REQUEST, format!("malformed feed id {id:?}: {error}")))?;
+    let Query(query) = query.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let from = query.from.unwrap_or(1).max(1);
+    let to = query.to.unwrap_or(u64::MAX);
+    let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let store = state.node.store();
+    let (page, latest) = blocking(move || {
+        let Some(latest) = store.latest(&feed).map_err(NodeError::from)? else {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("this node holds no entry of {feed}"),
+            ));
+        };
+        let page = if from <= to {
+            store.range(&feed, from, to, limit).map_err(NodeError::from)?
+        } else {
+            Vec::new()
+        };
+        Ok((page, latest))
+    })
+    .await?;
+    let mut body = String::new();
+    for (entry, _) in &page {
+        body.push_str(&entry_json(entry).to_string());
+        body.push('\n');
+    }
+    let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+    if let Some((last, _)) = page.last()
+        && page.len() == limit
+        && last.seq() < to.min(latest)
+        && let Ok(value) = HeaderValue::from_str(&(last.seq() + 1).to_string())
+    {
+        response.headers_mut().insert(NEXT_FROM_HEADER, value);
+    }
+    Ok(response)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Result<Response, Failure> {
+    let node = state.node.clone();
+    let text = blocking(move || Ok(render_metrics(&node)?)).await?;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_and_refuse_empty() {
+        let token = ApiToken::new(" secret\n").expect("token");
+        assert!(token.matches("secret"));
+        assert!(!token.matches("secreT"));
+        assert!(!token.matches(""));
+        assert!(ApiToken::new(" \n").is_none());
+        assert_eq!(format!("{token:?}"), "ApiToken(..)");
+    }
+
+    #[test]
+    fn only_loopback_goes_without_a_token() {
+        assert!(!requires_token("127.0.0.1:0".parse().unwrap()));
+        assert!(!requires_token("[::1]:80".parse().unwrap()));
+        assert!(requires_token("0.0.0.0:0".parse().unwrap()));
+        assert!(requires_token("192.168.1.2:80".parse().unwrap()));
+        assert!(requires_token("[::]:80".parse().unwrap()));
+    }
+}

@@ -1,0 +1,402 @@
+//! The HTTP API of real `feedmesh serve` processes, over a tiny HTTP/1.1
+//! client: status, appends (with and without acknowledgements), feed pages,
+//! metrics, the token rules and the config file. Every wait is bounded and
+//! every child is killed when its test ends, passing or not.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Every wait in these tests ends by this long.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn feedmesh(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_feedmesh"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run feedmesh")
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Creates a node directory with the network key `key`; returns its feed id.
+fn init(dir: &Path, key: &Path) -> String {
+    let output = feedmesh(&["init", "--dir", path_arg(dir), "--network-key-file", path_arg(key)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+}
+
+fn network_key(path: &Path) {
+    let output = feedmesh(&["network-key", "--out", path_arg(path)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A running `feedmesh serve` with its API, killed on drop.
+struct Serve {
+    child: Child,
+    listen: SocketAddr,
+    api: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `feedmesh serve --dir DIR ARGS...` and waits for both of its
+    /// addresses.
+    fn start(dir: &Path, args: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_feedmesh"))
+            .args([
+                "serve",
+                "--dir",
+                path_arg(dir),
+                "--reconnect-min-ms",
+                "20",
+                "--reconnect-max-ms",
+                "200",
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start feedmesh serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let unset: SocketAddr = "0.0.0.0:0".parse().expect("addr");
+        let mut serve = Serve {
+            child,
+            listen: unset,
+            api: unset,
+            lines,
+        };
+        let start = Instant::now();
+        loop {
+            {
+                let lines = serve.lines.lock().expect("lines");
+                let find = |prefix: &str| {
+                    lines
+                        .iter()
+                        .find_map(|l| l.strip_prefix(prefix))
+                        .map(|a| a.trim().parse::<SocketAddr>().expect("address"))
+                };
+                if let (Some(listen), Some(api)) = (find("listening on "), find("api listening on ")) {
+                    serve.listen = listen;
+                    serve.api = api;
+                }
+            }
+            if serve.api != unset {
+                return serve;
+            }
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!(
+                    "serve exited early ({status}): {:?}",
+                    serve.lines.lock().expect("lines")
+                );
+            }
+            assert!(start.elapsed() < DEADLINE, "serve never printed its addresses");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The API's address on loopback (the port of a wildcard bind).
+    fn api_loopback(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.api.port()))
+    }
+}
+
+/// An HTTP response: status, headers (lowercase names), body.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("utf-8 body")
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Response {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect to the API");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{auth}\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write request");
+        stream.write_all(body).await.expect("write body");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read response");
+        raw
+    };
+    let raw = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("response in time");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("utf-8 head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")),
+        "this client reads only length-delimited bodies"
+    );
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, b"", None).await
+}
+
+async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
+    request(addr, "POST", path, body, None).await
+}
+
+#[tokio::test]
+async fn status_append_feeds_and_metrics_on_one_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    network_key(&tmp.path().join("key"));
+    let dir = tmp.path().join("a");
+    let id = init(&dir, &tmp.path().join("key"));
+    let node = Serve::start(&dir, &["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
+
+    let status = get(node.api, "/v1/status").await;
+    assert_eq!(status.status, 200);
+    let status = status.json();
+    assert_eq!(status["id"], id.as_str());
+    assert_eq!(status["clock"], serde_json::json!({}));
+    assert_eq!(status["peers"], serde_json::json!([]));
+
+    for seq in 1..=2 {
+        let answer = post(node.api, "/v1/append", format!("payload {seq}").as_bytes()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let answer = answer.json();
+        assert_eq!(answer["feed"], id.as_str());
+        assert_eq!(answer["seq"], seq);
+        assert_eq!(answer["hash"].as_str().map(str::len), Some(64));
+    }
+    let status = get(node.api, "/v1/status").await.json();
+    assert_eq!(status["clock"][&id], 2);
+
+    // No peer can acknowledge: 504, and the entry is stored all the same.
+    let timed_out = post(node.api, "/v1/append?acks=1&timeout_ms=200", b"lonely").await;
+    assert_eq!(timed_out.status, 504, "{}", timed_out.text());
+    let body = timed_out.json();
+    assert_eq!(body["seq"], 3);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("stored")), "{body}");
+
+    // The feed as JSON lines, like `feedmesh log`.
+    let page = get(node.api, &format!("/v1/feeds/{id}?from=2")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = page
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["seq"], 2);
+    assert_eq!(lines[1]["payload_len"], 6);
+    let first = get(node.api, &format!("/v1/feeds/{id}?limit=1")).await;
+    assert_eq!(first.text().lines().count(), 1);
+    assert_eq!(first.header("feedmesh-next-from"), Some("2"));
+
+    // Errors are JSON with their status.
+    let malformed = get(node.api, "/v1/feeds/not-a-feed").await;
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.json()["error"].is_string());
+    assert_eq!(get(node.api, "/v1/nothing").await.status, 404);
+    let too_large = post(node.api, "/v1/append", &vec![0u8; (1 << 20) + 1]).await;
+    assert_eq!(too_large.status, 413);
+    assert!(too_large.json()["error"].is_string());
+
+    let metrics = get(node.api, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain"))
+    );
+    let text = metrics.text();
+    for name in [
+        "feedmesh_feed_entries",
+        "feedmesh_peer_received_bytes_total",
+        "feedmesh_peer_sent_bytes_total",
+        "feedmesh_peer_lag_entries",
+        "feedmesh_disconnects_total",
+        "feedmesh_handshake_failures_total",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l == format!("feedmesh_feed_entries{{feed=\"{id}\"}} 3")),
+        "{text}"
+    );
+
+    // Once the node is gone, `feedmesh log` (it needs the store) prints the
+    // same objects.
+    drop(node);
+    let log = feedmesh(&["log", "--dir", path_arg(&dir), "--from", "2"]);
+    assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
+    let logged: Vec<Value> = String::from_utf8(log.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(logged, lines, "the API and `feedmesh log` print the same objects");
+}
+
+#[tokio::test]
+async fn an_acknowledged_append_is_on_the_peer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("key");
+    network_key(&key);
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let id_a = init(&dir_a, &key);
+    init(&dir_b, &key);
+    let a = Serve::start(&dir_a, &["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
+    let peer = a.listen.to_string();
+    let b = Serve::start(
+        &dir_b,
+        &["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--peer", &peer],
+    );
+
+    let start = Instant::now();
+    while get(a.api, "/v1/status").await.json()["peers"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(start.elapsed() < DEADLINE, "the nodes never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = post(a.api, "/v1/append?acks=1&timeout_ms=5000", b"replicated").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["seq"], 1);
+
+    let page = get(b.api, &format!("/v1/feeds/{id_a}")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let lines: Vec<Value> = page
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["feed"], id_a.as_str());
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[0]["hash"], answer.json()["hash"]);
+}
+
+#[test]
+fn a_public_api_without_a_token_refuses_to_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    network_key(&tmp.path().join("key"));
+    let dir = tmp.path().join("a");
+    init(&dir, &tmp.path().join("key"));
+    let output = feedmesh(&[
+        "serve",
+        "--dir",
+        path_arg(&dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--api",
+        "0.0.0.0:0",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--api-token-file"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_config_file_is_one_clear_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    network_key(&tmp.path().join("key"));
+    let dir = tmp.path().join("a");
+    init(&dir, &tmp.path().join("key"));
+    std::fs::write(dir.join("feedmesh.toml"), "listen = \"127.0.0.1:0\"\nlisen = 1\n").expect("write config");
+    let output = feedmesh(&["serve", "--dir", path_arg(&dir)]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("feedmesh.toml:2:1:") && stderr.contains("lisen"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_token_from_the_config_file_every_request_needs_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    network_key(&tmp.path().join("key"));
+    let dir = tmp.path().join("a");
+    init(&dir, &tmp.path().join("key"));
+    std::fs::write(dir.join("token"), "s3cret-token\n").expect("write token");
+    std::fs::write(
+        dir.join("feedmesh.toml"),
+        "listen = \"127.0.0.1:0\"\napi = \"0.0.0.0:0\"\napi_token_file = \"token\"\n",
+    )
+    .expect("write config");
+    let node = Serve::start(&dir, &[]);
+    let api = node.api_loopback();
+
+    let anonymous = get(api, "/v1/status").await;
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.json()["error"].is_string());
+    assert_eq!(request(api, "GET", "/metrics", b"", Some("wrong")).await.status, 401);
+    assert_eq!(request(api, "POST", "/v1/append", b"x", None).await.status, 401);
+    let status = request(api, "GET", "/v1/status", b"", Some("s3cret-token")).await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert!(status.json()["id"].is_string());
+}
