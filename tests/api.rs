@@ -122,6 +122,22 @@ impl Serve {
         }
     }
 
+    /// Sends SIGTERM and waits (bounded) for a successful exit.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(killed.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "{status}: {:?}", self.lines.lock().expect("lines"));
+                return;
+            }
+            assert!(start.elapsed() < DEADLINE, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The API's address on loopback (the port of a wildcard bind).
     fn api_loopback(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.api.port()))
@@ -285,9 +301,9 @@ async fn status_append_feeds_and_metrics_on_one_node() {
         "{text}"
     );
 
-    // Once the node is gone, `feedmesh log` (it needs the store) prints the
-    // same objects.
-    drop(node);
+    // SIGTERM stops the node (API included) gracefully; then `feedmesh log`
+    // (it needs the store) prints the same objects.
+    node.terminate();
     let log = feedmesh(&["log", "--dir", path_arg(&dir), "--from", "2"]);
     assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
     let logged: Vec<Value> = String::from_utf8(log.stdout)
@@ -305,7 +321,7 @@ async fn an_acknowledged_append_is_on_the_peer() {
     network_key(&key);
     let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let id_a = init(&dir_a, &key);
-    init(&dir_b, &key);
+    let id_b = init(&dir_b, &key);
     let a = Serve::start(&dir_a, &["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
     let peer = a.listen.to_string();
     let b = Serve::start(
@@ -336,6 +352,19 @@ async fn an_acknowledged_append_is_on_the_peer() {
     assert_eq!(lines[0]["feed"], id_a.as_str());
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["hash"], answer.json()["hash"]);
+
+    // A counted the bytes it exchanged with B, and B holds everything A has.
+    let text = get(a.api, "/metrics").await.text();
+    let value = |name: &str| -> u64 {
+        let prefix = format!("{name}{{peer=\"{id_b}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for B:\n{text}"))
+    };
+    assert!(value("feedmesh_peer_sent_bytes_total") > 0);
+    assert!(value("feedmesh_peer_received_bytes_total") > 0);
+    assert_eq!(value("feedmesh_peer_lag_entries"), 0);
 }
 
 #[test]
