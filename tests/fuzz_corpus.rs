@@ -11,8 +11,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use feedmesh::bundle::{BundleWriter, MAGIC};
-use feedmesh::feed::{Entry, ForkProof, Verified, certificate_path};
+use feedmesh::feed::{Entry, ForkProof, Keypair, Verified, certificate_path};
 use feedmesh::fuzzing::{self, Input, bundle_of, signed_chain};
+use feedmesh::net::{MAX_MESSAGE, MIN_MAX_MESSAGE};
+use feedmesh::sync::{ClockEntry, MAX_RECORDS_PER_MESSAGE, Message};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -62,6 +64,21 @@ fn bundle_import_corpus() {
 #[test]
 fn fork_proof_decode_corpus() {
     replay("fork_proof_decode", fuzzing::fork_proof_decode);
+}
+
+#[test]
+fn message_decode_corpus() {
+    replay("message_decode", fuzzing::message_decode);
+}
+
+#[test]
+fn frame_decode_corpus() {
+    replay("frame_decode", fuzzing::frame_decode);
+}
+
+#[test]
+fn peer_sync_corpus() {
+    replay("peer_sync", fuzzing::peer_sync);
 }
 
 /// Bytes that `signed_chain` turns into timestamps and payloads.
@@ -200,6 +217,196 @@ fn write_seed_corpus() {
     seed("fork_proof_decode", "different-seqs", concat([at(2), at(3)]));
     seed("fork_proof_decode", "trailing-byte", with_prefix(&proof.encode(), &[0]));
     seed("fork_proof_decode", "truncated", proof.encode()[..300].to_vec());
+
+    // message_decode: one message of each kind, then broken ones.
+    let feed = |seed: u8| Keypair::from_seed([seed; 32]).feed_id();
+    let mut lines: Vec<ClockEntry> = [(1, 0, true), (2, 13, false), (3, 1 << 40, true)]
+        .into_iter()
+        .map(|(seed, latest, want)| ClockEntry {
+            feed: feed(seed),
+            latest,
+            want,
+        })
+        .collect();
+    lines.sort_by_key(|line| line.feed);
+    let clock = Message::Clock { feeds: lines.clone() }.encode();
+    let records = Message::Records {
+        records: chain[..4]
+            .iter()
+            .map(|r| {
+                let (entry, payload) = r.clone().into_parts();
+                (entry.clone(), if entry.seq() == 3 { None } else { payload })
+            })
+            .collect(),
+    }
+    .encode();
+    let request = Message::Request {
+        feed: feed(1),
+        from: 2,
+        to: 9,
+    }
+    .encode();
+    let fork_message = Message::Fork {
+        proof: Box::new(proof.clone()),
+    }
+    .encode();
+    seed(
+        "message_decode",
+        "clock-empty",
+        Message::Clock { feeds: Vec::new() }.encode(),
+    );
+    seed("message_decode", "clock", clock.clone());
+    seed("message_decode", "records", records.clone());
+    seed("message_decode", "request", request.clone());
+    seed("message_decode", "fork", fork_message.clone());
+    seed("message_decode", "request-trailing-byte", with_prefix(&request, &[0]));
+    seed(
+        "message_decode",
+        "records-truncated",
+        records[..records.len() - 9].to_vec(),
+    );
+    let mut long_from = request.clone();
+    let at = long_from.len() - 2;
+    long_from.splice(at..at + 1, [0x18, 0x02]);
+    seed("message_decode", "request-non-canonical-from", long_from);
+    seed("message_decode", "unknown-type", vec![0x82, 0x09, 0x80]);
+    let count = MAX_RECORDS_PER_MESSAGE as u16 + 1;
+    seed(
+        "message_decode",
+        "records-over-limit",
+        with_prefix(&[0x82, 0x01, 0x99], &count.to_be_bytes()),
+    );
+    lines.swap(0, 1);
+    seed(
+        "message_decode",
+        "clock-out-of-order",
+        Message::Clock { feeds: lines }.encode(),
+    );
+    seed(
+        "message_decode",
+        "fork-in-records",
+        with_prefix(&[0x82, 0x01, 0x81, 0x82], &proof.encode()),
+    );
+
+    // frame_decode: max_message selector, max_len selector, pad byte, chunk
+    // sizes, then the stream (see `fuzzing::frame_decode_measured`).
+    let message = |body: &[u8]| with_prefix(&(body.len() as u32).to_be_bytes(), body);
+    let frame = |len: u16| with_prefix(&len.to_be_bytes(), &vec![0x33; usize::from(len)]);
+    let messages = [message(b""), message(b"hello"), message(&material(1)), vec![0, 0]].concat();
+    seed(
+        "frame_decode",
+        "messages-split",
+        [&[3, 0, 0, 3, 1, 5, 0][..], &messages].concat(),
+    );
+    seed(
+        "frame_decode",
+        "messages-whole",
+        [&[3, 0, 0, 0][..], &messages].concat(),
+    );
+    let frames = [frame(16), frame(20), frame(300), vec![1]].concat();
+    seed(
+        "frame_decode",
+        "frames-split",
+        [&[3, 0, 0, 2, 7, 2][..], &frames].concat(),
+    );
+    seed("frame_decode", "frame-too-short", vec![3, 0, 0, 0, 0, 15, 1, 2]);
+    seed(
+        "frame_decode",
+        "frame-over-small-limit",
+        [&[3, 1, 50, 0, 0][..], &frame(100)].concat(),
+    );
+    seed(
+        "frame_decode",
+        "message-over-limit",
+        [&[0, 10, 0, 0, 0][..], &message(&[7; 11])].concat(),
+    );
+    assert_eq!(MIN_MAX_MESSAGE, 0x1_0000);
+    seed(
+        "frame_decode",
+        "pad-min-max-message",
+        [&[2, 0, 0xa5, 0x01, 0x00, 0x00, 0x42, 2, 0x90, 0x85][..], &message(b"x")].concat(),
+    );
+    seed(
+        "frame_decode",
+        "pad-over-min",
+        vec![2, 0, 0xa5, 0x01, 0x00, 0x01, 0x42, 0],
+    );
+    assert_eq!(MAX_MESSAGE, 0x41_0000);
+    seed(
+        "frame_decode",
+        "pad-max-message",
+        vec![3, 0, 0xa5, 0x41, 0x00, 0x00, 0x11, 1, 0xff],
+    );
+
+    // peer_sync: config, clock, the start clock's bytes, then operations
+    // (see `fuzzing::peer_sync`): 0 Clock, 1 Records, 2 corrupted Records,
+    // 3 Request, 4 Fork, 5 local_advanced, 6 time, 7 request_range,
+    // 8 local_fork, 9 raw frame, 10 store_refused.
+    let clock_a = [0, 1, 0, 10, 1];
+    let peer_seeds: [(&str, Vec<u8>); 10] = [
+        (
+            "replicate",
+            [
+                &[0, 1][..],
+                &clock_a,
+                &[1, 0, 0, 0, 5, 0],
+                &[1, 0, 0, 5, 5, 0],
+                &[6, 100],
+                &[3, 0, 0, 4],
+            ]
+            .concat(),
+        ),
+        (
+            "fork",
+            [
+                &[0, 1][..],
+                &clock_a,
+                &[1, 0, 0, 0, 4, 0],
+                &[1, 0, 1, 4, 2, 0],
+                &[1, 0, 0, 4, 1, 0],
+                &[4],
+                &[1, 0, 0, 5, 2, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "stall",
+            [&[2, 0, 3][..], &[0, 1, 0, 9, 1], &[6, 61], &[6, 20], &[6, 200]].concat(),
+        ),
+        (
+            "request-range",
+            [&[1, 0][..], &[7, 1, 1, 3], &[1, 0, 2, 0, 4, 0], &[1, 0, 2, 4, 1, 0]].concat(),
+        ),
+        ("bad-payload", [&[0, 0][..], &clock_a, &[1, 0, 0, 0, 5, 0x12]].concat()),
+        (
+            "missing-payload",
+            [&[0, 0][..], &clock_a, &[1, 1, 0, 0, 3, 0x01, 2, 0, 2, 0]].concat(),
+        ),
+        (
+            "mutated-frame",
+            [&[0, 0][..], &clock_a, &[2, 0, 0, 0, 3, 0, 40, 0, 0x10]].concat(),
+        ),
+        ("out-of-order", [&[0, 0][..], &clock_a, &[1, 0, 0, 0, 4, 3]].concat()),
+        (
+            "peer-wants-ours",
+            [
+                &[6, 0, 10, 5][..],
+                &[0, 2, 0, 2, 1, 1, 0, 1],
+                &[3, 0, 0, 11],
+                &[5, 0, 13],
+                &[8],
+                &[10, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "garbage",
+            vec![0, 0, 9, 10, 0x82, 0x01, 0x81, 0x82, 0x89, 0x01, 0x58, 0x20, 0, 0],
+        ),
+    ];
+    for (name, data) in peer_seeds {
+        seed("peer_sync", name, data);
+    }
 
     for (target, name, data) in seeds {
         let dir = fuzz_dir().join("corpus").join(target);

@@ -90,6 +90,31 @@ unsigned integers.
   holds.
 - `lipmaa`: skip-link targets, presence and certificate paths (§1.4) for
   small and large sequence numbers.
+
+## messages.json
+
+Test vectors for the replication messages of spec/PROTOCOL.md §2.1, checked
+by `tests/message_vectors.rs` and written by
+`cargo run --example gen_message_vectors` (generator:
+`tests/common/message_vectors_gen.rs`). Same keys as `entries.json`; byte
+strings in lowercase hex, integers up to 2^64 - 1.
+
+- `limits`: MAX_FRAME, MAX_RECORDS_PER_MESSAGE, MAX_FEEDS_PER_CLOCK, and the
+  entry limits they rely on.
+- `valid`: at least one message of each type (Clock, Records, Request, Fork),
+  each with its bytes (`hex`) and its decoded `fields` (`type`, `kind`, and
+  the message's fields; entries as hex, feeds as `feed_` ids, an omitted
+  payload as null). Decoding `hex` gives `fields`; encoding them gives `hex`
+  back. `payloads` lists the payloads of the entries in `records`.
+- `invalid`: frames a decoder must refuse, each with the `error` the reference
+  implementation reports: `kind` (`decode`, `unknown-type`, `too-many`,
+  `bad-value`, `record`, `fork`), then the details: for `decode`, which
+  CBOR rule (`incomplete`, `unexpected-type`, `not-canonical`,
+  `wrong-length`, `too-long`, `trailing-bytes`) and the `field`; for
+  `record`, the record's `index` and the entry `rule` (§1.6); for `fork`, the
+  `reason`. Covered: non-canonical heads and orders, trailing and missing
+  bytes, counts over their limits or beyond the bytes present, values out of
+  range, items of the wrong CBOR type or length, and bad fork proofs.
 ";
 
 #[derive(Serialize)]
