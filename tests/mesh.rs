@@ -294,3 +294,37 @@ async fn a_restarted_node_catches_up_with_what_it_missed() {
     converge(&[&a, &b], &BTreeMap::from([(a.id(), 20), (b.id(), 3)])).await;
     shutdown(&[&a, &b]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_dialing_each_other_keep_one_connection() {
+    let net = net(2);
+    // Bind both listeners first, then start nodes that dial each other.
+    let a_listener = std::net::TcpListener::bind(localhost()).expect("bind");
+    let b_listener = std::net::TcpListener::bind(localhost()).expect("bind");
+    let (a_addr, b_addr) = (
+        a_listener.local_addr().expect("addr"),
+        b_listener.local_addr().expect("addr"),
+    );
+    drop((a_listener, b_listener));
+    let mut config_a = NodeConfig::new(&net.dirs[0]);
+    config_a.listen = Some(a_addr);
+    config_a.peers = vec![b_addr];
+    config_a.reconnect_min = Duration::from_millis(20);
+    config_a.reconnect_max = Duration::from_millis(300);
+    let mut config_b = config_a.clone();
+    config_b.dir = net.dirs[1].clone();
+    config_b.listen = Some(b_addr);
+    config_b.peers = vec![a_addr];
+    let (a, b) = tokio::join!(Node::start(config_a), Node::start(config_b));
+    let (a, b) = (a.expect("start a"), b.expect("start b"));
+    write(&a, 5, "a").await;
+    write(&b, 5, "b").await;
+    converge(&[&a, &b], &BTreeMap::from([(a.id(), 5), (b.id(), 5)])).await;
+    // Give duplicate connections time to be resolved, then check there is one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.peers().len(), 1);
+    assert_eq!(b.peers().len(), 1);
+    let entry = a.append(b"still connected").await.expect("append");
+    a.wait_for_acks(entry.seq(), 1, DEADLINE).await.expect("acknowledged");
+    shutdown(&[&a, &b]).await;
+}
