@@ -60,6 +60,9 @@ pub const MAX_PENDING_RANGES: usize = 4096;
 pub const MIN_CHUNK: usize = 4;
 /// How long a closing connection waits for its writer to flush (ms).
 pub const FLUSH_TIMEOUT_MS: u64 = 1_000;
+/// Records messages with at least this many records are checked on a
+/// blocking thread.
+const BLOCKING_RECORDS: usize = 16;
 /// How many pending ranges are searched for one to extend.
 const COALESCE_WINDOW: usize = 32;
 
@@ -321,8 +324,7 @@ impl Driver {
                         if let Some(traffic) = &self.traffic {
                             traffic.bytes_in.fetch_add(frame.len() as u64, Ordering::Relaxed);
                         }
-                        self.on_frame(&frame);
-                        Ok(())
+                        self.on_frame(&frame).await
                     }
                     Err(StreamError::Closed) => Err(Closed::PeerClosed),
                     Err(error) => Err(Closed::Stream(error)),
@@ -342,20 +344,36 @@ impl Driver {
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8]) {
+    /// Handles one frame. Records messages of [`BLOCKING_RECORDS`] or more
+    /// records are handled on a blocking thread: checking them verifies
+    /// every signature and payload, which must not hold up an async worker.
+    async fn on_frame(&mut self, frame: &[u8]) -> Result<(), Closed> {
         let now = self.now();
-        match Message::decode(frame) {
-            Ok(message) => {
-                let tracks_clock = matches!(message, Message::Clock { .. } | Message::Records { .. });
-                tracing::trace!(peer = %self.peer, kind = message.kind(), len = frame.len(), "received");
-                self.sync.handle_message(message, now);
-                if tracks_clock && !self.sync.is_closed() {
-                    self.host.peer_clock(self.peer, self.conn, self.sync.peer_clock());
-                }
+        let message = match Message::decode(frame) {
+            Ok(message) => message,
+            Err(_) => {
+                // Decodes again to disconnect with the decoder's reason.
+                self.sync.handle_frame(frame, now);
+                return Ok(());
             }
-            // Decodes again to disconnect with the decoder's reason.
-            Err(_) => self.sync.handle_frame(frame, now),
+        };
+        tracing::trace!(peer = %self.peer, kind = message.kind(), len = frame.len(), "received");
+        let tracks_clock = matches!(message, Message::Clock { .. } | Message::Records { .. });
+        if matches!(&message, Message::Records { records } if records.len() >= BLOCKING_RECORDS) {
+            let mut sync = std::mem::take(&mut self.sync);
+            self.sync = tokio::task::spawn_blocking(move || {
+                sync.handle_message(message, now);
+                sync
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("verification task failed: {error}")))?;
+        } else {
+            self.sync.handle_message(message, now);
         }
+        if tracks_clock && !self.sync.is_closed() {
+            self.host.peer_clock(self.peer, self.conn, self.sync.peer_clock());
+        }
+        Ok(())
     }
 
     async fn on_local(&mut self, event: Result<LocalEvent, broadcast::error::RecvError>) -> Result<(), Closed> {
