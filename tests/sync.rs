@@ -1,13 +1,18 @@
 //! The replication state machine (spec/PROTOCOL.md part 2) driven by an
-//! in-memory network: N nodes, each with a `MemoryStore`, connected by
-//! message queues on a virtual clock, with a hook to tamper with frames in
-//! flight.
+//! in-memory network: N nodes, each with a `MemoryStore` and a
+//! `ReplicationScheduler` (one sender per feed), connected by message queues
+//! on a virtual clock, with hooks to tamper with frames in flight or drop a
+//! node's records.
+//!
+//! Node `i` writes its own feed with the key of seed `i + 1`.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use feedmesh::feed::{Entry, FeedId, Keypair, NewEntry, Timestamp, sign, verify_batch};
 use feedmesh::store::{MemoryStore, Store, StoreError};
-use feedmesh::sync::{Action, ClockEntry, Message, PeerSync, ProtocolError, STALL_TIMEOUT_MS, pack_records};
+use feedmesh::sync::{
+    Action, ClockEntry, Message, PeerSync, ProtocolError, ReplicationScheduler, STALL_TIMEOUT_MS, pack_records,
+};
 use feedmesh::writer::FeedWriter;
 
 /// A record as stored and sent: an entry and its payload.
@@ -17,6 +22,9 @@ type RawRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Changes a frame in flight from node `from` to node `to`.
 type Tamper = Box<dyn FnMut(usize, usize, &mut Vec<u8>)>;
+
+/// The schedulers' stall timeout in the harness (virtual ms).
+const HARNESS_STALL_MS: u64 = 200;
 
 /// One end of a connection: node `node`'s machine for its peer `peer`.
 struct Conn {
@@ -40,10 +48,32 @@ struct Net {
     /// Every disconnect: the node that disconnected, its peer, why.
     disconnects: Vec<(usize, usize, ProtocolError)>,
     stalls: usize,
+    /// Per node: the sender choice; `None`: every machine wants every feed
+    /// (the flood, as before senders were chosen).
+    schedulers: Vec<Option<ReplicationScheduler>>,
+    /// Records from node `.0` to node `.1` are dropped in flight.
+    mute: Option<(usize, usize)>,
+}
+
+/// The feed node `node` writes (key seed `node + 1`).
+fn node_feed(node: usize) -> FeedId {
+    Keypair::from_seed([node as u8 + 1; 32]).feed_id()
 }
 
 impl Net {
     fn new(nodes: usize) -> Net {
+        let schedulers = (0..nodes)
+            .map(|node| Some(ReplicationScheduler::new(node_feed(node), HARNESS_STALL_MS)))
+            .collect();
+        Net::with_schedulers(nodes, schedulers)
+    }
+
+    /// A net whose machines want every feed from every peer (no scheduler).
+    fn flooding(nodes: usize) -> Net {
+        Net::with_schedulers(nodes, (0..nodes).map(|_| None).collect())
+    }
+
+    fn with_schedulers(nodes: usize, schedulers: Vec<Option<ReplicationScheduler>>) -> Net {
         Net {
             now: 1_000,
             stores: (0..nodes).map(|_| MemoryStore::new()).collect(),
@@ -52,14 +82,40 @@ impl Net {
             delivered: vec![0; nodes],
             disconnects: Vec::new(),
             stalls: 0,
+            schedulers,
+            mute: None,
+        }
+    }
+
+    /// Applies the want changes node `node`'s scheduler queued.
+    fn apply_wants(&mut self, node: usize) {
+        let now = self.now;
+        let Some(scheduler) = self.schedulers[node].as_mut() else {
+            return;
+        };
+        for conn in scheduler.pending() {
+            for (feed, want) in scheduler.take_wants(conn) {
+                self.conns[conn as usize].machine.set_want(feed, want, now);
+            }
+        }
+    }
+
+    /// Runs `f` on node `node`'s scheduler (if any), then applies its changes.
+    fn schedule(&mut self, node: usize, f: impl FnOnce(&mut ReplicationScheduler, u64)) {
+        let now = self.now;
+        if let Some(scheduler) = self.schedulers[node].as_mut() {
+            f(scheduler, now);
+            self.apply_wants(node);
         }
     }
 
     fn connect(&mut self, a: usize, b: usize) {
         let (i, j) = (self.conns.len(), self.conns.len() + 1);
         for (node, peer, reverse) in [(a, b, j), (b, a, i)] {
-            let mut machine = PeerSync::new();
-            machine.start(&self.stores[node].clock().expect("clock"), self.now);
+            let machine = match self.schedulers[node] {
+                Some(_) => PeerSync::managed(),
+                None => PeerSync::new(),
+            };
             self.conns.push(Conn {
                 node,
                 peer,
@@ -68,6 +124,11 @@ impl Net {
                 inbox: VecDeque::new(),
                 open: true,
             });
+        }
+        for (conn, node, peer) in [(i, a, b), (j, b, a)] {
+            self.schedule(node, |s, now| s.connect(conn as u64, node_feed(peer), now));
+            let clock = self.stores[node].clock().expect("clock");
+            self.conns[conn].machine.start(&clock, self.now);
         }
     }
 
@@ -92,6 +153,7 @@ impl Net {
         for conn in self.conns.iter_mut().filter(|c| c.node == node && c.open) {
             conn.machine.local_advanced(feed, seq, now);
         }
+        self.schedule(node, |s, now| s.local(feed, seq, now));
     }
 
     fn send(&mut self, from: usize, message: Message) {
@@ -100,6 +162,9 @@ impl Net {
             return;
         }
         if let Message::Records { records } = &message {
+            if self.mute == Some((self.conns[from].node, self.conns[to].node)) {
+                return;
+            }
             self.delivered[self.conns[to].node] += records.len();
         }
         let mut frame = message.encode();
@@ -114,6 +179,8 @@ impl Net {
         for k in [i, j] {
             self.conns[k].open = false;
             self.conns[k].inbox.clear();
+            let node = self.conns[k].node;
+            self.schedule(node, |s, now| s.disconnect(k as u64, now));
         }
     }
 
@@ -177,7 +244,10 @@ impl Net {
                     conn.machine.local_fork(&proof, now);
                 }
             }
-            Action::Stalled { .. } => self.stalls += 1,
+            Action::Stalled { feed, .. } => {
+                self.stalls += 1;
+                self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
+            }
             Action::Disconnect(error) => {
                 self.disconnects.push((node, self.conns[i].peer, error));
                 self.close(i);
@@ -186,8 +256,10 @@ impl Net {
     }
 
     /// Moves messages and executes actions until nothing happens; returns the
-    /// number of rounds.
+    /// number of rounds. When idle with a timer pending (a scheduler's stall
+    /// timeout), jumps the clock to it and carries on.
     fn run_until_idle(&mut self) -> usize {
+        let mut jumps = 0;
         for round in 0..100_000 {
             let mut progress = false;
             for i in 0..self.conns.len() {
@@ -198,11 +270,26 @@ impl Net {
                     progress = true;
                     let now = self.now;
                     self.conns[i].machine.handle_frame(&frame, now);
+                    if self.conns[i].open {
+                        let (node, clock) = (self.conns[i].node, self.conns[i].machine.peer_clock());
+                        self.schedule(node, |s, now| s.claims(i as u64, clock, now));
+                    }
                 }
             }
             self.now += 1;
-            if !progress {
-                return round;
+            if progress {
+                continue;
+            }
+            let timer = self.schedulers.iter().flatten().filter_map(|s| s.poll_timeout()).min();
+            match timer {
+                Some(at) if jumps < 1_000 => {
+                    jumps += 1;
+                    self.now = self.now.max(at);
+                    for node in 0..self.schedulers.len() {
+                        self.schedule(node, |s, now| s.tick(now));
+                    }
+                }
+                _ => return round,
             }
         }
         panic!("the network never went idle");
@@ -659,4 +746,110 @@ fn arbitrary_frame_sequences_never_panic() {
             }
         }
     }
+}
+
+/// Records each node received per entry it did not write, when each of
+/// `nodes` fully connected nodes writes `per_node` entries (half before
+/// connecting, half live in rounds).
+fn records_per_foreign_entry(mut net: Net, nodes: usize, per_node: usize) -> f64 {
+    for node in 0..nodes {
+        net.write(node, node as u8 + 1, per_node / 2);
+    }
+    for a in 0..nodes {
+        for b in a + 1..nodes {
+            net.connect(a, b);
+        }
+    }
+    net.run_until_idle();
+    for _ in 0..(per_node - per_node / 2) / 5 {
+        for node in 0..nodes {
+            net.write(node, node as u8 + 1, 5);
+        }
+        net.run_until_idle();
+    }
+    net.assert_converged(nodes);
+    let foreign = (per_node * (nodes - 1)) as f64;
+    net.delivered.iter().map(|&d| d as f64 / foreign).sum::<f64>() / nodes as f64
+}
+
+#[test]
+fn a_full_mesh_receives_each_entry_about_once() {
+    let pair = records_per_foreign_entry(Net::new(2), 2, 100);
+    assert!((pair - 1.0).abs() < 1e-9, "a pair receives each entry once: {pair}");
+    let mesh = records_per_foreign_entry(Net::new(5), 5, 100);
+    let factor = mesh / pair;
+    eprintln!("records per foreign entry: pair {pair:.3}, 5-node mesh {mesh:.3}; duplication factor {factor:.3}");
+    assert!(factor <= 1.25, "duplication factor {factor}");
+    // What one sender per feed saves: with every peer a sender, each entry
+    // comes from several of them.
+    let flood =
+        records_per_foreign_entry(Net::flooding(5), 5, 100) / records_per_foreign_entry(Net::flooding(2), 2, 100);
+    eprintln!("duplication factor without sender choice: {flood:.3}");
+    assert!(flood > 1.5 * factor, "flood {flood}, scheduled {factor}");
+    // In a full mesh every feed comes from its author.
+    let mut net = Net::new(3);
+    for a in 0..3 {
+        for b in a + 1..3 {
+            net.connect(a, b);
+        }
+    }
+    net.write(0, 1, 3);
+    net.run_until_idle();
+    assert!(net.conn(1, 0).peer_clock().contains_key(&node_feed(0)));
+    for node in [1, 2] {
+        let scheduler = net.schedulers[node].as_ref().expect("scheduler");
+        let sender = scheduler.sender(&node_feed(0)).expect("a sender") as usize;
+        assert_eq!(net.conns[sender].peer, 0);
+    }
+}
+
+#[test]
+fn a_stalled_sender_is_replaced_and_the_node_converges() {
+    let mut net = Net::new(3);
+    let a = net.write(0, 1, 50);
+    net.connect(0, 1);
+    net.run_until_idle();
+    // Node 2 wants A's feed from its author, whose records never arrive.
+    net.mute = Some((0, 2));
+    net.connect(0, 2);
+    net.connect(1, 2);
+    net.write(0, 1, 10);
+    let before = net.now;
+    net.run_until_idle();
+    net.assert_converged(1);
+    assert!(
+        net.now >= before + HARNESS_STALL_MS,
+        "converged only after the stall timeout"
+    );
+    let scheduler = net.schedulers[2].as_ref().expect("scheduler");
+    let sender = scheduler.sender(&a).expect("a sender") as usize;
+    assert_eq!(net.conns[sender].peer, 1, "node 1 took over");
+    // Live entries keep coming through the new sender.
+    net.write(0, 1, 7);
+    net.run_until_idle();
+    net.assert_converged(1);
+    assert_eq!(net.stores[2].latest(&a).expect("latest"), Some(67));
+    // The new sender leaving hands the feed back, and replication goes on.
+    net.mute = None;
+    let conn = net.conns.iter().position(|c| c.node == 2 && c.peer == 1).expect("conn");
+    net.close(conn);
+    net.write(0, 1, 3);
+    net.run_until_idle();
+    net.disconnects.clear();
+    net.assert_converged(1);
+}
+
+#[test]
+fn a_star_converges_through_the_hub_with_each_entry_once() {
+    let mut net = Net::new(4);
+    for leaf in 1..4 {
+        net.connect(0, leaf);
+    }
+    for node in 0..4 {
+        net.write(node, node as u8 + 1, 20);
+    }
+    net.run_until_idle();
+    net.assert_converged(4);
+    // The hub receives each leaf's 20 once; each leaf the 60 others once.
+    assert_eq!(net.delivered, vec![60, 60, 60, 60]);
 }

@@ -10,12 +10,16 @@
 //! (the network layer, or the in-memory harness of `tests/sync.rs`) moves the
 //! messages and executes the actions against a [`crate::store::Store`].
 //!
-//! Not here yet: choosing one sender per feed in a mesh (the want flag is on
-//! the wire but this side always sets it), fetching a range whose prefix is
-//! absent (certificate paths), and the handshake and framing.
+//! [`ReplicationScheduler`] is the node-level part: it picks one sender per
+//! feed among the connected peers (want = 1 to it, want = 0 to the others),
+//! with failover when the sender stalls or leaves.
+//!
+//! Not here yet: fetching a range whose prefix is absent (certificate
+//! paths), and the handshake and framing.
 
 mod message;
 mod peer;
+mod schedule;
 
 pub use message::{
     ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, MessageError, WireRecord,
@@ -24,3 +28,4 @@ pub use message::{
 pub use peer::{
     Action, MAX_FEEDS_PER_PEER, MAX_QUEUED_ACTIONS, PeerSync, ProtocolError, RequestError, STALL_TIMEOUT_MS,
 };
+pub use schedule::{ConnId, ReplicationScheduler};

@@ -209,10 +209,15 @@ struct Outstanding {
 pub struct PeerSync {
     started: bool,
     closed: bool,
+    /// Wants only what [`PeerSync::set_want`] says (see [`PeerSync::managed`]).
+    managed: bool,
     /// What the node holds: from `start` and `local_advanced`.
     local: BTreeMap<FeedId, u64>,
     /// Feeds for which this side has announced want = true.
     wanted: BTreeSet<FeedId>,
+    /// Feeds once wanted with [`PeerSync::set_want`]: their records are
+    /// still accepted after want = false (they may be in flight).
+    accepted: BTreeSet<FeedId>,
     /// The peer's claims, and what was sent to it.
     remote: BTreeMap<FeedId, Remote>,
     /// The last entry the peer delivered per feed (the highest sequence).
@@ -235,8 +240,45 @@ impl PeerSync {
         PeerSync::default()
     }
 
+    /// A machine for a node that chooses one sender per feed (see
+    /// [`ReplicationScheduler`](super::ReplicationScheduler)): it announces
+    /// want = 1 only for the feeds [`PeerSync::set_want`] asks for, instead
+    /// of every feed it holds or the peer is ahead on. Everything else is as
+    /// with [`PeerSync::new`]; in particular a feed is still sent to the peer
+    /// only while the peer wants it.
+    pub fn managed() -> PeerSync {
+        PeerSync {
+            managed: true,
+            ..PeerSync::default()
+        }
+    }
+
+    /// Changes the want flag this side announces for `feed` (queues a Clock
+    /// line when it changes; may be called before [`PeerSync::start`]).
+    /// want = 1 asks the peer to send the feed after what this side holds and
+    /// keep pushing it; want = 0 asks it to stop, and records of the feed
+    /// already in flight are still accepted. A frozen feed is never wanted.
+    /// On a machine made with [`PeerSync::new`] the automatic rules may want
+    /// the feed again.
+    pub fn set_want(&mut self, feed: FeedId, want: bool, now: u64) {
+        if self.closed {
+            return;
+        }
+        let changed = if want && !self.frozen.contains(&feed) {
+            self.accepted.insert(feed);
+            self.wanted.insert(feed)
+        } else {
+            self.wanted.remove(&feed)
+        };
+        if changed {
+            self.dirty.insert(feed);
+            self.refresh_waiting(feed, now);
+        }
+    }
+
     /// Starts replication: records what the node holds (feed → latest
-    /// sequence) and queues this side's Clock, wanting every feed listed.
+    /// sequence) and queues this side's Clock, wanting every feed listed
+    /// (with [`PeerSync::managed`], only those [`PeerSync::set_want`] asked for).
     /// Calling it again does nothing.
     pub fn start(&mut self, local_clock: &BTreeMap<FeedId, u64>, now: u64) {
         if self.started || self.closed {
@@ -246,7 +288,7 @@ impl PeerSync {
         for (&feed, &latest) in local_clock {
             let held = self.local.entry(feed).or_insert(0);
             *held = (*held).max(latest);
-            if !self.frozen.contains(&feed) {
+            if !self.managed && !self.frozen.contains(&feed) {
                 self.wanted.insert(feed);
             }
             self.dirty.insert(feed);
@@ -305,7 +347,7 @@ impl PeerSync {
             return;
         }
         *held = seq;
-        if !self.frozen.contains(&feed) {
+        if !self.managed && !self.frozen.contains(&feed) {
             self.wanted.insert(feed);
         }
         self.dirty.insert(feed);
@@ -471,7 +513,7 @@ impl PeerSync {
             if self.frozen.contains(&feed) {
                 continue;
             }
-            if line.latest > self.known(&feed) && self.wanted.insert(feed) {
+            if !self.managed && line.latest > self.known(&feed) && self.wanted.insert(feed) {
                 // A feed this side lacks: ask for it by announcing want = true.
                 self.dirty.insert(feed);
             }
@@ -567,7 +609,7 @@ impl PeerSync {
                 return Err(ProtocolError::MissingPayload { feed, seq });
             }
             let requested = self.requests.get(&feed).is_some_and(|r| (r.from..=r.to).contains(&seq));
-            if !self.wanted.contains(&feed) && !requested {
+            if !self.wanted.contains(&feed) && !self.accepted.contains(&feed) && !requested {
                 return Err(ProtocolError::Unrequested { feed, seq });
             }
             let (expected, ok) = match last.get(&feed) {

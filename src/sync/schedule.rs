@@ -1,0 +1,395 @@
+//! Choosing one sender per feed among the connected peers
+//! (spec/PROTOCOL.md §2.2 "Senders"), without I/O.
+//!
+//! A node replicates each feed from one peer at a time: the feed's *sender*,
+//! the only peer to which it announces want = 1 for that feed. Every other
+//! peer gets want = 0 and only reports its clock. The node's
+//! [`ReplicationScheduler`] makes that choice for every feed from what the
+//! connections report (the peers' claimed clocks, what the node stores,
+//! stalls, disconnects) and hands out the resulting want flags per
+//! connection; each connection applies them with
+//! [`PeerSync::set_want`](super::PeerSync::set_want) on a machine made with
+//! [`PeerSync::managed`](super::PeerSync::managed).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::feed::FeedId;
+
+/// A connection as the scheduler knows it: an id chosen by the caller,
+/// unique among the connections it reports (the node uses its connection
+/// counter).
+pub type ConnId = u64;
+
+/// One connected peer.
+#[derive(Debug)]
+struct Peer {
+    /// The peer's feed id (proven in the handshake).
+    id: FeedId,
+    /// Position in the order of [`ReplicationScheduler::connect`] calls.
+    order: u64,
+    /// What it claims to hold, for this connection only.
+    claims: BTreeMap<FeedId, u64>,
+}
+
+/// The replication state of one feed.
+#[derive(Debug, Default)]
+struct Feed {
+    /// The peer it is wanted from.
+    sender: Option<ConnId>,
+    /// Whether some peer claims more of it than the node holds.
+    behind: bool,
+    /// The last progress: when the node last stored more of it, fell
+    /// behind, or changed its sender (ms).
+    since: u64,
+    /// Peers that stalled on it, skipped while another peer remains.
+    stalled: BTreeSet<ConnId>,
+}
+
+/// Picks, for every feed the node holds or a peer claims, the one connected
+/// peer the node wants it from (want = 1) and tells every other peer
+/// want = 0, with failover. Pure and deterministic: the same calls with the
+/// same `now`s give the same answers.
+///
+/// # Choice
+///
+/// A feed's sender is chosen when the feed first becomes known (the node
+/// stores it or a peer claims it) or loses its sender, among the connected
+/// peers that have not stalled on it, ranked by:
+///
+/// 1. the feed's author (nobody holds more of a feed than its author);
+/// 2. then the highest claimed sequence of the feed;
+/// 3. then the earliest connected ([`connect`](Self::connect) order).
+///
+/// The choice is sticky: a sender keeps the feed until it disconnects or
+/// stalls, except that the feed's author takes it over when it connects.
+/// The node's own feed has no sender: no peer can hold more of it than the
+/// node, so it is wanted from nobody (and every peer that wants it from the
+/// node is sent it, see [`PeerSync`](super::PeerSync)).
+///
+/// # Failover
+///
+/// A sender *stalls* on a feed when some connected peer (the sender or any
+/// other) claims more of it than the node holds and the node stores nothing
+/// new of it for `stall_timeout` ms (from when it fell behind, last stored
+/// some, or changed sender), or when its connection reports
+/// [`Action::Stalled`](super::Action::Stalled) for it
+/// ([`stalled`](Self::stalled)). The feed then moves to the best other peer
+/// (by the ranking above, so one that claims to be ahead comes first) and
+/// the staller is skipped for that feed until it reconnects. When every
+/// connected peer has stalled on a feed, the marks are cleared and the
+/// choice starts over (the last staller comes last): a stalled sender never
+/// stops replication. A sender that disconnects hands its feeds over at once.
+///
+/// # Memory
+///
+/// Claims are kept per connection, in memory, and forgotten on
+/// [`disconnect`](Self::disconnect): a stale claim never outlives its
+/// connection and nothing here is persisted.
+///
+/// # Use
+///
+/// Report events with [`connect`](Self::connect), [`claims`](Self::claims),
+/// [`local`](Self::local), [`stalled`](Self::stalled),
+/// [`disconnect`](Self::disconnect), and call [`tick`](Self::tick) when `now`
+/// reaches [`poll_timeout`](Self::poll_timeout). After each call, the
+/// connections listed by [`pending`](Self::pending) have want changes to
+/// apply: drain them with [`take_wants`](Self::take_wants).
+#[derive(Debug)]
+pub struct ReplicationScheduler {
+    own: FeedId,
+    stall_timeout: u64,
+    next_order: u64,
+    peers: BTreeMap<ConnId, Peer>,
+    held: BTreeMap<FeedId, u64>,
+    feeds: BTreeMap<FeedId, Feed>,
+    /// Want changes not yet taken, per connection (the latest per feed).
+    outbox: BTreeMap<ConnId, BTreeMap<FeedId, bool>>,
+}
+
+impl ReplicationScheduler {
+    /// A scheduler for the node whose own feed is `own`, failing over after
+    /// `stall_timeout` ms without progress.
+    pub fn new(own: FeedId, stall_timeout: u64) -> ReplicationScheduler {
+        ReplicationScheduler {
+            own,
+            stall_timeout,
+            next_order: 0,
+            peers: BTreeMap::new(),
+            held: BTreeMap::new(),
+            feeds: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+        }
+    }
+
+    /// A connection to the peer `id` is up (before its machine starts, so
+    /// that its first Clock carries the right want flags). Every known feed
+    /// without a sender gets this peer; the feeds it authored move to it.
+    /// Reporting a connection again does nothing.
+    pub fn connect(&mut self, conn: ConnId, id: FeedId, now: u64) {
+        if self.peers.contains_key(&conn) {
+            return;
+        }
+        self.peers.insert(
+            conn,
+            Peer {
+                id,
+                order: self.next_order,
+                claims: BTreeMap::new(),
+            },
+        );
+        self.next_order += 1;
+        let feeds: Vec<FeedId> = self.feeds.keys().copied().collect();
+        for feed in feeds {
+            let sender = self.feeds.get(&feed).and_then(|f| f.sender);
+            if sender.is_none() || (feed == id && sender != Some(conn)) {
+                self.choose(feed, now);
+            }
+        }
+    }
+
+    /// The connection is gone: its claims are forgotten and the feeds it
+    /// sent move to other peers at once.
+    pub fn disconnect(&mut self, conn: ConnId, now: u64) {
+        if self.peers.remove(&conn).is_none() {
+            return;
+        }
+        self.outbox.remove(&conn);
+        let feeds: Vec<FeedId> = self.feeds.keys().copied().collect();
+        for feed in feeds {
+            let Some(state) = self.feeds.get_mut(&feed) else {
+                continue;
+            };
+            state.stalled.remove(&conn);
+            if state.sender == Some(conn) {
+                state.sender = None;
+                self.choose(feed, now);
+            } else {
+                self.refresh(feed, now);
+            }
+        }
+    }
+
+    /// What the peer on `conn` claims to hold (feed → latest sequence),
+    /// all or part of it. Claims only grow within a connection.
+    pub fn claims(&mut self, conn: ConnId, clock: impl IntoIterator<Item = (FeedId, u64)>, now: u64) {
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        let mut changed = Vec::new();
+        for (feed, latest) in clock {
+            let claim = peer.claims.entry(feed).or_insert(0);
+            if latest > *claim {
+                *claim = latest;
+                changed.push(feed);
+            }
+        }
+        for feed in changed {
+            self.know(feed, now);
+        }
+    }
+
+    /// The node stores `feed` up to `seq` (from any source): progress.
+    pub fn local(&mut self, feed: FeedId, seq: u64, now: u64) {
+        let held = self.held.entry(feed).or_insert(0);
+        if seq <= *held {
+            return;
+        }
+        *held = seq;
+        if let Some(state) = self.feeds.get_mut(&feed) {
+            state.since = now;
+        }
+        self.know(feed, now);
+    }
+
+    /// The connection reported [`Action::Stalled`](super::Action::Stalled)
+    /// for `feed`: if it is the feed's sender, fail over now.
+    pub fn stalled(&mut self, conn: ConnId, feed: FeedId, now: u64) {
+        if self.feeds.get(&feed).is_some_and(|f| f.sender == Some(conn)) {
+            self.fail_over(feed, now);
+        }
+    }
+
+    /// Fails over every feed whose sender made no progress for the stall
+    /// timeout while the node is behind.
+    pub fn tick(&mut self, now: u64) {
+        let due: Vec<FeedId> = self
+            .feeds
+            .iter()
+            .filter(|(_, f)| f.behind && f.sender.is_some() && now >= f.since.saturating_add(self.stall_timeout))
+            .map(|(&feed, _)| feed)
+            .collect();
+        for feed in due {
+            self.fail_over(feed, now);
+        }
+    }
+
+    /// When [`tick`](Self::tick) should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.feeds
+            .values()
+            .filter(|f| f.behind && f.sender.is_some())
+            .map(|f| f.since.saturating_add(self.stall_timeout))
+            .min()
+    }
+
+    /// The connections with want changes to take.
+    pub fn pending(&self) -> Vec<ConnId> {
+        self.outbox.keys().copied().collect()
+    }
+
+    /// The want changes for `conn` since it last took them, per feed in
+    /// ascending order (apply each with
+    /// [`PeerSync::set_want`](super::PeerSync::set_want)).
+    pub fn take_wants(&mut self, conn: ConnId) -> Vec<(FeedId, bool)> {
+        self.outbox
+            .remove(&conn)
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The connection `feed` is wanted from, if any.
+    pub fn sender(&self, feed: &FeedId) -> Option<ConnId> {
+        self.feeds.get(feed).and_then(|f| f.sender)
+    }
+
+    /// Whether `feed` is wanted from the peer on `conn`.
+    pub fn wants(&self, conn: ConnId, feed: &FeedId) -> bool {
+        self.sender(feed) == Some(conn)
+    }
+
+    /// Makes sure `feed` has a sender, and updates whether the node is behind.
+    fn know(&mut self, feed: FeedId, now: u64) {
+        if feed == self.own {
+            return;
+        }
+        let state = self.feeds.entry(feed).or_default();
+        if state.sender.is_none() {
+            self.choose(feed, now);
+        } else {
+            self.refresh(feed, now);
+        }
+    }
+
+    /// Marks the sender of `feed` stalled and picks another.
+    fn fail_over(&mut self, feed: FeedId, now: u64) {
+        let Some(state) = self.feeds.get_mut(&feed) else { return };
+        if let Some(old) = state.sender {
+            state.stalled.insert(old);
+        }
+        self.choose(feed, now);
+    }
+
+    /// (Re)chooses the sender of `feed` and queues the want changes.
+    fn choose(&mut self, feed: FeedId, now: u64) {
+        if feed == self.own {
+            return;
+        }
+        let state = self.feeds.entry(feed).or_default();
+        let old = state.sender;
+        if !self.peers.is_empty() && self.peers.keys().all(|c| state.stalled.contains(c)) {
+            // Everyone stalled: start over, the last staller last.
+            state.stalled.clear();
+            if self.peers.len() > 1
+                && let Some(old) = old
+            {
+                state.stalled.insert(old);
+            }
+        }
+        let stalled = &state.stalled;
+        let best = self
+            .peers
+            .iter()
+            .filter(|(conn, _)| !stalled.contains(conn))
+            .min_by_key(|(_, p)| {
+                let claim = p.claims.get(&feed).copied().unwrap_or(0);
+                (p.id != feed, std::cmp::Reverse(claim), p.order)
+            })
+            .map(|(&conn, _)| conn);
+        let new = best.or(old.filter(|c| self.peers.contains_key(c)));
+        state.sender = new;
+        state.since = now;
+        if old != new {
+            if let Some(old) = old.filter(|c| self.peers.contains_key(c)) {
+                self.outbox.entry(old).or_default().insert(feed, false);
+            }
+            if let Some(new) = new {
+                self.outbox.entry(new).or_default().insert(feed, true);
+            }
+        }
+        self.refresh(feed, now);
+    }
+
+    /// Recomputes whether the node is behind on `feed`; falling behind
+    /// starts the stall timer.
+    fn refresh(&mut self, feed: FeedId, now: u64) {
+        let held = self.held.get(&feed).copied().unwrap_or(0);
+        let behind = self
+            .peers
+            .values()
+            .any(|p| p.claims.get(&feed).is_some_and(|&c| c > held));
+        if let Some(state) = self.feeds.get_mut(&feed) {
+            if behind && !state.behind {
+                state.since = now;
+            }
+            state.behind = behind;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> FeedId {
+        FeedId([n; 32])
+    }
+
+    #[test]
+    fn the_author_then_the_highest_claim_then_the_earliest_peer() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.connect(1, id(1), 0);
+        s.connect(2, id(2), 0);
+        s.connect(3, id(3), 0);
+        s.claims(1, [(id(9), 5)], 0);
+        assert_eq!(s.sender(&id(9)), Some(1));
+        assert_eq!(s.take_wants(1), vec![(id(9), true)]);
+        // Sticky: a higher claim elsewhere does not move it.
+        s.claims(2, [(id(9), 7)], 1);
+        assert_eq!(s.sender(&id(9)), Some(1));
+        // The author takes its feed over when it connects.
+        s.claims(3, [(id(2), 1)], 2);
+        assert_eq!(s.sender(&id(2)), Some(2));
+        s.connect(9, id(9), 3);
+        assert_eq!(s.sender(&id(9)), Some(9));
+        assert_eq!(s.take_wants(1), vec![(id(9), false)]);
+        assert_eq!(s.take_wants(9), vec![(id(9), true)]);
+        // The own feed is wanted from nobody.
+        s.claims(1, [(id(0), 3)], 4);
+        s.local(id(0), 3, 4);
+        assert_eq!(s.sender(&id(0)), None);
+    }
+
+    #[test]
+    fn a_stalled_sender_is_replaced_and_a_lone_one_kept() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.connect(1, id(1), 0);
+        s.connect(2, id(2), 0);
+        s.claims(1, [(id(9), 5)], 10);
+        assert_eq!(s.sender(&id(9)), Some(1));
+        assert_eq!(s.poll_timeout(), Some(1010));
+        s.local(id(9), 2, 500);
+        s.tick(1400);
+        assert_eq!(s.sender(&id(9)), Some(1), "progress restarts the timer");
+        s.claims(2, [(id(9), 5)], 600);
+        s.tick(1500);
+        assert_eq!(s.sender(&id(9)), Some(2));
+        s.pending();
+        s.tick(2500);
+        // Both stalled: start over with the other one.
+        assert_eq!(s.sender(&id(9)), Some(1));
+        s.disconnect(1, 2600);
+        assert_eq!(s.sender(&id(9)), Some(2));
+        s.tick(3600);
+        assert_eq!(s.sender(&id(9)), Some(2), "the only peer stays the sender");
+        s.local(id(9), 5, 3700);
+        assert_eq!(s.poll_timeout(), None);
+    }
+}
