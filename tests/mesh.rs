@@ -328,3 +328,103 @@ async fn two_nodes_dialing_each_other_keep_one_connection() {
     a.wait_for_acks(entry.seq(), 1, DEADLINE).await.expect("acknowledged");
     shutdown(&[&a, &b]).await;
 }
+
+/// Opens an authenticated connection to `addr` as a fresh identity holding
+/// the network key: a peer that can then misbehave.
+async fn rogue(
+    addr: SocketAddr,
+    key: &NetworkKey,
+) -> (
+    feedmesh::feed::Keypair,
+    feedmesh::net::SecureStream<tokio::net::TcpStream>,
+) {
+    let keys = feedmesh::feed::Keypair::generate().expect("keys");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let secure = feedmesh::net::initiate(stream, key, &keys, None, &feedmesh::net::HandshakeConfig::default())
+        .await
+        .expect("handshake");
+    (keys, secure)
+}
+
+/// Reads until the node closes the connection (bounded).
+async fn until_closed(stream: &mut feedmesh::net::SecureStream<tokio::net::TcpStream>) {
+    tokio::time::timeout(DEADLINE, async { while stream.recv().await.is_ok() {} })
+        .await
+        .expect("the node closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_peers_are_cut_off_while_honest_ones_converge() {
+    use feedmesh::feed::{NewEntry, Timestamp, sign};
+    use feedmesh::sync::Message;
+
+    let net = net(2);
+    let a = start(&net.dirs[0], vec![]).await;
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    write(&a, 5, "a").await;
+
+    // Garbage instead of a message.
+    let (_, mut garbage) = rogue(addr(&a), &net.key).await;
+    garbage.send(b"\xff\x00 not a message").await.expect("send");
+    until_closed(&mut garbage).await;
+
+    // Records of a feed nobody asked for.
+    let (keys, mut pushy) = rogue(addr(&a), &net.key).await;
+    let record = sign(
+        &keys,
+        &NewEntry {
+            seq: 1,
+            prev: None,
+            skip: None,
+            timestamp: Timestamp::new(1_767_225_600_000, 0),
+            payload: b"unasked",
+        },
+    )
+    .expect("sign");
+    let (entry, payload) = record.into_parts();
+    let message = Message::Records {
+        records: vec![(entry, payload)],
+    };
+    pushy.send(&message.encode()).await.expect("send");
+    until_closed(&mut pushy).await;
+
+    let disconnects = a.disconnects();
+    assert_eq!(disconnects.get("malformed"), Some(&1), "{disconnects:?}");
+    assert_eq!(disconnects.get("unrequested"), Some(&1), "{disconnects:?}");
+    assert_eq!(
+        a.store().latest(&keys.feed_id()).expect("latest"),
+        None,
+        "nothing stored"
+    );
+
+    // The honest peer is still connected and replicating.
+    write(&b, 2, "b").await;
+    write(&a, 2, "a more").await;
+    converge(&[&a, &b], &BTreeMap::from([(a.id(), 7), (b.id(), 2)])).await;
+    assert_eq!(a.peers().len(), 1);
+    shutdown(&[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_refuses_extra_peers() {
+    let net = net(3);
+    let mut config = NodeConfig::new(&net.dirs[0]);
+    config.listen = Some(localhost());
+    config.max_connections = 1;
+    let hub = Node::start(config).await.expect("start");
+    let first = start(&net.dirs[1], vec![addr(&hub)]).await;
+    let started = Instant::now();
+    while hub.peers().is_empty() {
+        assert!(started.elapsed() < DEADLINE, "first peer never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = start(&net.dirs[2], vec![addr(&hub)]).await;
+    while !hub.disconnects().contains_key("connection-cap") {
+        assert!(started.elapsed() < DEADLINE, "the cap never refused anyone");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let peers = hub.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].id, first.id());
+    shutdown(&[&hub, &first, &second]).await;
+}
