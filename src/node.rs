@@ -53,6 +53,7 @@ use crate::net::{
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
+use crate::sync::ReplicationScheduler;
 use crate::writer::{FeedWriter, WriteError};
 
 /// Default [`NodeConfig::max_connections`].
@@ -72,6 +73,12 @@ pub const LOCAL_EVENTS_CAPACITY: usize = 1024;
 pub const SUBSCRIBE_CAPACITY: usize = 4096;
 /// Time [`Node::shutdown`] gives tasks to finish before aborting them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a feed's sender may leave the node behind on that feed without
+/// delivering any of it before the node wants it from another peer (see
+/// [`ReplicationScheduler`]).
+pub const SENDER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the node checks its feeds' senders for stalls.
+const SENDER_TICK: Duration = Duration::from_millis(250);
 
 /// How to run a node. Every field has a default except `dir`.
 #[derive(Debug, Clone)]
@@ -208,6 +215,16 @@ struct Inner {
     disconnects: Mutex<BTreeMap<&'static str, u64>>,
     /// Byte counters per peer id (every peer that ever connected).
     traffic: Mutex<BTreeMap<FeedId, Arc<Traffic>>>,
+    /// One sender per feed (spec/PROTOCOL.md §2.2 "Senders").
+    senders: Mutex<Senders>,
+}
+
+/// The node's sender choice, and how to wake each connection when its want
+/// flags change.
+struct Senders {
+    scheduler: ReplicationScheduler,
+    wake: HashMap<u64, Arc<Notify>>,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for Inner {
@@ -240,6 +257,11 @@ impl Node {
             .network_key()?
             .ok_or_else(|| NodeError::NoNetworkKey(config.dir.clone()))?;
         let keys = dir.keys().clone();
+        let senders = Senders {
+            scheduler: ReplicationScheduler::new(keys.feed_id(), SENDER_STALL_TIMEOUT.as_millis() as u64),
+            wake: HashMap::new(),
+            epoch: Instant::now(),
+        };
         let (store, writer) = {
             let keys = keys.clone();
             tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
@@ -280,6 +302,7 @@ impl Node {
             closing: AtomicBool::new(false),
             tasks: Mutex::new(JoinSet::new()),
             next_conn: AtomicU64::new(1),
+            senders: Mutex::new(senders),
             local_addr,
             disconnects: Mutex::new(BTreeMap::new()),
             traffic: Mutex::new(BTreeMap::new()),
@@ -296,6 +319,8 @@ impl Node {
             let task = Inner::dial_loop(inner.clone(), addr, seed);
             inner.spawn(task);
         }
+        let task = Inner::tick_senders(inner.clone());
+        inner.spawn(task);
         Ok(Node { inner })
     }
 
@@ -442,12 +467,39 @@ impl Inner {
         }
     }
 
+    /// Runs `f` on the sender choice (with its `now`) and wakes the
+    /// connections whose want flags changed.
+    fn schedule(&self, f: impl FnOnce(&mut ReplicationScheduler, u64)) {
+        let mut senders = lock(&self.senders);
+        let now = u64::try_from(senders.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        f(&mut senders.scheduler, now);
+        for conn in senders.scheduler.pending() {
+            if let Some(wake) = senders.wake.get(&conn) {
+                wake.notify_one();
+            }
+        }
+    }
+
+    /// Fails feeds over from stalled senders, until shutdown.
+    async fn tick_senders(self: Arc<Inner>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(SENDER_TICK) => {}
+            }
+            self.schedule(|s, now| s.tick(now));
+        }
+    }
+
     fn publish(&self, entries: &[Entry]) {
         let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
         for entry in entries {
             let head = heads.entry(entry.author()).or_insert(0);
             *head = (*head).max(entry.seq());
         }
+        self.schedule(|s, now| heads.iter().for_each(|(&feed, &seq)| s.local(feed, seq, now)));
         for (feed, seq) in heads {
             let _ = self.local.send(LocalEvent::Stored { feed, seq });
         }
@@ -709,6 +761,7 @@ impl Host for Inner {
     }
 
     fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>) {
+        self.schedule(|s, now| s.claims(conn, clock.iter().map(|(&feed, &seq)| (feed, seq)), now));
         let mut peers = lock(&self.peers);
         if let Some(connected) = peers.get_mut(&peer)
             && connected.conn == conn
@@ -722,6 +775,31 @@ impl Host for Inner {
 
     fn traffic(&self, peer: FeedId) -> Option<Arc<Traffic>> {
         Some(lock(&self.traffic).entry(peer).or_default().clone())
+    }
+
+    fn attach(&self, peer: FeedId, conn: u64, held: &BTreeMap<FeedId, u64>) -> Option<Arc<Notify>> {
+        let wake = Arc::new(Notify::new());
+        lock(&self.senders).wake.insert(conn, wake.clone());
+        self.schedule(|s, now| {
+            for (&feed, &seq) in held {
+                s.local(feed, seq, now);
+            }
+            s.connect(conn, peer, now);
+        });
+        Some(wake)
+    }
+
+    fn take_wants(&self, conn: u64) -> Vec<(FeedId, bool)> {
+        lock(&self.senders).scheduler.take_wants(conn)
+    }
+
+    fn stalled(&self, conn: u64, feed: FeedId) {
+        self.schedule(|s, now| s.stalled(conn, feed, now));
+    }
+
+    fn detach(&self, conn: u64) {
+        lock(&self.senders).wake.remove(&conn);
+        self.schedule(|s, now| s.disconnect(conn, now));
     }
 }
 

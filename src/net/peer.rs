@@ -30,7 +30,11 @@
 //! has no headers-only range read to size it in advance.)
 //!
 //! What the node provides is the [`Host`] trait: the store, local events, and
-//! the appends (which it serialises with its own writes and publishes).
+//! the appends (which it serialises with its own writes and publishes). A
+//! host that chooses one sender per feed ([`Host::attach`]) gets the peer's
+//! claimed clock ([`Host::peer_clock`]), stalls and the end of the
+//! connection, and hands back want flags: the driver applies them to its
+//! [`PeerSync::managed`] machine when woken, between the other events.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -112,6 +116,25 @@ pub trait Host: Send + Sync + 'static {
     fn traffic(&self, _peer: FeedId) -> Option<Arc<Traffic>> {
         None
     }
+    /// Whether the node chooses one sender per feed (spec/PROTOCOL.md §2.2
+    /// "Senders", [`crate::sync::ReplicationScheduler`]). Called once per
+    /// connection, with what the store holds, before its machine starts; if
+    /// it returns a [`Notify`], the machine is [`PeerSync::managed`] and the
+    /// connection applies [`Host::take_wants`] whenever it is notified, and
+    /// calls [`Host::detach`] when it ends. `None` (the default): the machine
+    /// wants every feed from this peer (the flood).
+    fn attach(&self, _peer: FeedId, _conn: u64, _held: &BTreeMap<FeedId, u64>) -> Option<Arc<Notify>> {
+        None
+    }
+    /// The want flags that changed for connection `conn` since it last took
+    /// them (feed, want).
+    fn take_wants(&self, _conn: u64) -> Vec<(FeedId, bool)> {
+        Vec::new()
+    }
+    /// Connection `conn` reported [`Action::Stalled`] for `feed`.
+    fn stalled(&self, _conn: u64, _feed: FeedId) {}
+    /// An attached connection ended.
+    fn detach(&self, _conn: u64) {}
 }
 
 /// Why a connection ended.
@@ -199,8 +222,12 @@ where
         ranges: VecDeque::new(),
         chunk: MIN_CHUNK,
         traffic,
+        wants: None,
     };
     let closed = driver.run(reader, &tx, &mut writer_task, shutdown, evict).await;
+    if driver.wants.is_some() {
+        driver.host.detach(conn);
+    }
     drop(tx);
     let graceful = matches!(closed, Closed::Shutdown | Closed::Evicted);
     if graceful && !writer_task.is_finished() {
@@ -232,6 +259,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     writer.shutdown().await
 }
 
+/// Waits for `notify`, or forever without one.
+async fn notified(notify: Option<&Notify>) {
+    match notify {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs a blocking store operation off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -258,6 +293,8 @@ struct Driver {
     chunk: usize,
     /// Byte counters of the peer (metrics), if the host keeps them.
     traffic: Option<Arc<Traffic>>,
+    /// Notified when the host changed the want flags ([`Host::attach`]).
+    wants: Option<Arc<Notify>>,
 }
 
 impl Driver {
@@ -284,7 +321,13 @@ impl Driver {
             Err(error) => return Closed::Store(error),
         };
         let now = self.now();
+        if let Some(wants) = self.host.attach(self.peer, self.conn, &clock) {
+            self.sync = PeerSync::managed();
+            self.wants = Some(wants);
+            self.apply_wants();
+        }
         self.sync.start(&clock, now);
+        let wants = self.wants.clone();
         if let Err(closed) = self.resync_forks().await {
             return closed;
         }
@@ -315,6 +358,10 @@ impl Driver {
                     };
                 }
                 event = local.recv() => self.on_local(event).await,
+                () = notified(wants.as_deref()) => {
+                    self.apply_wants();
+                    Ok(())
+                }
                 permit = tx.reserve(), if want_send => match permit {
                     Ok(permit) => self.send_next(permit).await,
                     Err(_) => Err(Closed::PeerClosed),
@@ -397,6 +444,14 @@ impl Driver {
         Ok(())
     }
 
+    /// Applies the want flags the host changed for this connection.
+    fn apply_wants(&mut self) {
+        let now = self.now();
+        for (feed, want) in self.host.take_wants(self.conn) {
+            self.sync.set_want(feed, want, now);
+        }
+    }
+
     /// Tells the machine every fork proof the store holds.
     async fn resync_forks(&mut self) -> Result<(), Closed> {
         let store = self.store.clone();
@@ -426,6 +481,7 @@ impl Driver {
                     held,
                 } => {
                     tracing::info!(peer = %self.peer, %feed, peer_latest, held, "feed stalled on this peer");
+                    self.host.stalled(self.conn, feed);
                 }
                 Action::Disconnect(error) => {
                     tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
