@@ -201,6 +201,8 @@ pub trait AllocationProbe {
 pub const DECODER_GROWTH_SLACK: usize = 2;
 /// The most chunk sizes [`frame_decode`] reads.
 const MAX_CHUNK_SIZES: usize = 8;
+/// About the most pieces [`frame_decode`] cuts a stream into.
+const MAX_CHUNKS: usize = 4096;
 /// The input byte that makes [`frame_decode`] put a large synthetic message first.
 const PAD_MAGIC: u8 = 0xa5;
 
@@ -277,17 +279,21 @@ pub fn frame_decode_measured(data: &[u8], probe: Option<&dyn AllocationProbe>) {
 
 /// `stream` cut into pieces of the given sizes, used in turn (a zero size
 /// gives an empty piece); the whole stream as one piece when no size is
-/// positive.
+/// positive. Positive sizes are raised so that there are at most about
+/// [`MAX_CHUNKS`] pieces (a large synthetic message in one-byte pieces
+/// would only be slow).
 fn chunked<'a>(stream: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     if sizes.iter().all(|&size| size == 0) {
         return vec![stream];
     }
+    let smallest = stream.len() / MAX_CHUNKS;
     let mut chunks = Vec::new();
     let mut rest = stream;
     for &size in sizes.iter().cycle() {
         if rest.is_empty() {
             break;
         }
+        let size = if size == 0 { 0 } else { size.max(smallest) };
         let (chunk, tail) = rest.split_at(size.min(rest.len()));
         chunks.push(chunk);
         rest = tail;
