@@ -191,13 +191,10 @@ pub trait AllocationProbe {
     fn largest(&self) -> usize;
 }
 
-/// How far beyond a bound [`MessageDecoder`] may allocate: it grows its body
-/// buffer with `Vec`'s amortised doubling, so a message longer than one
-/// frame's plaintext may end up in a buffer of up to twice its length (and
-/// twice `max_message`: a 64 KiB message with `max_message` = 64 KiB sits in
-/// 131,038 bytes, one of `MAX_MESSAGE` in 8,386,432). Known and reported
-/// (see fuzz/README.md); lower it to 1 once the decoder caps its growth at
-/// the declared length.
+/// How far beyond the bytes received [`MessageDecoder`] may allocate: it
+/// doubles its body buffer as bytes arrive (capped at the declared length,
+/// so never beyond `max_message`), so it may hold up to twice what it has
+/// received.
 pub const DECODER_GROWTH_SLACK: usize = 2;
 /// The most chunk sizes [`frame_decode`] reads.
 const MAX_CHUNK_SIZES: usize = 8;
@@ -221,7 +218,7 @@ pub fn frame_decode(data: &[u8]) {
 /// Input: a byte choosing `max_message` (a small value from the next one or
 /// two bytes, [`MIN_MAX_MESSAGE`] or [`MAX_MESSAGE`]); a byte choosing
 /// `parse_frame`'s `max_len` ([`MAX_NOISE_FRAME`], or 16 plus the next
-/// byte); a byte that, when [`PAD_MAGIC`], is followed by three bytes (a
+/// byte); a byte that, when `PAD_MAGIC`, is followed by three bytes (a
 /// length `n`, big-endian, at most `MAX_MESSAGE + 1`) and a fill byte and
 /// puts a message of `n` fill bytes at the head of the stream; a count (mod 8) of chunk sizes and the
 /// sizes (`s`, or `(s & 0x7f) * 4096` when `s >= 0x80`), used in turn; the
@@ -431,16 +428,16 @@ fn messages_of(chunks: &[&[u8]], max_message: usize, probe: Option<&dyn Allocati
             };
             assert!(used <= rest.len());
             received += used;
-            let bound = max_message.min(received.max(MAX_FRAME_PLAINTEXT));
+            let bound = max_message.min(DECODER_GROWTH_SLACK * received.max(MAX_FRAME_PLAINTEXT));
             assert!(
-                largest <= DECODER_GROWTH_SLACK * bound,
+                largest <= bound,
                 "decoder allocated {largest} bytes with max_message {max_message} after {received} bytes"
             );
             match message {
                 Some(message) => {
                     assert!(message.len() <= max_message);
                     assert!(
-                        message.capacity() <= DECODER_GROWTH_SLACK * message.len(),
+                        message.capacity() <= message.len().max(MAX_FRAME_PLAINTEXT),
                         "a message of {} bytes held in a buffer of {}",
                         message.len(),
                         message.capacity()
@@ -711,7 +708,7 @@ impl PeerHarness {
 }
 
 /// A [`PeerSync`] fed an arbitrary sequence of messages (valid ones built
-/// from the input with records of [`Material`]'s signed feeds, and raw or
+/// from the input with records of `Material`'s signed feeds, and raw or
 /// corrupted frames), `local_advanced` calls, requests, forks and timer ticks
 /// never panics and keeps its documented contract: every Store holds
 /// records that verify and extend what was reported stored, of feeds it
@@ -852,7 +849,7 @@ pub fn peer_sync(data: &[u8]) {
     }
 }
 
-/// Up to two runs of records of [`Material`]'s feeds, chosen by the input:
+/// Up to two runs of records of `Material`'s feeds, chosen by the input:
 /// which feed or branch, where it starts, how many, and whether a payload is
 /// left out or altered, or the run reversed.
 fn records_from(input: &mut Input<'_>) -> Vec<WireRecord> {

@@ -189,6 +189,11 @@ impl MessageDecoder {
         };
         let rest = &input[consumed..];
         let take = (*len - body.len()).min(rest.len());
+        if body.capacity() - body.len() < take {
+            // Double as the bytes arrive, but never past the declared length.
+            let target = body.capacity().saturating_mul(2).max(body.len() + take).min(*len);
+            body.reserve_exact(target - body.len());
+        }
         body.extend_from_slice(&rest[..take]);
         consumed += take;
         if body.len() == *len {
