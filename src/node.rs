@@ -23,10 +23,10 @@
 //!   shutdown) with exponential backoff between
 //!   [`NodeConfig::reconnect_min`] and [`NodeConfig::reconnect_max`], each
 //!   delay drawn uniformly from its upper half (jitter from a generator
-//!   seeded once from the OS). The backoff restarts after a connection that
-//!   lasted [`STABLE_CONNECTION`]. While the node at that address (known
-//!   after the first handshake) is connected, by either direction, the dialer
-//!   waits.
+//!   seeded once from the OS, or from [`NodeConfig::jitter_seed`]). The
+//!   backoff restarts after a connection that lasted [`STABLE_CONNECTION`].
+//!   While the node at that address (known after the first handshake) is
+//!   connected, by either direction, the dialer waits.
 //! - One connection per peer id. When a second one authenticates:
 //!   if the two were opened in opposite directions, the one dialed by the
 //!   node with the smaller feed id is kept (both sides reach the same
@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -49,7 +48,8 @@ use tokio::time::Instant;
 use crate::clock::{Timestamp, system_time_ms};
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    Closed, HandshakeConfig, HandshakeError, Host, LocalEvent, NetworkKey, Traffic, initiate, respond, run_connection,
+    BoxConnection, Closed, HandshakeConfig, HandshakeError, Host, Listener, LocalEvent, Network, NetworkKey,
+    TcpNetwork, Traffic, initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
@@ -99,6 +99,9 @@ pub struct NodeConfig {
     pub reconnect_min: Duration,
     /// Largest reconnect delay (default [`DEFAULT_RECONNECT_MAX`], 10 s).
     pub reconnect_max: Duration,
+    /// Seed of the reconnect jitter; `None` (the default): drawn from the
+    /// OS. Set it for reproducible runs (simulations).
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for NodeConfig {
@@ -111,6 +114,7 @@ impl Default for NodeConfig {
             handshake_timeout: HandshakeConfig::default().timeout,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            jitter_seed: None,
         }
     }
 }
@@ -197,6 +201,7 @@ struct Inner {
     keys: Keypair,
     network_key: NetworkKey,
     config: NodeConfig,
+    network: Arc<dyn Network>,
     store: Arc<dyn Store>,
     /// Serialises every append (local or received) with its publication.
     writer: Mutex<FeedWriter>,
@@ -242,8 +247,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Node {
     /// Opens the node directory, binds the listener (if any), and starts the
-    /// listener and one dialer per configured peer. Needs a tokio runtime.
+    /// listener and one dialer per configured peer, over TCP
+    /// ([`TcpNetwork`]). Needs a tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(config, Arc::new(TcpNetwork)).await
+    }
+
+    /// [`Node::start`] over another [`Network`] (a simulated one, say).
+    pub async fn start_with(config: NodeConfig, network: Arc<dyn Network>) -> Result<Node, NodeError> {
         if config.max_connections == 0 {
             return Err(NodeError::Config("max_connections must be at least 1".into()));
         }
@@ -274,7 +285,8 @@ impl Node {
         };
         let listener = match config.listen {
             Some(addr) => Some(
-                TcpListener::bind(addr)
+                network
+                    .bind(addr)
                     .await
                     .map_err(|error| NodeError::Bind { addr, error })?,
             ),
@@ -307,13 +319,17 @@ impl Node {
             disconnects: Mutex::new(BTreeMap::new()),
             traffic: Mutex::new(BTreeMap::new()),
             config,
+            network,
         });
         if let (Some(listener), Some(addr)) = (listener, local_addr) {
             tracing::info!(id = %inner.id, %addr, "listening");
             let task = Inner::listen(inner.clone(), listener);
             inner.spawn(task);
         }
-        let mut seed = getrandom::u64().unwrap_or_else(|_| system_time_ms());
+        let mut seed = match inner.config.jitter_seed {
+            Some(seed) => seed,
+            None => getrandom::u64().unwrap_or_else(|_| system_time_ms()),
+        };
         for &addr in &inner.config.peers {
             seed = splitmix64(&mut seed);
             let task = Inner::dial_loop(inner.clone(), addr, seed);
@@ -561,7 +577,7 @@ impl Inner {
         *lock(&self.disconnects).entry(reason).or_insert(0) += 1;
     }
 
-    async fn listen(self: Arc<Inner>, listener: TcpListener) {
+    async fn listen(self: Arc<Inner>, listener: Box<dyn Listener>) {
         let limit = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
         let mut shutdown = self.shutdown.subscribe();
         loop {
@@ -594,8 +610,7 @@ impl Inner {
 
     /// Handshakes and runs one connection; returns the peer's id once the
     /// handshake succeeded, and whether the connection was registered.
-    async fn connect(self: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, dialed: bool) -> Option<FeedId> {
-        let _ = stream.set_nodelay(true);
+    async fn connect(self: &Arc<Inner>, stream: BoxConnection, addr: SocketAddr, dialed: bool) -> Option<FeedId> {
         let config = HandshakeConfig {
             timeout: self.config.handshake_timeout,
             ..HandshakeConfig::default()
@@ -639,7 +654,7 @@ impl Inner {
             return Some(peer);
         }
         tracing::info!(peer = %peer, %addr, dialed, "peer connected");
-        let (reader, writer) = secure.split_with(TcpStream::into_split);
+        let (reader, writer) = secure.into_split();
         let host: Arc<dyn Host> = self.clone();
         let closed = run_connection(reader, writer, host, conn, self.shutdown.subscribe(), evict).await;
         self.unregister(peer, conn);
@@ -678,7 +693,7 @@ impl Inner {
             let stream = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)) => stream,
+                stream = tokio::time::timeout(CONNECT_TIMEOUT, self.network.connect(addr)) => stream,
             };
             match stream {
                 Ok(Ok(stream)) => {

@@ -19,6 +19,9 @@
 //!    that drives a [`crate::sync::PeerSync`] over the two halves, against a
 //!    [`Host`] (the node: store, local events, appends).
 //!
+//! 5. [`Network`]: how a node listens and dials ([`TcpNetwork`] by default;
+//!    tests plug in a simulated network).
+//!
 //! What a node does on each error is §3.4: close the connection and log the
 //! reason.
 //!
@@ -28,6 +31,7 @@
 mod framing;
 mod handshake;
 mod key;
+mod network;
 mod peer;
 
 pub use framing::{
@@ -42,6 +46,7 @@ pub use handshake::{
     identity_proof_message, initiate, respond,
 };
 pub use key::{NETWORK_KEY_LEN, NetworkKey, NetworkKeyError};
+pub use network::{BoxConnection, BoxFuture, Connection, Listener, Network, TcpNetwork};
 pub use peer::{
     Closed, FLUSH_TIMEOUT_MS, Host, LocalEvent, MAX_PENDING_RANGES, MIN_CHUNK, OUTBOX_FRAMES, Traffic, run_connection,
 };

@@ -1,0 +1,340 @@
+//! Deterministic simulation (turmoil) of the real node code: five hosts in a
+//! full mesh (each dials the others) over turmoil's simulated TCP, with
+//! random link latencies, partitions, and host crashes and restarts, while
+//! every host appends entries at random times. Then the network heals and
+//! every host must end with the same clock and byte-identical feeds.
+//!
+//! The node runs unchanged: [`Node::start_with`] takes [`SimNetwork`], which
+//! hands it turmoil's sockets. Each host keeps its redb store in a directory
+//! that outlives crashes (a crash drops the host's runtime, hence the node;
+//! a restart reopens the same file).
+//!
+//! `cargo test` runs [`DEFAULT_SEEDS`] seeds; `FEEDMESH_SIM_SEEDS=N` runs N,
+//! and `FEEDMESH_SIM_SEED=S` runs seed S alone (to replay a failure).
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use feedmesh::feed::Keypair;
+use feedmesh::net::{BoxConnection, BoxFuture, Listener, Network, NetworkKey};
+use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node_dir::NodeDir;
+use feedmesh::store::{FeedClock, Store};
+
+/// Seeds run by `cargo test`.
+const DEFAULT_SEEDS: u64 = 20;
+/// Hosts in the network.
+const HOSTS: usize = 5;
+/// The port every host listens on.
+const PORT: u16 = 7000;
+/// Simulated time per step.
+const TICK: Duration = Duration::from_millis(10);
+/// Simulated time of the chaos phase (writes, partitions, crashes).
+const CHAOS: Duration = Duration::from_secs(10);
+/// Simulated time allowed to converge once everything is healed.
+const HEAL_LIMIT: Duration = Duration::from_secs(60);
+
+/// turmoil's TCP, as a [`Network`].
+#[derive(Debug)]
+struct SimNetwork;
+
+struct SimListener(turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxConnection, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, addr) = self.0.accept().await?;
+            Ok((Box::new(stream) as BoxConnection, addr))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Network for SimNetwork {
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = turmoil::net::TcpListener::bind(addr).await?;
+            Ok(Box::new(SimListener(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<BoxConnection>> {
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(addr).await?;
+            Ok(Box::new(stream) as BoxConnection)
+        })
+    }
+}
+
+/// splitmix64: the test's own seeded randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// What a host last saw in its store: its clock and a digest of every record.
+type Report = (FeedClock, u64);
+
+/// State shared by the test driver and the hosts' software.
+struct Shared {
+    /// Hosts append while this is set.
+    writing: AtomicBool,
+    /// Per host: its latest report.
+    reports: Mutex<Vec<Option<Report>>>,
+    /// Per host: how many times its software started.
+    starts: Mutex<Vec<u64>>,
+    /// Per host: its node's disconnects by reason (this run of it).
+    disconnects: Mutex<Vec<BTreeMap<&'static str, u64>>>,
+}
+
+fn name(host: usize) -> String {
+    format!("node{host}")
+}
+
+/// The clock and a digest of every record of `store`.
+fn report(store: &dyn Store) -> Report {
+    let clock = store.clock().expect("clock");
+    let mut hasher = DefaultHasher::new();
+    for feed in clock.keys() {
+        for (entry, payload) in store.range(feed, 1, u64::MAX, usize::MAX).expect("range") {
+            entry.as_bytes().hash(&mut hasher);
+            payload.hash(&mut hasher);
+        }
+    }
+    (clock, hasher.finish())
+}
+
+/// The software of host `host`: a node dialing every other host, appending
+/// at random times while the driver allows it, and reporting its store.
+async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> turmoil::Result {
+    let start = {
+        let mut starts = shared.starts.lock().expect("lock");
+        starts[host] += 1;
+        starts[host]
+    };
+    let mut rng = Rng(seed ^ (host as u64) << 32 ^ start << 48);
+    let mut config = NodeConfig::new(&dir);
+    config.listen = Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
+    config.peers = (0..HOSTS)
+        .filter(|&other| other != host)
+        .map(|other| SocketAddr::new(turmoil::lookup(name(other)), PORT))
+        .collect();
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_secs(2);
+    config.handshake_timeout = Duration::from_secs(3);
+    config.jitter_seed = Some(rng.next());
+    let node = Node::start_with(config, Arc::new(SimNetwork)).await?;
+    let store = node.store();
+    let mut last: Option<FeedClock> = None;
+    let mut written = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(400))).await;
+        if shared.writing.load(Ordering::SeqCst) {
+            let count = 1 + rng.below(3) as usize;
+            let payloads: Vec<Vec<u8>> = (0..count)
+                .map(|i| format!("{} #{start} {written} {i}", name(host)).into_bytes())
+                .collect();
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            node.append_batch(&refs).await?;
+            written += 1;
+        }
+        shared.disconnects.lock().expect("lock")[host] = node.disconnects();
+        let clock = store.clock()?;
+        if last.as_ref() != Some(&clock) {
+            let report = report(&*store);
+            last = Some(report.0.clone());
+            shared.reports.lock().expect("lock")[host] = Some(report);
+        }
+    }
+}
+
+/// Runs one seed; on failure, says what differed.
+fn run_seed(seed: u64) -> Result<(), String> {
+    // In memory when possible: fsync is not what is tested here, and it
+    // dominates the run time on disk.
+    let shm = std::path::Path::new("/dev/shm");
+    let root = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("tempdir");
+    let mut rng = Rng(seed);
+    let key = NetworkKey::from_bytes(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
+    let mut dirs = Vec::new();
+    for host in 0..HOSTS {
+        let dir = root.path().join(name(host));
+        NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
+        // A seeded identity, so that a seed replays the same tie-breaks.
+        let mut secret = [0u8; 32];
+        for chunk in secret.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let keys = Keypair::from_seed(secret);
+        std::fs::write(dir.join("secret_key"), format!("{}\n", keys.seed_hex())).expect("write key");
+        dirs.push(dir);
+    }
+    let shared = Arc::new(Shared {
+        writing: AtomicBool::new(true),
+        reports: Mutex::new(vec![None; HOSTS]),
+        starts: Mutex::new(vec![0; HOSTS]),
+        disconnects: Mutex::new(vec![BTreeMap::new(); HOSTS]),
+    });
+    let max_latency = Duration::from_millis(2 + rng.below(80));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .tick_duration(TICK)
+        .simulation_duration(CHAOS + HEAL_LIMIT + Duration::from_secs(10))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(max_latency)
+        .build();
+    for (host, dir) in dirs.iter().enumerate() {
+        let (dir, shared) = (dir.clone(), shared.clone());
+        sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
+    }
+    let mut crashed = [false; HOSTS];
+    let mut partitioned: Vec<(usize, usize)> = Vec::new();
+    let mut events = Vec::new();
+    let chaos_steps = CHAOS.as_millis() / TICK.as_millis();
+    for step in 0..chaos_steps {
+        // About one event per 250 ms of simulated time.
+        if rng.chance(4) {
+            let (a, b) = (rng.below(HOSTS as u64) as usize, rng.below(HOSTS as u64) as usize);
+            match rng.below(5) {
+                0 if a != b && !partitioned.contains(&(a.min(b), a.max(b))) => {
+                    sim.partition(name(a), name(b));
+                    partitioned.push((a.min(b), a.max(b)));
+                    events.push(format!("{step}: partition {a}-{b}"));
+                }
+                1 if !partitioned.is_empty() => {
+                    let (a, b) = partitioned.swap_remove(rng.below(partitioned.len() as u64) as usize);
+                    sim.repair(name(a), name(b));
+                    events.push(format!("{step}: repair {a}-{b}"));
+                }
+                2 if !crashed[a] && crashed.iter().filter(|&&c| c).count() < 2 => {
+                    sim.crash(name(a));
+                    crashed[a] = true;
+                    events.push(format!("{step}: crash {a}"));
+                }
+                3 if crashed[a] => {
+                    sim.bounce(name(a));
+                    crashed[a] = false;
+                    events.push(format!("{step}: restart {a}"));
+                }
+                4 => {
+                    // Cut one host off from every other.
+                    for other in (0..HOSTS).filter(|&other| other != a) {
+                        let pair = (a.min(other), a.max(other));
+                        if !partitioned.contains(&pair) {
+                            sim.partition(name(a), name(other));
+                            partitioned.push(pair);
+                        }
+                    }
+                    events.push(format!("{step}: isolate {a}"));
+                }
+                _ => {}
+            }
+        }
+        sim.step().map_err(|e| format!("seed {seed}: step {step}: {e}"))?;
+    }
+    // Heal: stop writing, repair every link, restart every crashed host.
+    shared.writing.store(false, Ordering::SeqCst);
+    for (a, b) in partitioned.drain(..) {
+        sim.repair(name(a), name(b));
+    }
+    for (host, crashed) in crashed.iter_mut().enumerate() {
+        if *crashed {
+            sim.bounce(name(host));
+            *crashed = false;
+        }
+    }
+    events.push(format!("{chaos_steps}: heal"));
+    let heal_steps = HEAL_LIMIT.as_millis() / TICK.as_millis();
+    for step in 0..heal_steps {
+        sim.step().map_err(|e| format!("seed {seed}: heal step {step}: {e}"))?;
+        if step % 10 == 0 {
+            let reports = shared.reports.lock().expect("lock");
+            if let Some(Some(first)) = reports.first()
+                && first.0.len() == HOSTS
+                && reports.iter().all(|r| r.as_ref() == Some(first))
+            {
+                if std::env::var_os("FEEDMESH_SIM_VERBOSE").is_some() {
+                    eprintln!(
+                        "seed {seed}: converged {step} steps after healing on {:?}; events {events:?}",
+                        first.0
+                    );
+                    eprintln!("disconnects: {:?}", shared.disconnects.lock().expect("lock"));
+                }
+                return Ok(());
+            }
+        }
+    }
+    let reports = shared.reports.lock().expect("lock");
+    let mut text = format!("seed {seed}: no convergence {HEAL_LIMIT:?} after healing\nevents: {events:?}\n");
+    for (host, report) in reports.iter().enumerate() {
+        let clock = report.as_ref().map(|(clock, digest)| {
+            let seqs: Vec<String> = clock
+                .iter()
+                .map(|(f, s)| format!("{}:{s}", &f.to_string()[..6]))
+                .collect();
+            format!("{} digest {digest:x}", seqs.join(" "))
+        });
+        text.push_str(&format!("  {}: {}\n", name(host), clock.unwrap_or_default()));
+    }
+    Err(text)
+}
+
+#[test]
+fn five_hosts_converge_after_partitions_delays_and_crashes() {
+    let seeds: Vec<u64> = match std::env::var("FEEDMESH_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("FEEDMESH_SIM_SEED: a number")],
+        Err(_) => {
+            let count = std::env::var("FEEDMESH_SIM_SEEDS")
+                .ok()
+                .map(|n| n.parse().expect("FEEDMESH_SIM_SEEDS: a number"))
+                .unwrap_or(DEFAULT_SEEDS);
+            (0..count).collect()
+        }
+    };
+    let mut failures = Vec::new();
+    for &seed in &seeds {
+        let started = std::time::Instant::now();
+        let result = run_seed(seed);
+        eprintln!("seed {seed}: {:?} in {:?}", result.is_ok(), started.elapsed());
+        if let Err(failure) = result {
+            failures.push(failure);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n")
+    );
+}
