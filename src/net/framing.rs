@@ -426,6 +426,17 @@ impl WriteState {
         Ok(())
     }
 
+    /// Sends one empty frame (a keepalive: receivers skip it).
+    async fn send_empty_frame<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), StreamError> {
+        if self.broken {
+            return Err(StreamError::Broken);
+        }
+        self.broken = true;
+        self.send_raw_frame(writer, &[]).await?;
+        self.broken = false;
+        Ok(())
+    }
+
     async fn send_raw_frame<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
@@ -590,6 +601,12 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         self.state.recv(&mut self.reader).await
     }
 
+    /// Frames received and decrypted so far, empty ones (keepalives)
+    /// included: it grows whenever the peer is heard from.
+    pub fn frames_received(&self) -> u64 {
+        self.state.cipher.nonce
+    }
+
     /// The peer's feed id, proven during the handshake.
     pub fn remote_id(&self) -> FeedId {
         self.remote
@@ -615,6 +632,12 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     /// Sends one message (as [`SecureStream::send`]; not cancel-safe).
     pub async fn send(&mut self, message: &[u8]) -> Result<(), StreamError> {
         self.state.send(&mut self.writer, message).await
+    }
+
+    /// Sends an empty frame, which the peer's reader skips (§3.3): a
+    /// keepalive that proves the connection alive. Not cancel-safe.
+    pub async fn send_keepalive(&mut self) -> Result<(), StreamError> {
+        self.state.send_empty_frame(&mut self.writer).await
     }
 
     /// Closes the sending direction (the peer's `recv` then returns

@@ -64,6 +64,14 @@ pub const MAX_PENDING_RANGES: usize = 4096;
 pub const MIN_CHUNK: usize = 4;
 /// How long a closing connection waits for its writer to flush (ms).
 pub const FLUSH_TIMEOUT_MS: u64 = 1_000;
+/// After this long without sending anything, the writer sends an empty
+/// frame (a keepalive, spec/PROTOCOL.md §3.3) (ms).
+pub const KEEPALIVE_MS: u64 = 5_000;
+/// A connection on which no frame (keepalives included) arrived for this
+/// long is dead (a partition, a peer gone without closing) and is closed,
+/// so that the node redials ([`Closed::Idle`]) (ms). Detected between one
+/// and two times this after the last frame.
+pub const IDLE_TIMEOUT_MS: u64 = 3 * KEEPALIVE_MS;
 /// Records messages with at least this many records are checked on a
 /// blocking thread.
 const BLOCKING_RECORDS: usize = 16;
@@ -150,6 +158,9 @@ pub enum Closed {
     /// The peer closed the connection between two messages.
     #[error("closed by the peer")]
     PeerClosed,
+    /// Nothing arrived from the peer for [`IDLE_TIMEOUT_MS`].
+    #[error("nothing received for {IDLE_TIMEOUT_MS} ms")]
+    Idle,
     /// The transport failed (decryption, framing, truncation, I/O).
     #[error("transport: {0}")]
     Stream(#[from] StreamError),
@@ -168,6 +179,7 @@ impl Closed {
             Closed::Shutdown => "shutdown",
             Closed::Evicted => "duplicate",
             Closed::PeerClosed => "peer-closed",
+            Closed::Idle => "idle",
             Closed::Stream(StreamError::Closed) => "peer-closed",
             Closed::Stream(StreamError::Truncated) => "truncated",
             Closed::Stream(StreamError::Decrypt) => "decrypt",
@@ -250,7 +262,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Vec<u8>>,
     traffic: Option<Arc<Traffic>>,
 ) -> Result<(), StreamError> {
-    while let Some(message) = rx.recv().await {
+    let keepalive = Duration::from_millis(KEEPALIVE_MS);
+    loop {
+        let message = match tokio::time::timeout(keepalive, rx.recv()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                writer.send_keepalive().await?;
+                continue;
+            }
+        };
         writer.send(&message).await?;
         if let Some(traffic) = &traffic {
             traffic.bytes_out.fetch_add(message.len() as u64, Ordering::Relaxed);
@@ -334,6 +355,9 @@ impl Driver {
         if let Err(closed) = self.process().await {
             return closed;
         }
+        let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
+        let mut heard = reader.frames_received();
+        let mut idle_deadline = Instant::now() + idle;
         loop {
             if self.peeked.is_none() {
                 self.peeked = self.sync.poll_transmit();
@@ -379,6 +403,14 @@ impl Driver {
                 () = tokio::time::sleep_until(deadline), if timer.is_some() => {
                     let now = self.now();
                     self.sync.handle_timeout(now);
+                    Ok(())
+                }
+                () = tokio::time::sleep_until(idle_deadline) => {
+                    if reader.frames_received() == heard {
+                        return Closed::Idle;
+                    }
+                    heard = reader.frames_received();
+                    idle_deadline = Instant::now() + idle;
                     Ok(())
                 }
             };
