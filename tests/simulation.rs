@@ -102,6 +102,8 @@ type Report = (FeedClock, u64);
 
 /// State shared by the test driver and the hosts' software.
 struct Shared {
+    /// Hosts in the network.
+    hosts: usize,
     /// Hosts append while this is set.
     writing: AtomicBool,
     /// Per host: its latest report.
@@ -140,7 +142,7 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     let mut rng = Rng(seed ^ (host as u64) << 32 ^ start << 48);
     let mut config = NodeConfig::new(&dir);
     config.listen = Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
-    config.peers = (0..HOSTS)
+    config.peers = (0..shared.hosts)
         .filter(|&other| other != host)
         .map(|other| SocketAddr::new(turmoil::lookup(name(other)), PORT))
         .collect();
@@ -174,8 +176,9 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     }
 }
 
-/// Runs one seed; on failure, says what differed.
-fn run_seed(seed: u64) -> Result<(), String> {
+/// Node directories (seeded network key and identities) for `hosts` hosts,
+/// and their shared state; the generator continues the seed.
+fn setup(seed: u64, hosts: usize) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Shared>, Rng) {
     // In memory when possible: fsync is not what is tested here, and it
     // dominates the run time on disk.
     let shm = std::path::Path::new("/dev/shm");
@@ -188,7 +191,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
     let key = NetworkKey::from_bytes(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
     let mut dirs = Vec::new();
-    for host in 0..HOSTS {
+    for host in 0..hosts {
         let dir = root.path().join(name(host));
         NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
         // A seeded identity, so that a seed replays the same tie-breaks.
@@ -201,11 +204,26 @@ fn run_seed(seed: u64) -> Result<(), String> {
         dirs.push(dir);
     }
     let shared = Arc::new(Shared {
+        hosts,
         writing: AtomicBool::new(true),
-        reports: Mutex::new(vec![None; HOSTS]),
-        starts: Mutex::new(vec![0; HOSTS]),
-        disconnects: Mutex::new(vec![BTreeMap::new(); HOSTS]),
+        reports: Mutex::new(vec![None; hosts]),
+        starts: Mutex::new(vec![0; hosts]),
+        disconnects: Mutex::new(vec![BTreeMap::new(); hosts]),
     });
+    (root, dirs, shared, rng)
+}
+
+/// Whether every host reported the same clock and records.
+fn converged(shared: &Shared) -> bool {
+    let reports = shared.reports.lock().expect("lock");
+    reports
+        .first()
+        .is_some_and(|first| first.is_some() && reports.iter().all(|r| r == first))
+}
+
+/// Runs one seed; on failure, says what differed.
+fn run_seed(seed: u64) -> Result<(), String> {
+    let (_root, dirs, shared, mut rng) = setup(seed, HOSTS);
     let max_latency = Duration::from_millis(2 + rng.below(80));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -281,20 +299,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let heal_steps = HEAL_LIMIT.as_millis() / TICK.as_millis();
     for step in 0..heal_steps {
         sim.step().map_err(|e| format!("seed {seed}: heal step {step}: {e}"))?;
-        if step % 10 == 0 {
-            let reports = shared.reports.lock().expect("lock");
-            if let Some(Some(first)) = reports.first()
-                && reports.iter().all(|r| r.as_ref() == Some(first))
-            {
-                if std::env::var_os("FEEDMESH_SIM_VERBOSE").is_some() {
-                    eprintln!(
-                        "seed {seed}: converged {step} steps after healing on {:?}; events {events:?}",
-                        first.0
-                    );
-                    eprintln!("disconnects: {:?}", shared.disconnects.lock().expect("lock"));
-                }
-                return Ok(());
+        if step % 10 == 0 && converged(&shared) {
+            if std::env::var_os("FEEDMESH_SIM_VERBOSE").is_some() {
+                let reports = shared.reports.lock().expect("lock");
+                eprintln!("seed {seed}: converged {step} steps after healing on {:?}", reports[0]);
+                eprintln!("events {events:?}");
+                eprintln!("disconnects: {:?}", shared.disconnects.lock().expect("lock"));
             }
+            return Ok(());
         }
     }
     let reports = shared.reports.lock().expect("lock");
@@ -339,5 +351,60 @@ fn five_hosts_converge_after_partitions_delays_and_crashes() {
         failures.len(),
         seeds.len(),
         failures.join("\n")
+    );
+}
+
+/// A partition that cuts a live connection mid-stream leaves it dead: the
+/// bytes sent meanwhile are lost, so nothing sent after them is delivered
+/// (turmoil does not retransmit; real TCP gives up only after many minutes,
+/// and a peer that vanished sends no FIN at all). With two nodes there is no
+/// other path: only the idle timeout's close and the redial that follows let
+/// them converge. (Before keepalives, they never did.)
+#[test]
+fn a_connection_cut_by_a_partition_is_closed_and_redialled() {
+    let seed = 1;
+    let (_root, dirs, shared, _) = setup(seed, 2);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .tick_duration(TICK)
+        .simulation_duration(Duration::from_secs(120))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(10))
+        .build();
+    for (host, dir) in dirs.iter().enumerate() {
+        let (dir, shared) = (dir.clone(), shared.clone());
+        sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
+    }
+    let run = |sim: &mut turmoil::Sim, time: Duration| {
+        for _ in 0..time.as_millis() / TICK.as_millis() {
+            sim.step().expect("step");
+        }
+    };
+    run(&mut sim, Duration::from_secs(3));
+    let replicating = |shared: &Shared| {
+        let reports = shared.reports.lock().expect("lock");
+        reports
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|(clock, _)| clock.len() == 2))
+    };
+    assert!(replicating(&shared), "connected and replicating before the partition");
+    sim.partition(name(0), name(1));
+    run(&mut sim, Duration::from_secs(3));
+    sim.repair(name(0), name(1));
+    shared.writing.store(false, Ordering::SeqCst);
+    shared.reports.lock().expect("lock").fill(None);
+    let started = sim.elapsed();
+    while !converged(&shared) {
+        assert!(
+            sim.elapsed() - started < HEAL_LIMIT,
+            "no convergence in {HEAL_LIMIT:?} after the partition: {:?}",
+            shared.reports.lock().expect("lock")
+        );
+        run(&mut sim, TICK * 10);
+    }
+    let disconnects = shared.disconnects.lock().expect("lock");
+    assert!(
+        disconnects.iter().any(|d| d.contains_key("idle")),
+        "the dead connection was closed as idle: {disconnects:?}"
     );
 }
