@@ -853,3 +853,32 @@ fn a_star_converges_through_the_hub_with_each_entry_once() {
     // The hub receives each leaf's 20 once; each leaf the 60 others once.
     assert_eq!(net.delivered, vec![60, 60, 60, 60]);
 }
+
+#[test]
+fn a_joiner_gets_each_entry_once_and_the_author_takes_its_feed_over() {
+    let mut net = Net::new(4);
+    for a in 0..3 {
+        for b in a + 1..3 {
+            net.connect(a, b);
+        }
+    }
+    for node in 0..3 {
+        net.write(node, node as u8 + 1, 100);
+    }
+    net.run_until_idle();
+    let before = net.delivered[3];
+    // Node 3 joins through nodes 0 and 1, then meets node 2.
+    net.connect(0, 3);
+    net.connect(1, 3);
+    net.run_until_idle();
+    net.connect(2, 3);
+    net.write(2, 3, 10);
+    net.run_until_idle();
+    net.assert_converged(3);
+    assert_eq!(net.delivered[3] - before, 310, "each entry once");
+    let scheduler = net.schedulers[3].as_ref().expect("scheduler");
+    for node in 0..3 {
+        let sender = scheduler.sender(&node_feed(node)).expect("a sender") as usize;
+        assert_eq!(net.conns[sender].peer, node, "feed of node {node} from its author");
+    }
+}

@@ -61,7 +61,9 @@ struct Feed {
 /// 3. then the earliest connected ([`connect`](Self::connect) order).
 ///
 /// The choice is sticky: a sender keeps the feed until it disconnects or
-/// stalls, except that the feed's author takes it over when it connects.
+/// stalls, except that a connected author (not stalled on it) takes its feed
+/// over from another sender as soon as the node is not behind on the feed
+/// (so that no backlog is in flight from both).
 /// The node's own feed has no sender: no peer can hold more of it than the
 /// node, so it is wanted from nobody (and every peer that wants it from the
 /// node is sent it, see [`PeerSync`](super::PeerSync)).
@@ -123,8 +125,9 @@ impl ReplicationScheduler {
 
     /// A connection to the peer `id` is up (before its machine starts, so
     /// that its first Clock carries the right want flags). Every known feed
-    /// without a sender gets this peer; the feeds it authored move to it.
-    /// Reporting a connection again does nothing.
+    /// without a sender gets this peer; the feeds it authored move to it
+    /// once the node is not behind on them. Reporting a connection again
+    /// does nothing.
     pub fn connect(&mut self, conn: ConnId, id: FeedId, now: u64) {
         if self.peers.contains_key(&conn) {
             return;
@@ -140,9 +143,10 @@ impl ReplicationScheduler {
         self.next_order += 1;
         let feeds: Vec<FeedId> = self.feeds.keys().copied().collect();
         for feed in feeds {
-            let sender = self.feeds.get(&feed).and_then(|f| f.sender);
-            if sender.is_none() || (feed == id && sender != Some(conn)) {
+            if self.sender(&feed).is_none() {
                 self.choose(feed, now);
+            } else {
+                self.refresh(feed, now);
             }
         }
     }
@@ -318,18 +322,27 @@ impl ReplicationScheduler {
     }
 
     /// Recomputes whether the node is behind on `feed`; falling behind
-    /// starts the stall timer.
+    /// starts the stall timer. When it is not behind, hands the feed to its
+    /// author if connected and not stalled on it.
     fn refresh(&mut self, feed: FeedId, now: u64) {
         let held = self.held.get(&feed).copied().unwrap_or(0);
         let behind = self
             .peers
             .values()
             .any(|p| p.claims.get(&feed).is_some_and(|&c| c > held));
-        if let Some(state) = self.feeds.get_mut(&feed) {
-            if behind && !state.behind {
-                state.since = now;
-            }
-            state.behind = behind;
+        let Some(state) = self.feeds.get_mut(&feed) else { return };
+        if behind && !state.behind {
+            state.since = now;
+        }
+        state.behind = behind;
+        let Some(sender) = state.sender else { return };
+        let from_author = self.peers.get(&sender).is_some_and(|p| p.id == feed);
+        let author_available = self
+            .peers
+            .iter()
+            .any(|(conn, p)| p.id == feed && !state.stalled.contains(conn));
+        if !behind && !from_author && author_available {
+            self.choose(feed, now);
         }
     }
 }
@@ -354,10 +367,15 @@ mod tests {
         // Sticky: a higher claim elsewhere does not move it.
         s.claims(2, [(id(9), 7)], 1);
         assert_eq!(s.sender(&id(9)), Some(1));
-        // The author takes its feed over when it connects.
+        // The author takes its feed over once the node is not behind.
         s.claims(3, [(id(2), 1)], 2);
         assert_eq!(s.sender(&id(2)), Some(2));
         s.connect(9, id(9), 3);
+        assert_eq!(s.sender(&id(9)), Some(1), "behind: the sender stays");
+        s.local(id(9), 6, 3);
+        assert_eq!(s.sender(&id(9)), Some(1));
+        assert!(s.take_wants(9).is_empty());
+        s.local(id(9), 7, 3);
         assert_eq!(s.sender(&id(9)), Some(9));
         assert_eq!(s.take_wants(1), vec![(id(9), false)]);
         assert_eq!(s.take_wants(9), vec![(id(9), true)]);
