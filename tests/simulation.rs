@@ -225,12 +225,17 @@ fn converged(shared: &Shared) -> bool {
 fn run_seed(seed: u64) -> Result<(), String> {
     let (_root, dirs, shared, mut rng) = setup(seed, HOSTS);
     let max_latency = Duration::from_millis(2 + rng.below(80));
+    // Random link failures (each message sent may break its link until a
+    // later one repairs it): none, rare or frequent.
+    let fail_rate = [0.0, 0.0005, 0.002][rng.below(3) as usize];
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .tick_duration(TICK)
         .simulation_duration(CHAOS + HEAL_LIMIT + Duration::from_secs(10))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(max_latency)
+        .fail_rate(fail_rate)
+        .repair_rate(0.05)
         .build();
     for (host, dir) in dirs.iter().enumerate() {
         let (dir, shared) = (dir.clone(), shared.clone());
@@ -283,8 +288,12 @@ fn run_seed(seed: u64) -> Result<(), String> {
     }
     // Heal: stop writing, repair every link, restart every crashed host.
     shared.writing.store(false, Ordering::SeqCst);
-    for (a, b) in partitioned.drain(..) {
-        sim.repair(name(a), name(b));
+    sim.set_fail_rate(0.0);
+    partitioned.clear();
+    for a in 0..HOSTS {
+        for b in a + 1..HOSTS {
+            sim.repair(name(a), name(b));
+        }
     }
     for (host, crashed) in crashed.iter_mut().enumerate() {
         if *crashed {
@@ -292,7 +301,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
             *crashed = false;
         }
     }
-    events.push(format!("{chaos_steps}: heal"));
+    events.push(format!(
+        "{chaos_steps}: heal (latency 1..{max_latency:?}, fail rate {fail_rate})"
+    ));
     // Only reports made after the heal count (a crashed host's last one
     // may predate its last appends). A host that never wrote has no feed.
     shared.reports.lock().expect("lock").fill(None);
