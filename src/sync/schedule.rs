@@ -70,14 +70,19 @@ struct Feed {
 ///
 /// # Failover
 ///
-/// A sender *stalls* on a feed when some connected peer (the sender or any
-/// other) claims more of it than the node holds and the node stores nothing
-/// new of it for `stall_timeout` ms (from when it fell behind, last stored
-/// some, or changed sender), or when its connection reports
-/// [`Action::Stalled`](super::Action::Stalled) for it
-/// ([`stalled`](Self::stalled)). The feed then moves to the best other peer
-/// (by the ranking above, so one that claims to be ahead comes first) and
-/// the staller is skipped for that feed until it reconnects. When every
+/// When some connected peer (the sender or any other) claims more of a feed
+/// than the node holds and the node stores nothing new of it for
+/// `stall_timeout` ms (from when it fell behind, last stored some, or
+/// changed sender), the feed is chosen again: if the sender itself claims
+/// more than the node holds, it has *stalled*; otherwise it is behind too
+/// and is only re-ranked (a peer that claims more takes over, unless the
+/// sender is the feed's author, which nobody can be ahead of: a claim above
+/// the author's is false, and must not take the feed from it). A connection
+/// that reports [`Action::Stalled`](super::Action::Stalled) for the feed
+/// ([`stalled`](Self::stalled)) has stalled too. A stalled sender's feed
+/// moves to the best other peer (by the ranking above, so one that claims to
+/// be ahead comes first) and the staller is skipped for that feed until it
+/// reconnects. When every
 /// connected peer has stalled on a feed, the marks are cleared and the
 /// choice starts over (the last staller comes last): a stalled sender never
 /// stops replication. A sender that disconnects hands its feeds over at once.
@@ -221,7 +226,15 @@ impl ReplicationScheduler {
             .map(|(&feed, _)| feed)
             .collect();
         for feed in due {
-            self.fail_over(feed, now);
+            let held = self.held.get(&feed).copied().unwrap_or(0);
+            let sender = self.sender(&feed).and_then(|conn| self.peers.get(&conn));
+            if sender.is_some_and(|p| p.claims.get(&feed).is_some_and(|&claim| claim > held)) {
+                self.fail_over(feed, now);
+            } else {
+                // Behind like the node: not stalled, but a peer that claims
+                // more may serve better (unless the sender is the author).
+                self.choose(feed, now);
+            }
         }
     }
 
@@ -409,5 +422,31 @@ mod tests {
         assert_eq!(s.sender(&id(9)), Some(2), "the only peer stays the sender");
         s.local(id(9), 5, 3700);
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_false_claim_does_not_take_a_feed_from_its_author() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.connect(1, id(9), 0);
+        s.connect(2, id(2), 0);
+        s.local(id(9), 5, 0);
+        s.claims(1, [(id(9), 5)], 0);
+        s.claims(2, [(id(9), 1_000_000)], 0);
+        assert_eq!(s.sender(&id(9)), Some(1));
+        for t in 1..5 {
+            s.tick(t * 1000);
+            assert_eq!(s.sender(&id(9)), Some(1));
+        }
+        // A relay behind like the node gives way to one that claims more.
+        s.connect(3, id(3), 5000);
+        s.connect(4, id(4), 5000);
+        s.claims(3, [(id(8), 2)], 5000);
+        assert_eq!(s.sender(&id(8)), Some(3));
+        s.local(id(8), 2, 5000);
+        s.claims(4, [(id(8), 4)], 5000);
+        s.tick(5999);
+        assert_eq!(s.sender(&id(8)), Some(3));
+        s.tick(6000);
+        assert_eq!(s.sender(&id(8)), Some(4));
     }
 }
