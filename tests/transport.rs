@@ -404,3 +404,20 @@ async fn garbage_instead_of_a_handshake_is_an_error() {
         server.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_are_skipped_by_the_reader_but_counted() {
+    let (a, b) = connected(HandshakeConfig::default(), HandshakeConfig::default()).await;
+    let (_a_read, mut a_write) = a.into_split();
+    let (mut b_read, _b_write) = b.into_split();
+    let before = b_read.frames_received();
+    within(a_write.send_keepalive()).await.expect("keepalive");
+    within(a_write.send_keepalive()).await.expect("keepalive");
+    within(a_write.send(b"after two keepalives")).await.expect("send");
+    assert_eq!(within(b_read.recv()).await.expect("recv"), b"after two keepalives");
+    assert_eq!(
+        b_read.frames_received(),
+        before + 3,
+        "two empty frames and one message frame"
+    );
+}
