@@ -10,7 +10,9 @@
 //! a restart reopens the same file).
 //!
 //! `cargo test` runs [`DEFAULT_SEEDS`] seeds; `FEEDMESH_SIM_SEEDS=N` runs N,
-//! and `FEEDMESH_SIM_SEED=S` runs seed S alone (to replay a failure).
+//! and `FEEDMESH_SIM_SEED=S` runs seed S alone (to replay a failure);
+//! `FEEDMESH_SIM_CHAOS_SECS` lengthens the chaos phase (default 10 s of
+//! simulated time) and `FEEDMESH_SIM_VERBOSE=1` prints each seed's events.
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
@@ -38,6 +40,13 @@ const PORT: u16 = 7000;
 const TICK: Duration = Duration::from_millis(10);
 /// Simulated time of the chaos phase (writes, partitions, crashes).
 const CHAOS: Duration = Duration::from_secs(10);
+
+/// [`CHAOS`], or `FEEDMESH_SIM_CHAOS_SECS` seconds.
+fn chaos() -> Duration {
+    std::env::var("FEEDMESH_SIM_CHAOS_SECS").ok().map_or(CHAOS, |secs| {
+        Duration::from_secs(secs.parse().expect("FEEDMESH_SIM_CHAOS_SECS: seconds"))
+    })
+}
 /// Simulated time allowed to converge once everything is healed.
 const HEAL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -157,7 +166,12 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     loop {
         tokio::time::sleep(Duration::from_millis(20 + rng.below(400))).await;
         if shared.writing.load(Ordering::SeqCst) {
-            let count = 1 + rng.below(3) as usize;
+            // Mostly single entries, sometimes a burst (several Records messages).
+            let count = if rng.chance(2) {
+                10 + rng.below(60)
+            } else {
+                1 + rng.below(3)
+            } as usize;
             let payloads: Vec<Vec<u8>> = (0..count)
                 .map(|i| format!("{} #{start} {written} {i}", name(host)).into_bytes())
                 .collect();
@@ -231,7 +245,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .tick_duration(TICK)
-        .simulation_duration(CHAOS + HEAL_LIMIT + Duration::from_secs(10))
+        .simulation_duration(chaos() + HEAL_LIMIT + Duration::from_secs(10))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(max_latency)
         .fail_rate(fail_rate)
@@ -244,7 +258,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let mut crashed = [false; HOSTS];
     let mut partitioned: Vec<(usize, usize)> = Vec::new();
     let mut events = Vec::new();
-    let chaos_steps = CHAOS.as_millis() / TICK.as_millis();
+    let chaos_steps = chaos().as_millis() / TICK.as_millis();
     for step in 0..chaos_steps {
         // About one event per 250 ms of simulated time.
         if rng.chance(4) {
