@@ -4,15 +4,13 @@
 //!
 //! Run: `cargo bench --bench feed` (add `-- --quick` for a short run).
 
-use std::time::{Duration, Instant};
+mod common;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use common::{VERIFY_BATCH, rate, raw_batch_verify_rate};
 use feedmesh::feed::{Entry, Keypair, check_signature, verify_chain};
 use feedmesh::store::{MemoryStore, RedbStore, Store};
 use feedmesh::writer::FeedWriter;
 
-/// Entries per verification batch (as replication and import use).
-const VERIFY_BATCH: usize = 1024;
 /// Entries per commit in the batched append run.
 const APPEND_BATCH: usize = 1000;
 /// A session-sized payload.
@@ -115,31 +113,6 @@ fn make_chain(keys: &Keypair, n: usize) -> Vec<Entry> {
         chain.extend(writer.append(&store, &payloads[..take], 1).expect("append"));
     }
     chain
-}
-
-fn raw_batch_verify_rate(chain: &[Entry]) -> f64 {
-    let messages: Vec<Vec<u8>> = chain.iter().map(Entry::signed_message).collect();
-    let signatures: Vec<Signature> = chain
-        .iter()
-        .map(|e| Signature::from_bytes(&e.header().signature))
-        .collect();
-    let key = VerifyingKey::from_bytes(chain[0].author().as_bytes()).expect("key");
-    let keys = vec![key; VERIFY_BATCH];
-    rate(chain.len(), || {
-        for start in (0..chain.len()).step_by(VERIFY_BATCH) {
-            let end = (start + VERIFY_BATCH).min(chain.len());
-            let msgs: Vec<&[u8]> = messages[start..end].iter().map(Vec::as_slice).collect();
-            ed25519_dalek::verify_batch(&msgs, &signatures[start..end], &keys[..end - start]).expect("valid");
-        }
-    })
-}
-
-/// Runs `work` once and returns `count` per second.
-fn rate(count: usize, work: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    work();
-    let elapsed = start.elapsed().max(Duration::from_nanos(1));
-    count as f64 / elapsed.as_secs_f64()
 }
 
 fn report(name: &str, per_sec: f64, ratio: Option<(&str, f64)>) {

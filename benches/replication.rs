@@ -1,7 +1,24 @@
-//! Replication benchmark: the duplication factor of a full mesh.
+//! Replication benchmarks over real in-process nodes on loopback TCP:
+//! initial sync, replication latency, and the duplication factor of a full
+//! mesh. Prints figures (no assertions on timing), then a summary table.
 //!
-//! Real in-process nodes over loopback TCP. Every node of a 5-node full mesh
-//! appends `N` entries at once; each node's received message bytes
+//! **Initial sync.** Node A holds `N` entries of its own feed (default
+//! 1,000,000; `--entries N`; `--quick`: 100,000), written straight into its
+//! store in large batches before A starts. A fresh node B then dials A and
+//! syncs everything; the rate is `N` over the time from B's start until B's
+//! clock holds `N`. It is set against the raw batch verification limit
+//! (`ed25519_dalek::verify_batch` alone, batches of 1024, one thread) on
+//! entries of A's feed, measured in the same run. A progress bar is drawn
+//! on stderr while B syncs, only when stderr is a terminal.
+//!
+//! **Replication latency.** In a line A–B–C, A appends one entry per append
+//! at a steady 5,000 entries/s (a tokio interval) for 5 s (`--quick`: 2 s);
+//! the latency of an entry runs from just before its append on A to its
+//! arrival on C's [`Node::subscribe`] stream (so it includes A's durable
+//! commit, and B's and C's).
+//!
+//! **Duplication factor.** Every node of a 5-node full mesh
+//! appends `M` entries at once; each node's received message bytes
 //! ([`Node::traffic`], summed over its peers, counted from when the mesh is
 //! connected) are divided by the entries it did not write, averaged over the
 //! nodes, and divided by the same figure for a 2-node pair. 1.0 means every
@@ -9,26 +26,53 @@
 //! every entry) would be about 4 in a 5-node mesh. The received bytes
 //! include the Clock lines (acknowledgements), which a mesh has more of.
 //!
-//! Run: `cargo bench --bench replication` (add `-- --quick` for a short run).
-//! Each phase is bounded by [`DEADLINE`].
+//! Run: `cargo bench --bench replication` (add `-- --quick` for a short run,
+//! `-- --entries N` for another initial sync size). Each phase is bounded by
+//! [`DEADLINE`].
 
-use std::collections::BTreeMap;
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use feedmesh::feed::FeedId;
+use common::{VERIFY_BATCH, raw_batch_verify_rate};
+use feedmesh::feed::{Entry, FeedId};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
+use feedmesh::writer::FeedWriter;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Each phase (connecting, converging) gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(120);
+/// The initial sync gives up after this long.
+const SYNC_DEADLINE: Duration = Duration::from_secs(900);
 /// Payload bytes per entry.
 const PAYLOAD: usize = 200;
+/// Entries per commit when preloading node A for the initial sync.
+const PRELOAD_BATCH: usize = 10_000;
+/// Entries of A's feed the raw verification limit is measured on.
+const VERIFY_SAMPLE: usize = 100 * VERIFY_BATCH;
+/// The steady append rate of the latency run (entries/s).
+const LATENCY_RATE: u64 = 5_000;
+/// How often the initial sync polls B's clock (and redraws the progress bar).
+const POLL: Duration = Duration::from_millis(100);
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let sync_entries = match args.iter().position(|a| a == "--entries") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.replace('_', "").parse().ok())
+            .expect("--entries takes a number"),
+        None if quick => 100_000,
+        None => 1_000_000,
+    };
+    let latency_for = Duration::from_secs(if quick { 2 } else { 5 });
     let entries = if quick { 300 } else { 2_000 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -36,21 +80,269 @@ fn main() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
+        let mut table: Vec<(String, String)> = Vec::new();
+
+        let sync = initial_sync(sync_entries).await;
+        println!(
+            "initial sync of {sync_entries} entries of {PAYLOAD} B: {:.0} entries/s ({:.2?}); \
+             verify_batch alone ({VERIFY_BATCH} per batch): {:.0} entries/s; ratio {:.0}%",
+            sync.rate,
+            sync.elapsed,
+            sync.verify_limit,
+            100.0 * sync.rate / sync.verify_limit
+        );
+        table.push((
+            format!("initial sync, {sync_entries} entries"),
+            format!("{:.0} entries/s in {:.1?}", sync.rate, sync.elapsed),
+        ));
+        table.push((
+            format!("verify_batch alone, {VERIFY_BATCH} per batch"),
+            format!("{:.0} entries/s", sync.verify_limit),
+        ));
+        table.push((
+            "initial sync / verify_batch".to_string(),
+            format!("{:.0}%", 100.0 * sync.rate / sync.verify_limit),
+        ));
+
+        let latency = latency_a_to_c(latency_for).await;
+        println!(
+            "latency A->B->C at {LATENCY_RATE} entries/s target for {latency_for:?}: \
+             {} entries at {:.0} entries/s; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latency.count, latency.rate, latency.p50_ms, latency.p99_ms, latency.max_ms
+        );
+        table.push((
+            "latency A->B->C, p50 / p99 / max".to_string(),
+            format!(
+                "{:.2} / {:.2} / {:.2} ms",
+                latency.p50_ms, latency.p99_ms, latency.max_ms
+            ),
+        ));
+        table.push((
+            format!("  appended at (target {LATENCY_RATE})"),
+            format!("{:.0} entries/s, {} entries", latency.rate, latency.count),
+        ));
+
         for batch in [1, 50] {
             let pair = bytes_per_foreign_entry(2, entries, batch).await;
             let mesh = bytes_per_foreign_entry(5, entries, batch).await;
+            let how = if batch == 1 {
+                "one at a time".to_string()
+            } else {
+                format!("in batches of {batch}")
+            };
             println!(
-                "{entries} entries per node of {PAYLOAD} B, appended {}: bytes received per foreign entry: \
+                "{entries} entries per node of {PAYLOAD} B, appended {how}: bytes received per foreign entry: \
                  2-node pair {pair:.1}, 5-node full mesh {mesh:.1}; duplication factor {:.3}",
-                if batch == 1 {
-                    "one at a time".to_string()
-                } else {
-                    format!("in batches of {batch}")
-                },
                 mesh / pair
             );
+            table.push((
+                format!("duplication factor, 5-node mesh, {how}"),
+                format!("{:.3}", mesh / pair),
+            ));
+        }
+
+        println!();
+        let width = table.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, value) in &table {
+            println!("{name:<width$}  {value}");
         }
     });
+}
+
+/// What [`initial_sync`] measured.
+struct SyncFigures {
+    rate: f64,
+    elapsed: Duration,
+    verify_limit: f64,
+}
+
+/// Preloads node A with `n` entries, measures the raw verification limit on
+/// (a sample of) them, then starts A and a fresh B dialling A, and times B's
+/// sync of all `n`.
+async fn initial_sync(n: usize) -> SyncFigures {
+    let root = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("network key");
+    let dir_a = make_dir(root.path(), "a", &key);
+    let dir_b = make_dir(root.path(), "b", &key);
+
+    let preload_dir = dir_a.clone();
+    let started = Instant::now();
+    let sample = tokio::task::spawn_blocking(move || preload(&preload_dir, n))
+        .await
+        .expect("preload");
+    eprintln!("  preloaded A with {n} entries in {:.2?}", started.elapsed());
+    let verify_limit = tokio::task::spawn_blocking(move || raw_batch_verify_rate(&sample))
+        .await
+        .expect("verify");
+
+    let a = start(&dir_a, Vec::new()).await;
+    let feed = a.id();
+    assert_eq!(a.clock().expect("clock").get(&feed), Some(&(n as u64)));
+    let progress = ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template("  syncing {bar:40} {human_pos}/{human_len} entries, {per_sec}, eta {eta}")
+            .expect("progress template"),
+    );
+    let started = Instant::now();
+    let b = start(&dir_b, vec![a.local_addr().expect("listening")]).await;
+    loop {
+        let held = b.clock().expect("clock").get(&feed).copied().unwrap_or(0);
+        progress.set_position(held);
+        if held >= n as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < SYNC_DEADLINE,
+            "initial sync: B holds {held} of {n} after {SYNC_DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    a.shutdown().await;
+    b.shutdown().await;
+    SyncFigures {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        elapsed,
+        verify_limit,
+    }
+}
+
+/// Appends `n` entries to the own feed of the (stopped) node at `dir`,
+/// through its store and a [`FeedWriter`], in commits of [`PRELOAD_BATCH`].
+/// Returns the first [`VERIFY_SAMPLE`] entries.
+fn preload(dir: &Path, n: usize) -> Vec<Entry> {
+    let node_dir = NodeDir::open(dir).expect("open node dir");
+    let store = node_dir.open_store().expect("open store");
+    let mut writer = FeedWriter::open(&store, node_dir.keys().clone()).expect("writer");
+    let mut sample = Vec::with_capacity(VERIFY_SAMPLE.min(n));
+    let mut written = 0;
+    while written < n {
+        let count = PRELOAD_BATCH.min(n - written);
+        let payloads: Vec<Vec<u8>> = (written..written + count).map(payload).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let entries = writer.append(&store, &refs, unix_ms()).expect("append");
+        let room = VERIFY_SAMPLE.saturating_sub(sample.len());
+        sample.extend(entries.into_iter().take(room));
+        written += count;
+    }
+    sample
+}
+
+/// Payload `i` of the initial sync: [`PAYLOAD`] bytes.
+fn payload(i: usize) -> Vec<u8> {
+    let mut payload = format!("entry {i}").into_bytes();
+    payload.resize(PAYLOAD, b'.');
+    payload
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What [`latency_a_to_c`] measured.
+struct LatencyFigures {
+    count: usize,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// In a line A–B–C, appends one entry at a time on A at [`LATENCY_RATE`]
+/// for `duration`, and measures each entry's latency to C's subscription.
+async fn latency_a_to_c(duration: Duration) -> LatencyFigures {
+    let root = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("network key");
+    let a = start(&make_dir(root.path(), "a", &key), Vec::new()).await;
+    let b = start(
+        &make_dir(root.path(), "b", &key),
+        vec![a.local_addr().expect("listening")],
+    )
+    .await;
+    let c = start(
+        &make_dir(root.path(), "c", &key),
+        vec![b.local_addr().expect("listening")],
+    )
+    .await;
+    wait("the line to connect", || {
+        a.peers().len() == 1 && b.peers().len() == 2 && c.peers().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let feed = a.id();
+    let mut stream = c.subscribe();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let receiver = tokio::spawn(async move {
+        let mut arrived: HashMap<u64, Instant> = HashMap::new();
+        let mut lagged = 0;
+        loop {
+            let received = tokio::select! {
+                received = stream.recv() => received,
+                _ = &mut stopped => break,
+            };
+            match received {
+                Ok(entry) if entry.author() == feed => {
+                    arrived.insert(entry.seq(), Instant::now());
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => lagged += missed,
+                Err(RecvError::Closed) => break,
+            }
+        }
+        (arrived, lagged)
+    });
+
+    let mut appended: HashMap<u64, Instant> = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / LATENCY_RATE as u32);
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let at = Instant::now();
+        let entry = a.append(&payload(i)).await.expect("append");
+        appended.insert(entry.seq(), at);
+        i += 1;
+    }
+    let append_elapsed = started.elapsed();
+    let last = appended.len() as u64;
+    wait("C to hold every entry", || {
+        c.clock().expect("clock").get(&feed).copied().unwrap_or(0) >= last
+    })
+    .await;
+    // Let the subscription deliver what C stored.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    let (arrived, lagged) = receiver.await.expect("receiver");
+    for node in [&a, &b, &c] {
+        node.shutdown().await;
+    }
+    let mut latencies: Vec<Duration> = appended
+        .iter()
+        .filter_map(|(seq, at)| arrived.get(seq).map(|got| got.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    if lagged > 0 || latencies.len() < appended.len() {
+        eprintln!(
+            "  latency: {} of {} entries seen on C's subscription ({lagged} lagged)",
+            latencies.len(),
+            appended.len()
+        );
+    }
+    let ms = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    LatencyFigures {
+        count: appended.len(),
+        rate: appended.len() as f64 / append_elapsed.as_secs_f64(),
+        p50_ms: ms(0.50),
+        p99_ms: ms(0.99),
+        max_ms: latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+    }
 }
 
 /// Starts `n` fully connected nodes, lets each append `entries` entries (in
