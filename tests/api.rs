@@ -3,31 +3,17 @@
 //! metrics, the token rules and the config file. Every wait is bounded and
 //! every child is killed when its test ends, passing or not.
 
-use std::io::{BufRead, BufReader};
+#[path = "common/process.rs"]
+mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use process::{DEADLINE, ServeProcess, feedmesh, path_arg};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Every wait in these tests ends by this long.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn feedmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run feedmesh")
-}
-
-fn path_arg(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// Creates a node directory with the network key `key`; returns its feed id.
 fn init(dir: &Path, key: &Path) -> String {
@@ -43,99 +29,40 @@ fn network_key(path: &Path) {
 
 /// A running `feedmesh serve` with its API, killed on drop.
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     listen: SocketAddr,
     api: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Serve {
     /// Starts `feedmesh serve --dir DIR ARGS...` and waits for both of its
     /// addresses.
     fn start(dir: &Path, args: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-            .args([
-                "serve",
-                "--dir",
-                path_arg(dir),
-                "--reconnect-min-ms",
-                "20",
-                "--reconnect-max-ms",
-                "200",
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start feedmesh serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("lines").push(line);
-            }
+        let mut all = vec![
+            "--dir",
+            path_arg(dir),
+            "--reconnect-min-ms",
+            "20",
+            "--reconnect-max-ms",
+            "200",
+        ];
+        all.extend_from_slice(args);
+        let mut process = ServeProcess::spawn(&all, "warn");
+        let (listen, api) = process.wait_for("its addresses", |lines| {
+            let find = |prefix: &str| {
+                lines
+                    .iter()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .map(|a| a.trim().parse::<SocketAddr>().expect("address"))
+            };
+            find("listening on ").zip(find("api listening on "))
         });
-        let unset: SocketAddr = "0.0.0.0:0".parse().expect("addr");
-        let mut serve = Serve {
-            child,
-            listen: unset,
-            api: unset,
-            lines,
-        };
-        let start = Instant::now();
-        loop {
-            {
-                let lines = serve.lines.lock().expect("lines");
-                let find = |prefix: &str| {
-                    lines
-                        .iter()
-                        .find_map(|l| l.strip_prefix(prefix))
-                        .map(|a| a.trim().parse::<SocketAddr>().expect("address"))
-                };
-                if let (Some(listen), Some(api)) = (find("listening on "), find("api listening on ")) {
-                    serve.listen = listen;
-                    serve.api = api;
-                }
-            }
-            if serve.api != unset {
-                return serve;
-            }
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!(
-                    "serve exited early ({status}): {:?}",
-                    serve.lines.lock().expect("lines")
-                );
-            }
-            assert!(start.elapsed() < DEADLINE, "serve never printed its addresses");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Serve { process, listen, api }
     }
 
     /// Sends SIGTERM and waits (bounded) for a successful exit.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(killed.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "{status}: {:?}", self.lines.lock().expect("lines"));
-                return;
-            }
-            assert!(start.elapsed() < DEADLINE, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn terminate(self) {
+        self.process.terminate();
     }
 
     /// The API's address on loopback (the port of a wildcard bind).

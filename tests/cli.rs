@@ -1,34 +1,13 @@
 //! The `feedmesh` command end to end: real processes, real node directories.
 
-use std::io::Write;
+#[path = "common/process.rs"]
+mod process;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
+use process::{feedmesh, feedmesh_with_stdin};
 use serde_json::Value;
-
-fn feedmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-        .args(args)
-        .output()
-        .expect("run feedmesh")
-}
-
-fn feedmesh_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run feedmesh");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
 
 fn ok(output: Output) -> String {
     assert!(

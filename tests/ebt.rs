@@ -2,6 +2,9 @@
 //! (spec/PROTOCOL.md §2.2 "Senders"): a full mesh receives each entry about
 //! once, and a sender leaving does not stop replication.
 
+#[path = "common/nodes.rs"]
+mod nodes;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +12,8 @@ use std::time::Duration;
 
 use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
-use feedmesh::node::{Node, NodeConfig};
-use feedmesh::node_dir::NodeDir;
+use feedmesh::node::Node;
+use nodes::{addr, make_dir};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -37,19 +40,10 @@ impl Net {
     async fn start(&self, name: &str, peers: Vec<SocketAddr>) -> Node {
         let dir = self.root.join(name);
         if !dir.exists() {
-            NodeDir::create_with_network_key(&dir, Some(&self.key)).expect("create node dir");
+            make_dir(&self.root, name, &self.key);
         }
-        let mut config = NodeConfig::new(&dir);
-        config.listen = Some("127.0.0.1:0".parse().expect("addr"));
-        config.peers = peers;
-        config.reconnect_min = Duration::from_millis(20);
-        config.reconnect_max = Duration::from_millis(300);
-        Node::start(config).await.expect("start node")
+        nodes::start(&dir, peers).await
     }
-}
-
-fn addr(node: &Node) -> SocketAddr {
-    node.local_addr().expect("listening")
 }
 
 async fn wait(what: &str, mut done: impl FnMut() -> bool) {

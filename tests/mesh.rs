@@ -2,45 +2,23 @@
 //! in-process: line, star and mesh topologies, a late joiner under load,
 //! acknowledged writes, and a wrong network key.
 
+#[path = "common/nodes.rs"]
+mod nodes;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig, NodeError};
-use feedmesh::node_dir::NodeDir;
 use feedmesh::store::Store;
+use nodes::{addr, localhost, make_dir, start};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
 /// Every wait in these tests ends by this long.
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn localhost() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("addr")
-}
-
-/// Creates a node directory holding `key`.
-fn make_dir(root: &Path, name: &str, key: &NetworkKey) -> std::path::PathBuf {
-    let dir = root.join(name);
-    NodeDir::create_with_network_key(&dir, Some(key)).expect("create node dir");
-    dir
-}
-
-async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
-    let mut config = NodeConfig::new(dir);
-    config.listen = Some(localhost());
-    config.peers = peers;
-    config.reconnect_min = Duration::from_millis(20);
-    config.reconnect_max = Duration::from_millis(300);
-    Node::start(config).await.expect("start node")
-}
-
-fn addr(node: &Node) -> SocketAddr {
-    node.local_addr().expect("listening")
-}
 
 /// Every record of `feed` in `store`: entry bytes and payload.
 fn records(store: &dyn Store, feed: &FeedId) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {

@@ -8,6 +8,8 @@
 
 #[path = "common/message_vectors_gen.rs"]
 mod message_vectors_gen;
+#[path = "common/vectors_json.rs"]
+mod vectors_json;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,20 +18,10 @@ use feedmesh::feed::{Keypair, MAX_PAYLOAD, MAX_SEQ, check_payload, check_signatu
 use feedmesh::sync::{MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message};
 use message_vectors_gen::{error_json, fields_json};
 use serde_json::Value;
+use vectors_json::hex;
 
 fn vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(message_vectors_gen::PATH);
-    let text = std::fs::read_to_string(&path).expect("spec/vectors/messages.json exists");
-    serde_json::from_str(&text).expect("messages.json is JSON")
-}
-
-fn hex(value: &Value) -> Vec<u8> {
-    let text = value.as_str().expect("a hex string");
-    assert!(text.len().is_multiple_of(2), "odd-length hex {text}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digits"))
-        .collect()
+    vectors_json::load(message_vectors_gen::PATH)
 }
 
 fn items<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {

@@ -3,42 +3,24 @@
 //! what it missed. Every wait is bounded and every child is killed when the
 //! test ends, passing or not.
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "common/process.rs"]
+mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
+use process::{ServeProcess, feedmesh_with_stdin, path_arg, wait_until};
 use serde_json::Value;
 
-/// Every wait in this test ends by this long.
-const DEADLINE: Duration = Duration::from_secs(20);
-
 fn feedmesh(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run feedmesh");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(bytes) = stdin {
-        input.write_all(bytes).expect("write stdin");
-    }
-    drop(input);
-    let output = child.wait_with_output().expect("wait");
+    let output = feedmesh_with_stdin(args, stdin.unwrap_or_default());
     assert!(
         output.status.success(),
         "feedmesh {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn path_arg(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 fn append(dir: &Path, count: usize, tag: &str) {
@@ -56,17 +38,15 @@ fn log(dir: &Path) -> String {
 
 /// A running `feedmesh serve`, killed on drop.
 struct Serve {
-    child: Child,
+    /// The child; its standard error carries JSON logs and `listening on`.
+    process: ServeProcess,
     addr: SocketAddr,
-    /// Its standard error, line by line (JSON logs, and `listening on`).
-    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Serve {
     fn start(dir: &Path, listen: &str, peers: &[SocketAddr]) -> Serve {
         let mut args = vec![
-            "serve".to_string(),
-            "--dir".into(),
+            "--dir".to_string(),
             path_arg(dir).into(),
             "--listen".into(),
             listen.into(),
@@ -81,55 +61,20 @@ impl Serve {
             args.push("--peer".into());
             args.push(peer.to_string());
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_feedmesh"))
-            .args(&args)
-            .env("RUST_LOG", "feedmesh=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start feedmesh serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        let mut serve = Serve {
-            child,
-            addr: "0.0.0.0:0".parse().expect("addr"),
-            lines,
-        };
-        let start = Instant::now();
-        loop {
-            let found = serve
-                .lines
-                .lock()
-                .expect("lines")
+        let mut process = ServeProcess::spawn(&args, "feedmesh=debug");
+        let addr = process.wait_for("where it listens", |lines| {
+            lines
                 .iter()
-                .find_map(|l| l.strip_prefix("listening on ").map(str::to_string));
-            if let Some(addr) = found {
-                serve.addr = addr.trim().parse().expect("listening address");
-                return serve;
-            }
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!(
-                    "serve exited early ({status}): {:?}",
-                    serve.lines.lock().expect("lines")
-                );
-            }
-            assert!(start.elapsed() < DEADLINE, "serve never said where it listens");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                .find_map(|l| l.strip_prefix("listening on "))
+                .map(|addr| addr.trim().parse().expect("listening address"))
+        });
+        Serve { process, addr }
     }
 
     /// How many entries of `feed` this process stored from peers, and the
     /// highest sequence among them.
     fn received(&self, feed: &str) -> (u64, u64) {
-        let lines = self.lines.lock().expect("lines");
+        let lines = self.process.lines();
         let mut entries = 0;
         let mut latest = 0;
         for line in lines.iter() {
@@ -150,42 +95,13 @@ impl Serve {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "serve exited with {status} after SIGTERM");
-                return;
-            }
-            assert!(start.elapsed() < DEADLINE, "serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn terminate(self) {
+        self.process.terminate();
     }
 
     /// SIGKILL: no chance to clean up.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
+    fn kill(self) {
+        self.process.kill();
     }
 }
 

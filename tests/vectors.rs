@@ -8,6 +8,8 @@
 
 #[path = "common/vectors_gen.rs"]
 mod vectors_gen;
+#[path = "common/vectors_json.rs"]
+mod vectors_json;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -21,23 +23,13 @@ use feedmesh::feed::{
 };
 use feedmesh::store::{MemoryStore, Store, StoreError};
 use serde_json::Value;
+use vectors_json::hex;
 
 /// The public key of RFC 8032 §7.1 TEST 1, whose secret key is the author's seed.
 const RFC8032_TEST1_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 
 fn vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/vectors/entries.json");
-    let text = std::fs::read_to_string(&path).expect("spec/vectors/entries.json exists");
-    serde_json::from_str(&text).expect("entries.json is JSON")
-}
-
-fn hex(value: &Value) -> Vec<u8> {
-    let text = value.as_str().expect("a hex string");
-    assert!(text.len().is_multiple_of(2), "odd-length hex {text}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digits"))
-        .collect()
+    vectors_json::load("spec/vectors/entries.json")
 }
 
 fn str_of(value: &Value) -> &str {

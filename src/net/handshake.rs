@@ -153,6 +153,16 @@ struct Claim<'a> {
     signer: &'a Keypair,
 }
 
+impl<'a> Claim<'a> {
+    /// The honest claim: our own feed id, signed with our own key.
+    fn own(local: &'a Keypair) -> Claim<'a> {
+        Claim {
+            claimed: local.feed_id(),
+            signer: local,
+        }
+    }
+}
+
 /// The message an identity proof signs.
 pub fn identity_proof_message(handshake_hash: &[u8; HANDSHAKE_HASH_LEN], role: u8) -> Vec<u8> {
     let mut message = Vec::with_capacity(IDENTITY_CONTEXT.len() + HANDSHAKE_HASH_LEN + 1);
@@ -299,15 +309,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     expected: Option<FeedId>,
     config: &HandshakeConfig,
 ) -> Result<SecureStream<S>, HandshakeError> {
-    let claim = Claim {
-        claimed: local.feed_id(),
-        signer: local,
-    };
-    with_timeout(
-        config.timeout,
-        run_initiator(stream, network_key, claim, local, expected, config),
-    )
-    .await
+    initiate_claiming(stream, network_key, Claim::own(local), expected, config).await
 }
 
 /// Runs the handshake as the listener over an accepted `stream` and returns
@@ -320,11 +322,32 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     local: &Keypair,
     config: &HandshakeConfig,
 ) -> Result<SecureStream<S>, HandshakeError> {
-    let claim = Claim {
-        claimed: local.feed_id(),
-        signer: local,
-    };
-    with_timeout(config.timeout, run_responder(stream, network_key, claim, local, config)).await
+    respond_claiming(stream, network_key, Claim::own(local), config).await
+}
+
+/// [`initiate`], proving `claim`: the one path of honest and impostor dialers.
+async fn initiate_claiming<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    network_key: &NetworkKey,
+    claim: Claim<'_>,
+    expected: Option<FeedId>,
+    config: &HandshakeConfig,
+) -> Result<SecureStream<S>, HandshakeError> {
+    with_timeout(
+        config.timeout,
+        run_initiator(stream, network_key, claim, expected, config),
+    )
+    .await
+}
+
+/// [`respond`], proving `claim`: the one path of honest and impostor listeners.
+async fn respond_claiming<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    network_key: &NetworkKey,
+    claim: Claim<'_>,
+    config: &HandshakeConfig,
+) -> Result<SecureStream<S>, HandshakeError> {
+    with_timeout(config.timeout, run_responder(stream, network_key, claim, config)).await
 }
 
 /// Test hooks: handshakes that claim a feed id while signing with another
@@ -342,12 +365,7 @@ pub mod impostor {
         claimed: FeedId,
         config: &HandshakeConfig,
     ) -> Result<SecureStream<S>, HandshakeError> {
-        let claim = Claim { claimed, signer };
-        with_timeout(
-            config.timeout,
-            run_initiator(stream, network_key, claim, signer, None, config),
-        )
-        .await
+        initiate_claiming(stream, network_key, Claim { claimed, signer }, None, config).await
     }
 
     /// [`respond`](super::respond), claiming `claimed` but signing with `signer`.
@@ -358,12 +376,7 @@ pub mod impostor {
         claimed: FeedId,
         config: &HandshakeConfig,
     ) -> Result<SecureStream<S>, HandshakeError> {
-        let claim = Claim { claimed, signer };
-        with_timeout(
-            config.timeout,
-            run_responder(stream, network_key, claim, signer, config),
-        )
-        .await
+        respond_claiming(stream, network_key, Claim { claimed, signer }, config).await
     }
 }
 
@@ -371,7 +384,6 @@ async fn run_initiator<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     network_key: &NetworkKey,
     claim: Claim<'_>,
-    local: &Keypair,
     expected: Option<FeedId>,
     config: &HandshakeConfig,
 ) -> Result<SecureStream<S>, HandshakeError> {
@@ -408,7 +420,7 @@ async fn run_initiator<S: AsyncRead + AsyncWrite + Unpin>(
         other => other?,
     };
     let found = check_proof(&proof, &hash, ROLE_RESPONDER)?;
-    let remote = check_peer(found, local, expected)?;
+    let remote = check_peer(found, claim.signer, expected)?;
     let max_message = config.max_message.max(MIN_MAX_MESSAGE);
     Ok(SecureStream::new(
         stream,
@@ -424,7 +436,6 @@ async fn run_responder<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     network_key: &NetworkKey,
     claim: Claim<'_>,
-    local: &Keypair,
     config: &HandshakeConfig,
 ) -> Result<SecureStream<S>, HandshakeError> {
     let mut state = builder_state(network_key, false)?;
@@ -452,7 +463,7 @@ async fn run_responder<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
 
     let found = check_proof(&proof, &hash, ROLE_INITIATOR)?;
-    let remote = check_peer(found, local, None)?;
+    let remote = check_peer(found, claim.signer, None)?;
     let max_message = config.max_message.max(MIN_MAX_MESSAGE);
     Ok(SecureStream::new(
         stream,

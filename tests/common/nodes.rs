@@ -1,0 +1,37 @@
+//! In-process nodes on loopback for the integration tests: node directories
+//! sharing a network key, and nodes started on OS-chosen ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use feedmesh::net::NetworkKey;
+use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node_dir::NodeDir;
+
+/// Loopback with a port the OS chooses.
+pub(crate) fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+/// Creates the node directory `root/name` holding `key`.
+pub(crate) fn make_dir(root: &Path, name: &str, key: &NetworkKey) -> PathBuf {
+    let dir = root.join(name);
+    NodeDir::create_with_network_key(&dir, Some(key)).expect("create node dir");
+    dir
+}
+
+/// Starts the node of `dir` on loopback, dialing `peers`, with quick redials.
+pub(crate) async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    let mut config = NodeConfig::new(dir);
+    config.listen = Some(localhost());
+    config.peers = peers;
+    config.reconnect_min = Duration::from_millis(20);
+    config.reconnect_max = Duration::from_millis(300);
+    Node::start(config).await.expect("start node")
+}
+
+/// Where `node` listens.
+pub(crate) fn addr(node: &Node) -> SocketAddr {
+    node.local_addr().expect("listening")
+}
