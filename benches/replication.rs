@@ -188,7 +188,7 @@ async fn initial_sync(n: usize) -> SyncFigures {
     let feed = a.id();
     assert_eq!(a.clock().expect("clock").get(&feed), Some(&(n as u64)));
     let progress = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template("  syncing {bar:40} {human_pos}/{human_len} entries, {per_sec}, eta {eta}")
+        ProgressStyle::with_template("  syncing {bar:24} {human_pos}/{human_len} entries, {per_sec}, eta {eta}")
             .expect("progress template"),
     );
     let started = Instant::now();
