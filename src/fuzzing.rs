@@ -169,6 +169,15 @@ pub fn message_decode(data: &[u8]) {
             assert!(first.hash() < second.hash());
             assert_eq!((first.author(), first.seq()), (second.author(), second.seq()));
         }
+        Message::Fetch { from, to, .. } => {
+            assert!(1 <= *from && from <= to && *to <= MAX_SEQ && to - from < crate::sync::MAX_FETCH_RANGE);
+        }
+        Message::Chunk { latest, records, .. } => {
+            assert!(*latest <= MAX_SEQ && records.len() <= crate::sync::MAX_CHUNK_RECORDS);
+            for (entry, _) in records {
+                assert_eq!(Entry::decode(entry.as_bytes()).as_ref(), Ok(entry));
+            }
+        }
     }
     assert!(
         Message::decode(&data[..data.len() - 1]).is_err(),
@@ -585,6 +594,7 @@ impl PeerHarness {
                 }
             }
             Message::Records { .. } => panic!("the machine sends Records itself"),
+            Message::Fetch { .. } | Message::Chunk { .. } => panic!("sent a {} nobody asked for", message.kind()),
             Message::Request { .. } | Message::Fork { .. } => {
                 let at = self.to_send.iter().position(|m| *m == message);
                 self.to_send
@@ -619,6 +629,10 @@ impl PeerHarness {
                 assert_eq!(held, self.known(&feed));
                 assert!(peer_latest > held, "stalled on a feed it is not behind on");
             }
+            Action::Serve { from, to, .. } => {
+                assert!(1 <= from && from <= to && to - from < crate::sync::MAX_FETCH_RANGE);
+            }
+            Action::Fetched { .. } => panic!("a Fetched action without a fetch"),
             Action::Disconnect(_) => {
                 assert!(self.machine.is_closed());
                 assert_eq!(self.machine.poll_action(), None, "Disconnect is the last action");
@@ -917,6 +931,29 @@ fn reference_message(message: &Message) -> Vec<u8> {
             let (first, second) = proof.entries();
             vec![uint(3u64), entry_value(first), entry_value(second)]
         }
+        Message::Fetch { id, feed, from, to } => {
+            vec![uint(4u64), uint(*id), bytes(feed.as_bytes()), uint(*from), uint(*to)]
+        }
+        Message::Chunk {
+            id,
+            feed,
+            latest,
+            records,
+        } => vec![
+            uint(5u64),
+            uint(*id),
+            bytes(feed.as_bytes()),
+            uint(*latest),
+            Value::Array(
+                records
+                    .iter()
+                    .map(|(entry, payload)| {
+                        let payload = payload.as_deref().map_or(Value::Null, bytes);
+                        Value::Array(vec![entry_value(entry), payload])
+                    })
+                    .collect(),
+            ),
+        ],
     };
     let mut out = Vec::new();
     ciborium::into_writer(&Value::Array(items), &mut out).expect("writing to memory");

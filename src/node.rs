@@ -41,19 +41,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::clock::{Timestamp, system_time_ms};
+use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    BoxConnection, Closed, HandshakeConfig, HandshakeError, Host, Listener, LocalEvent, Network, NetworkKey,
-    TcpNetwork, Traffic, initiate, respond, run_connection,
+    BoxConnection, Closed, FetchCommand, HandshakeConfig, HandshakeError, Host, Listener, LocalEvent, Network,
+    NetworkKey, TcpNetwork, Traffic, initiate, respond, run_connection_with,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
-use crate::sync::ReplicationScheduler;
+use crate::sync::{FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
 use crate::writer::{FeedWriter, WriteError};
 
 /// Default [`NodeConfig::max_connections`].
@@ -159,6 +160,16 @@ pub enum NodeError {
     /// The node is shutting down: nothing more is appended.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// [`Node::fetch_range`]: no connection to that peer.
+    #[error("not connected to {0}")]
+    NotConnected(FeedId),
+    /// [`Node::fetch_range`]: the fetch was refused or failed (the connection
+    /// closed, or the peer's answer did not verify and it was disconnected).
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// [`Node::fetch_range`] got no answer within its timeout.
+    #[error("no answer to the fetch in time")]
+    FetchTimeout,
     /// [`Node::wait_for_acks`] timed out.
     #[error("only {acked} of {wanted} peers acknowledged in time")]
     AckTimeout {
@@ -194,6 +205,8 @@ struct Connected {
     dialed: bool,
     evict: Arc<Notify>,
     clock: BTreeMap<FeedId, u64>,
+    /// Fetches for the connection's driver ([`Node::fetch_range`]).
+    fetch: mpsc::Sender<FetchCommand>,
 }
 
 struct Inner {
@@ -353,6 +366,37 @@ impl Node {
     /// The node's store (reads; write through [`Node::append`]).
     pub fn store(&self) -> Arc<dyn Store> {
         self.inner.store.clone()
+    }
+
+    /// Asks the connected peer `peer` for entries `from..=to` of `feed` (at
+    /// most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE)) with the
+    /// certificate path of `from` (spec/PROTOCOL.md §2.2 "Fetches"), whatever
+    /// this node holds of the feed, and returns them with their payloads once
+    /// verified against entry 1 of the feed. Nothing is stored. The answer
+    /// holds what the peer holds from `from` on: empty if it lacks `from`,
+    /// shorter than asked if its feed ends earlier or the answer had to be
+    /// cut to one frame (ask again from the next entry).
+    pub async fn fetch_range(
+        &self,
+        peer: FeedId,
+        feed: FeedId,
+        from: u64,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, NodeError> {
+        let sender = lock(&self.inner.peers)
+            .get(&peer)
+            .map(|c| c.fetch.clone())
+            .ok_or(NodeError::NotConnected(peer))?;
+        let (reply, answer) = oneshot::channel();
+        let command = FetchCommand { feed, from, to, reply };
+        let result = tokio::time::timeout(timeout, async move {
+            sender.send(command).await.map_err(|_| FetchError::Closed)?;
+            answer.await.map_err(|_| FetchError::Closed)?
+        })
+        .await
+        .map_err(|_| NodeError::FetchTimeout)??;
+        Ok(result.records.into_iter().map(Verified::into_parts).collect())
     }
 
     /// Appends one entry to the node's own feed (durably) and pushes it to
@@ -639,6 +683,7 @@ impl Inner {
         let peer = secure.remote_id();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
+        let (fetch, fetches) = mpsc::channel(MAX_FETCHES_PER_PEER);
         let registered = self.register(
             peer,
             Connected {
@@ -647,6 +692,7 @@ impl Inner {
                 dialed,
                 evict: evict.clone(),
                 clock: BTreeMap::new(),
+                fetch,
             },
         );
         if !registered {
@@ -656,7 +702,8 @@ impl Inner {
         tracing::info!(peer = %peer, %addr, dialed, "peer connected");
         let (reader, writer) = secure.into_split();
         let host: Arc<dyn Host> = self.clone();
-        let closed = run_connection(reader, writer, host, conn, self.shutdown.subscribe(), evict).await;
+        let shutdown = self.shutdown.subscribe();
+        let closed = run_connection_with(reader, writer, host, conn, shutdown, evict, Some(fetches)).await;
         self.unregister(peer, conn);
         self.count(closed.reason());
         match &closed {

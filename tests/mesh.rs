@@ -406,3 +406,37 @@ async fn the_connection_cap_refuses_extra_peers() {
     assert_eq!(peers[0].id, first.id());
     shutdown(&[&hub, &first, &second]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fetches_a_verified_range_from_one_peer() {
+    let net = net(2);
+    let a = start(&net.dirs[0], vec![]).await;
+    let batch: Vec<Vec<u8>> = (0..600).map(|i| format!("a {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    a.append_batch(&refs).await.expect("batch");
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    let start_wait = Instant::now();
+    while !b.peers().iter().any(|p| p.id == a.id()) {
+        assert!(start_wait.elapsed() < DEADLINE, "B never connected to A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetched = b.fetch_range(a.id(), a.id(), 500, 520, DEADLINE).await.expect("fetch");
+    let expected = a.store().range(&a.id(), 500, 520, usize::MAX).expect("range");
+    assert_eq!(fetched, expected);
+    assert!(fetched.iter().all(|(_, payload)| payload.is_some()));
+    // Past the end of A's feed: what A holds, then nothing.
+    let tail = b.fetch_range(a.id(), a.id(), 595, 700, DEADLINE).await.expect("fetch");
+    assert_eq!(
+        tail.iter().map(|(e, _)| e.seq()).collect::<Vec<_>>(),
+        (595..=600).collect::<Vec<_>>()
+    );
+    let none = b.fetch_range(a.id(), a.id(), 601, 700, DEADLINE).await.expect("fetch");
+    assert!(none.is_empty());
+    // Only from a connected peer.
+    let stranger = FeedId([7; 32]);
+    assert!(matches!(
+        b.fetch_range(stranger, a.id(), 1, 2, DEADLINE).await,
+        Err(NodeError::NotConnected(peer)) if peer == stranger
+    ));
+    shutdown(&[&a, &b]).await;
+}

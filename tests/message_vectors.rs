@@ -67,7 +67,7 @@ fn valid_messages_decode_to_their_fields_and_re_encode() {
         .collect();
     assert_eq!(
         kinds,
-        BTreeSet::from(["clock", "fork", "records", "request"]),
+        BTreeSet::from(["chunk", "clock", "fetch", "fork", "records", "request"]),
         "one of each kind"
     );
     for item in valid {
@@ -81,7 +81,7 @@ fn valid_messages_decode_to_their_fields_and_re_encode() {
         // Every entry in a valid message is signed; every payload present
         // is the one its entry commits to.
         match &message {
-            Message::Records { records } => {
+            Message::Records { records } | Message::Chunk { records, .. } => {
                 for (entry, payload) in records {
                     check_signature(entry).expect("signed");
                     if let Some(payload) = payload {

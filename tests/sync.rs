@@ -8,10 +8,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use feedmesh::feed::{Entry, FeedId, Keypair, NewEntry, Timestamp, sign, verify_batch};
+use feedmesh::feed::{Entry, FeedId, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
 use feedmesh::store::{MemoryStore, Store, StoreError};
 use feedmesh::sync::{
-    Action, ClockEntry, Message, PeerSync, ProtocolError, ReplicationScheduler, STALL_TIMEOUT_MS, pack_records,
+    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
+    ReplicationScheduler, STALL_TIMEOUT_MS, pack_chunk, pack_records,
 };
 use feedmesh::writer::FeedWriter;
 
@@ -53,6 +54,10 @@ struct Net {
     schedulers: Vec<Option<ReplicationScheduler>>,
     /// Records from node `.0` to node `.1` are dropped in flight.
     mute: Option<(usize, usize)>,
+    /// Every fetch outcome: the asking node, the fetch id, the result.
+    fetched: Vec<(usize, u64, Result<Fetched, FetchError>)>,
+    /// Records carried by Chunk messages, per receiving node.
+    chunk_records: Vec<usize>,
 }
 
 /// The feed node `node` writes (key seed `node + 1`).
@@ -84,6 +89,8 @@ impl Net {
             stalls: 0,
             schedulers,
             mute: None,
+            fetched: Vec::new(),
+            chunk_records: vec![0; nodes],
         }
     }
 
@@ -167,6 +174,9 @@ impl Net {
             }
             self.delivered[self.conns[to].node] += records.len();
         }
+        if let Message::Chunk { records, .. } = &message {
+            self.chunk_records[self.conns[to].node] += records.len();
+        }
         let mut frame = message.encode();
         if let Some(tamper) = &mut self.tamper {
             tamper(self.conns[from].node, self.conns[to].node, &mut frame);
@@ -248,6 +258,24 @@ impl Net {
                 self.stalls += 1;
                 self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
             }
+            Action::Serve { id, feed, from, to } => {
+                let store = &self.stores[node];
+                let latest = store.latest(&feed).expect("latest").unwrap_or(0);
+                let message = if latest < from {
+                    pack_chunk(id, feed, latest, Vec::new(), Vec::new())
+                } else {
+                    let path = certificate_path(from)
+                        .into_iter()
+                        .skip(1)
+                        .rev()
+                        .map(|seq| store.entry(&feed, seq).expect("entry").expect("held"))
+                        .collect();
+                    let range = store.range(&feed, from, to, usize::MAX).expect("range");
+                    pack_chunk(id, feed, latest, path, range)
+                };
+                self.send(i, message);
+            }
+            Action::Fetched { id, result } => self.fetched.push((node, id, result)),
             Action::Disconnect(error) => {
                 self.disconnects.push((node, self.conns[i].peer, error));
                 self.close(i);
@@ -881,4 +909,173 @@ fn a_joiner_gets_each_entry_once_and_the_author_takes_its_feed_over() {
         let sender = scheduler.sender(&node_feed(node)).expect("a sender") as usize;
         assert_eq!(net.conns[sender].peer, node, "feed of node {node} from its author");
     }
+}
+
+/// Connects nodes 0 and 1, then writes `count` entries of feed seed 9 into
+/// node 0's store without telling any connection, so that node 1 holds none
+/// of it and nothing replicates it: only fetches reach it.
+fn net_with_unannounced_feed(count: usize) -> (Net, FeedId) {
+    let mut net = Net::new(2);
+    net.connect(0, 1);
+    net.run_until_idle();
+    let store = &net.stores[0];
+    let mut writer = FeedWriter::open(store, Keypair::from_seed([9; 32])).expect("writer");
+    let payloads: Vec<Vec<u8>> = (0..count).map(|i| format!("entry {}", i + 1).into_bytes()).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    writer.append(store, &refs, net.now).expect("append");
+    (net, writer.keys().feed_id())
+}
+
+/// Node 1 fetches `from..=to` of `feed` from node 0; returns the fetch id.
+fn fetch(net: &mut Net, feed: FeedId, from: u64, to: u64) -> u64 {
+    let now = net.now;
+    let conn = net.conns.iter().position(|c| c.node == 1 && c.peer == 0).expect("conn");
+    net.conns[conn].machine.fetch_range(feed, from, to, now).expect("fetch")
+}
+
+#[test]
+fn a_node_holding_nothing_fetches_a_verified_range_with_its_certificate_path() {
+    let (mut net, feed) = net_with_unannounced_feed(1000);
+    let id = fetch(&mut net, feed, 500, 520);
+    net.run_until_idle();
+    assert!(net.disconnects.is_empty(), "{:?}", net.disconnects);
+    let [(1, got, Ok(fetched))] = net.fetched.as_slice() else {
+        panic!("{:?}", net.fetched);
+    };
+    assert_eq!(*got, id);
+    assert_eq!(fetched.feed, feed);
+    assert_eq!(fetched.latest, 1000);
+    let expected = net.stores[0].range(&feed, 500, 520, usize::MAX).expect("range");
+    let received: Vec<_> = fetched.records.iter().map(|r| r.clone().into_parts()).collect();
+    assert_eq!(received, expected);
+    assert!(received.iter().all(|(_, payload)| payload.is_some()));
+    // 21 entries and the certificate path of 500 below it, not 520 entries.
+    let path = certificate_path(500).len() - 1;
+    assert!(path <= 2 * 6, "{path}"); // about 2 log3(500)
+    assert_eq!(net.chunk_records, vec![0, 21 + path]);
+    // Nothing was stored or replicated.
+    assert_eq!(net.stores[1].latest(&feed).expect("latest"), None);
+    assert_eq!(net.delivered, vec![0, 0]);
+
+    // An answer shorter than asked ends where the responder's feed ends; a
+    // range the responder does not hold gets an empty answer.
+    net.fetched.clear();
+    fetch(&mut net, feed, 995, 1010);
+    fetch(&mut net, feed, 2000, 2001);
+    net.run_until_idle();
+    let lengths: Vec<_> = net
+        .fetched
+        .iter()
+        .map(|(_, _, r)| r.as_ref().map(|f| (f.records.len(), f.latest)))
+        .collect();
+    assert_eq!(lengths, vec![Ok((6, 1000)), Ok((0, 1000))]);
+    assert!(net.disconnects.is_empty());
+}
+
+#[test]
+fn a_tampered_chunk_disconnects_and_yields_no_data() {
+    // Flip one byte: the last (a payload byte), or one inside an entry of the
+    // certificate path or of the range.
+    for at in [usize::MAX, 200, 700, 1500] {
+        let (mut net, feed) = net_with_unannounced_feed(1000);
+        net.tamper = Some(Box::new(move |from, _, frame: &mut Vec<u8>| {
+            if from == 0 && frame.get(1) == Some(&5) {
+                let at = at.min(frame.len() - 1);
+                frame[at] ^= 0x01;
+            }
+        }));
+        fetch(&mut net, feed, 500, 520);
+        net.run_until_idle();
+        assert!(
+            matches!(net.fetched.as_slice(), [(1, _, Err(FetchError::Closed))]),
+            "byte {at}: {:?}",
+            net.fetched
+        );
+        match net.disconnects.as_slice() {
+            [(1, 0, error)] => assert!(
+                ["invalid-chunk", "bad-chunk", "malformed"].contains(&error.reason()),
+                "byte {at}: {error}"
+            ),
+            other => panic!("byte {at}: {other:?}"),
+        }
+        assert_eq!(net.stores[1].latest(&feed).expect("latest"), None);
+    }
+}
+
+#[test]
+fn an_unasked_chunk_disconnects() {
+    let (net, feed) = net_with_unannounced_feed(10);
+    let range = net.stores[0].range(&feed, 1, 3, usize::MAX).expect("range");
+    let mut machine = PeerSync::new();
+    machine.start(&BTreeMap::new(), 0);
+    machine.handle_message(pack_chunk(7, feed, 10, Vec::new(), range), 0);
+    assert_eq!(
+        actions(&mut machine),
+        vec![Action::Disconnect(ProtocolError::UnaskedChunk { id: 7 })]
+    );
+}
+
+#[test]
+fn a_chunk_for_another_range_disconnects() {
+    let (net, feed) = net_with_unannounced_feed(10);
+    let mut machine = PeerSync::new();
+    machine.start(&BTreeMap::new(), 0);
+    let id = machine.fetch_range(feed, 4, 6, 0).expect("fetch");
+    // Entries 1..=3 with payloads: the certificate path of 4 is entry 1
+    // alone, without its payload, and the range must start at 4.
+    let range = net.stores[0].range(&feed, 1, 3, usize::MAX).expect("range");
+    machine.handle_message(pack_chunk(id, feed, 10, Vec::new(), range), 0);
+    let drained = actions(&mut machine);
+    assert!(
+        matches!(
+            drained.as_slice(),
+            [
+                Action::Fetched {
+                    result: Err(FetchError::Closed),
+                    ..
+                },
+                Action::Disconnect(ProtocolError::BadChunk { .. })
+            ]
+        ),
+        "{drained:?}"
+    );
+}
+
+#[test]
+fn fetches_are_bounded_and_time_out() {
+    let feed = node_feed(5);
+    let mut machine = PeerSync::new();
+    machine.start(&BTreeMap::new(), 0);
+    while machine.poll_transmit().is_some() {}
+    let ids: Vec<u64> = (0..MAX_FETCHES_PER_PEER)
+        .map(|i| machine.fetch_range(feed, 1, i as u64 + 1, 10).expect("fetch"))
+        .collect();
+    assert_eq!(
+        machine.fetch_range(feed, 1, 1, 10),
+        Err(FetchError::TooMany {
+            max: MAX_FETCHES_PER_PEER
+        })
+    );
+    assert!(matches!(
+        machine.fetch_range(feed, 1, 5000, 10),
+        Err(FetchError::TooLong { .. })
+    ));
+    assert_eq!(machine.fetch_range(feed, 0, 1, 10), Err(FetchError::EmptyRange));
+    let sent = std::iter::from_fn(|| machine.poll_transmit()).count();
+    assert_eq!(sent, MAX_FETCHES_PER_PEER);
+    assert_eq!(machine.poll_timeout(), Some(10 + FETCH_TIMEOUT_MS));
+    machine.handle_timeout(10 + FETCH_TIMEOUT_MS);
+    let timed_out: Vec<u64> = actions(&mut machine)
+        .into_iter()
+        .map(|action| match action {
+            Action::Fetched {
+                id,
+                result: Err(FetchError::TimedOut),
+            } => id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(timed_out, ids);
+    assert_eq!(machine.poll_timeout(), None);
+    assert!(!machine.is_closed());
 }

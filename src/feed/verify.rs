@@ -45,6 +45,12 @@ pub struct BatchError {
     pub error: ValidationError,
 }
 
+/// Wraps an entry whose signature [`verify_chain`] checked, with a payload
+/// [`check_payload`] checked (or none). Only for callers that did both.
+pub(crate) fn assume_verified(entry: Entry, payload: Option<Vec<u8>>) -> Verified {
+    Verified { entry, payload }
+}
+
 /// Rules V12 and V13: `payload` is the one `entry` commits to.
 pub fn check_payload(entry: &Entry, payload: &[u8]) -> Result<(), ValidationError> {
     let declared = entry.header().payload_len;

@@ -42,14 +42,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::feed::{FeedId, ForkProof, Verified};
+use crate::feed::{FeedId, ForkProof, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, pack_records, record_size,
+    Action, FetchError, Fetched, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
+    PeerSync, ProtocolError, pack_chunk, pack_records, record_size,
 };
 
 use super::{SecureReader, SecureWriter, StreamError};
@@ -77,6 +78,21 @@ pub const IDLE_TIMEOUT_MS: u64 = 3 * KEEPALIVE_MS;
 const BLOCKING_RECORDS: usize = 16;
 /// How many pending ranges are searched for one to extend.
 const COALESCE_WINDOW: usize = 32;
+
+/// A fetch the node asks a connection to make ([`PeerSync::fetch_range`]),
+/// sent through the channel given to [`run_connection_with`].
+#[derive(Debug)]
+pub struct FetchCommand {
+    /// The feed.
+    pub feed: FeedId,
+    /// First sequence number wanted.
+    pub from: u64,
+    /// Last sequence number wanted.
+    pub to: u64,
+    /// Receives the verified chunk or why there is none; dropped unanswered
+    /// when the connection ends.
+    pub reply: oneshot::Sender<Result<Fetched, FetchError>>,
+}
 
 /// Something the node stored or learnt, told to every connection.
 #[derive(Clone, Debug)]
@@ -218,6 +234,24 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    run_connection_with(reader, writer, host, conn, shutdown, evict, None).await
+}
+
+/// [`run_connection`], also making the fetches received on `fetches`
+/// (each answered on its [`FetchCommand::reply`]).
+pub async fn run_connection_with<R, W>(
+    reader: SecureReader<R>,
+    writer: SecureWriter<W>,
+    host: Arc<dyn Host>,
+    conn: u64,
+    shutdown: watch::Receiver<bool>,
+    evict: Arc<Notify>,
+    fetches: Option<mpsc::Receiver<FetchCommand>>,
+) -> Closed
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let peer = reader.remote_id();
     let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOX_FRAMES);
     let traffic = host.traffic(peer);
@@ -235,8 +269,12 @@ where
         chunk: MIN_CHUNK,
         traffic,
         wants: None,
+        chunks: VecDeque::new(),
+        replies: BTreeMap::new(),
     };
-    let closed = driver.run(reader, &tx, &mut writer_task, shutdown, evict).await;
+    let closed = driver
+        .run(reader, &tx, &mut writer_task, shutdown, evict, fetches)
+        .await;
     if driver.wants.is_some() {
         driver.host.detach(conn);
     }
@@ -288,6 +326,17 @@ async fn notified(notify: Option<&Notify>) {
     }
 }
 
+/// The next fetch command, or forever without a channel (or once it closed).
+async fn next_fetch(fetches: &mut Option<mpsc::Receiver<FetchCommand>>) -> FetchCommand {
+    if let Some(rx) = fetches.as_mut()
+        && let Some(command) = rx.recv().await
+    {
+        return command;
+    }
+    *fetches = None;
+    std::future::pending().await
+}
+
 /// Runs a blocking store operation off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -316,6 +365,11 @@ struct Driver {
     traffic: Option<Arc<Traffic>>,
     /// Notified when the host changed the want flags ([`Host::attach`]).
     wants: Option<Arc<Notify>>,
+    /// Encoded Chunk messages answering the peer's fetches, waiting for slots
+    /// (at most [`MAX_FETCHES_PER_PEER`]).
+    chunks: VecDeque<Vec<u8>>,
+    /// Where to deliver the answers to this side's fetches, by id.
+    replies: BTreeMap<u64, oneshot::Sender<Result<Fetched, FetchError>>>,
 }
 
 impl Driver {
@@ -330,6 +384,7 @@ impl Driver {
         writer_task: &mut JoinHandle<Result<(), StreamError>>,
         mut shutdown: watch::Receiver<bool>,
         evict: Arc<Notify>,
+        mut fetches: Option<mpsc::Receiver<FetchCommand>>,
     ) -> Closed {
         // Subscribe before reading the clock: nothing stored in between is missed.
         let mut local = self.host.subscribe_local();
@@ -362,7 +417,8 @@ impl Driver {
             if self.peeked.is_none() {
                 self.peeked = self.sync.poll_transmit();
             }
-            let want_send = self.peeked.is_some() || !self.frames.is_empty() || !self.ranges.is_empty();
+            let want_send =
+                self.peeked.is_some() || !self.chunks.is_empty() || !self.frames.is_empty() || !self.ranges.is_empty();
             let timer = self.sync.poll_timeout();
             let deadline = self.start + Duration::from_millis(timer.unwrap_or(u64::from(u32::MAX)));
             let step: Result<(), Closed> = tokio::select! {
@@ -384,6 +440,10 @@ impl Driver {
                 event = local.recv() => self.on_local(event).await,
                 () = notified(wants.as_deref()) => {
                     self.apply_wants();
+                    Ok(())
+                }
+                command = next_fetch(&mut fetches) => {
+                    self.fetch(command);
                     Ok(())
                 }
                 permit = tx.reserve(), if want_send => match permit {
@@ -438,7 +498,9 @@ impl Driver {
         };
         tracing::trace!(peer = %self.peer, kind = message.kind(), len = frame.len(), "received");
         let tracks_clock = matches!(message, Message::Clock { .. } | Message::Records { .. });
-        if matches!(&message, Message::Records { records } if records.len() >= BLOCKING_RECORDS) {
+        if matches!(&message, Message::Records { records } | Message::Chunk { records, .. }
+            if records.len() >= BLOCKING_RECORDS)
+        {
             let mut sync = std::mem::take(&mut self.sync);
             self.sync = tokio::task::spawn_blocking(move || {
                 sync.handle_message(message, now);
@@ -473,6 +535,51 @@ impl Driver {
             }
             Err(broadcast::error::RecvError::Closed) => return Err(Closed::Shutdown),
         }
+        Ok(())
+    }
+
+    /// Starts a fetch the node asked for; refusals are answered at once.
+    fn fetch(&mut self, command: FetchCommand) {
+        let now = self.now();
+        match self.sync.fetch_range(command.feed, command.from, command.to, now) {
+            Ok(id) => {
+                self.replies.insert(id, command.reply);
+            }
+            Err(error) => {
+                let _ = command.reply.send(Err(error));
+            }
+        }
+    }
+
+    /// Answers the peer's Fetch `id` from the store: the certificate path of
+    /// `from` below it (headers), then what is held of `from..=to`.
+    async fn serve(&mut self, id: u64, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
+        if self.chunks.len() >= MAX_FETCHES_PER_PEER {
+            let error = ProtocolError::Flooding {
+                max: MAX_FETCHES_PER_PEER,
+            };
+            tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
+            return Err(Closed::Protocol(error));
+        }
+        let store = self.store.clone();
+        let message = blocking(move || {
+            let latest = store.latest(&feed)?.unwrap_or(0);
+            if latest < from {
+                return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new()));
+            }
+            let mut path = Vec::new();
+            for seq in certificate_path(from).into_iter().skip(1).rev() {
+                match store.entry(&feed, seq)? {
+                    Some(entry) => path.push(entry),
+                    None => return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new())),
+                }
+            }
+            let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
+            let range = store.range(&feed, from, to, limit)?;
+            Ok(pack_chunk(id, feed, latest, path, range))
+        })
+        .await?;
+        self.chunks.push_back(message.encode());
         Ok(())
     }
 
@@ -515,7 +622,15 @@ impl Driver {
                     tracing::info!(peer = %self.peer, %feed, peer_latest, held, "feed stalled on this peer");
                     self.host.stalled(self.conn, feed);
                 }
+                Action::Serve { id, feed, from, to } => self.serve(id, feed, from, to).await?,
+                Action::Fetched { id, result } => {
+                    if let Some(reply) = self.replies.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
                 Action::Disconnect(error) => {
+                    // Fail the fetches still waiting (the machine reported them).
+                    self.replies.clear();
                     tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
                     return Err(Closed::Protocol(error));
                 }
@@ -601,6 +716,10 @@ impl Driver {
     async fn send_next(&mut self, permit: mpsc::Permit<'_, Vec<u8>>) -> Result<(), Closed> {
         if let Some(message) = self.peeked.take() {
             permit.send(message.encode());
+            return Ok(());
+        }
+        if let Some(frame) = self.chunks.pop_front() {
+            permit.send(frame);
             return Ok(());
         }
         if let Some(frame) = self.frames.pop_front() {

@@ -12,6 +12,11 @@
 //!                   (as in a bundle record, §1.8); n <= MAX_RECORDS_PER_MESSAGE
 //! Request  0x84  2  feed:bstr(32) from:uint to:uint      1 <= from <= to <= MAX_SEQ
 //! Fork     0x83  3  entry entry                         a fork proof (§1.7), smaller hash first
+//! Fetch    0x85  4  id:uint feed:bstr(32) from:uint to:uint
+//!                   1 <= from <= to <= MAX_SEQ, to - from < MAX_FETCH_RANGE
+//! Chunk    0x85  5  id:uint feed:bstr(32) latest:uint array(n) of 0x82 entry payload
+//!                   certificate path of `from` below it (payload null), then
+//!                   from..=end (payloads); n <= MAX_CHUNK_RECORDS
 //! ```
 //!
 //! [`Message::decode`] is total: it never panics, refuses frames longer than
@@ -34,6 +39,14 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024 + 64 * 1024;
 pub const MAX_RECORDS_PER_MESSAGE: usize = 1024;
 /// The most feeds one Clock message may list.
 pub const MAX_FEEDS_PER_CLOCK: usize = 4096;
+/// The longest range one Fetch message may ask for (`to - from + 1`).
+pub const MAX_FETCH_RANGE: u64 = MAX_RECORDS_PER_MESSAGE as u64;
+/// The most certificate-path entries a Chunk carries before its range (a
+/// certificate path below [`MAX_SEQ`] has fewer than 64 hops).
+pub const MAX_CERTIFICATE_PATH: usize = 64;
+/// The most records one Chunk message may carry: the certificate path and
+/// at most [`MAX_FETCH_RANGE`] entries of the range.
+pub const MAX_CHUNK_RECORDS: usize = MAX_RECORDS_PER_MESSAGE + MAX_CERTIFICATE_PATH;
 
 /// Message type of [`Message::Clock`].
 const TYPE_CLOCK: u64 = 0;
@@ -43,6 +56,10 @@ const TYPE_RECORDS: u64 = 1;
 const TYPE_REQUEST: u64 = 2;
 /// Message type of [`Message::Fork`].
 const TYPE_FORK: u64 = 3;
+/// Message type of [`Message::Fetch`].
+const TYPE_FETCH: u64 = 4;
+/// Message type of [`Message::Chunk`].
+const TYPE_CHUNK: u64 = 5;
 /// Fewest bytes one Clock item takes (0x83, a 34-byte feed, two 1-byte uints).
 const MIN_CLOCK_ITEM: usize = 1 + 34 + 1 + 1;
 /// Fewest bytes one record takes (0x82, an entry, a 1-byte payload).
@@ -90,6 +107,36 @@ pub enum Message {
     Fork {
         /// The proof (already checked when decoded).
         proof: Box<ForkProof>,
+    },
+    /// Asks for entries `from..=to` of `feed` *with their certificate path*,
+    /// for the asker only (not replication: nothing of the answer is stored).
+    /// Answered by exactly one [`Message::Chunk`] with the same `id`.
+    Fetch {
+        /// The asker's identifier of this fetch, echoed in the answer.
+        id: u64,
+        /// The feed.
+        feed: FeedId,
+        /// First sequence number wanted (at least 1).
+        from: u64,
+        /// Last sequence number wanted (at least `from`, less than
+        /// `from + MAX_FETCH_RANGE`).
+        to: u64,
+    },
+    /// The answer to a [`Message::Fetch`]: the entries on the certificate path
+    /// of `from` below `from` (headers only: payload null), then entries
+    /// `from..=end` with their payloads, all in ascending order. No records:
+    /// the responder holds no entry `from`.
+    Chunk {
+        /// The identifier of the Fetch answered.
+        id: u64,
+        /// The feed.
+        feed: FeedId,
+        /// The latest sequence number the responder holds of the feed. An
+        /// answer that ends before `to` and before `latest` was cut to fit one
+        /// frame; one that ends at `latest` ends where the responder's feed does.
+        latest: u64,
+        /// The records.
+        records: Vec<WireRecord>,
     },
 }
 
@@ -222,6 +269,7 @@ impl Message {
             TYPE_CLOCK | TYPE_RECORDS => 2,
             TYPE_REQUEST => 4,
             TYPE_FORK => 3,
+            TYPE_FETCH | TYPE_CHUNK => 5,
             other => return Err(MessageError::UnknownType(other)),
         };
         if items != expected {
@@ -242,6 +290,31 @@ impl Message {
                     return Err(MessageError::BadValue { field: "request range" });
                 }
                 Message::Request { feed, from, to }
+            }
+            TYPE_FETCH => {
+                let id = c.uint("id")?;
+                let feed = c.feed()?;
+                let from = c.uint("from")?;
+                let to = c.uint("to")?;
+                if from == 0 || from > to || to > MAX_SEQ || to - from >= MAX_FETCH_RANGE {
+                    return Err(MessageError::BadValue { field: "fetch range" });
+                }
+                Message::Fetch { id, feed, from, to }
+            }
+            TYPE_CHUNK => {
+                let id = c.uint("id")?;
+                let feed = c.feed()?;
+                let latest = c.uint("latest")?;
+                if latest > MAX_SEQ {
+                    return Err(MessageError::BadValue { field: "latest" });
+                }
+                let records = decode_record_list(&mut c, "chunk", MAX_CHUNK_RECORDS)?;
+                Message::Chunk {
+                    id,
+                    feed,
+                    latest,
+                    records,
+                }
             }
             _ => {
                 // The proof is the rest of the frame: two entries, nothing after.
@@ -293,6 +366,30 @@ impl Message {
                 cbor_write_uint(&mut out, TYPE_FORK);
                 out.extend_from_slice(&proof.encode());
             }
+            Message::Fetch { id, feed, from, to } => {
+                out.push(0x85);
+                cbor_write_uint(&mut out, TYPE_FETCH);
+                cbor_write_uint(&mut out, *id);
+                write_feed(&mut out, feed);
+                cbor_write_uint(&mut out, *from);
+                cbor_write_uint(&mut out, *to);
+            }
+            Message::Chunk {
+                id,
+                feed,
+                latest,
+                records,
+            } => {
+                out.push(0x85);
+                cbor_write_uint(&mut out, TYPE_CHUNK);
+                cbor_write_uint(&mut out, *id);
+                write_feed(&mut out, feed);
+                cbor_write_uint(&mut out, *latest);
+                cbor_write_array_head(&mut out, records.len() as u64);
+                for (entry, payload) in records {
+                    write_record(&mut out, entry, payload.as_deref());
+                }
+            }
         }
         out
     }
@@ -304,6 +401,8 @@ impl Message {
             Message::Records { .. } => "records",
             Message::Request { .. } => "request",
             Message::Fork { .. } => "fork",
+            Message::Fetch { .. } => "fetch",
+            Message::Chunk { .. } => "chunk",
         }
     }
 }
@@ -332,7 +431,12 @@ fn decode_clock(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
 }
 
 fn decode_records(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
-    let count = c.count("records", MAX_RECORDS_PER_MESSAGE, MIN_RECORD)?;
+    let records = decode_record_list(c, "records", MAX_RECORDS_PER_MESSAGE)?;
+    Ok(Message::Records { records })
+}
+
+fn decode_record_list(c: &mut Cursor<'_>, field: &'static str, max: usize) -> Result<Vec<WireRecord>, MessageError> {
+    let count = c.count(field, max, MIN_RECORD)?;
     let mut records = Vec::with_capacity(count);
     for index in 0..count {
         c.expect_len("record", 2)?;
@@ -343,7 +447,7 @@ fn decode_records(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
         c.advance(used);
         records.push(record);
     }
-    Ok(Message::Records { records })
+    Ok(records)
 }
 
 /// The encoded size of one record inside a Records message.
@@ -375,6 +479,38 @@ pub fn pack_records(records: Vec<WireRecord>) -> Vec<Message> {
         messages.push(Message::Records { records: current });
     }
     messages
+}
+
+/// Builds the [`Message::Chunk`] answering Fetch `id` from what the
+/// responder holds: `path` (the entries on the certificate path of the range's
+/// first entry below it, ascending; their payloads are dropped), `range` (the
+/// held entries of the range from its first, ascending, with payloads) and
+/// `latest`. Keeps at most [`MAX_FETCH_RANGE`] entries of the range and cuts
+/// it so that the message encodes to at most [`MAX_FRAME`] bytes, keeping at
+/// least its first entry.
+pub fn pack_chunk(id: u64, feed: FeedId, latest: u64, path: Vec<Entry>, range: Vec<WireRecord>) -> Message {
+    /// Array head, type, id, feed, latest and records count.
+    const OVERHEAD: usize = 1 + 1 + 9 + 34 + 9 + 3;
+    let mut size = OVERHEAD;
+    let mut records: Vec<WireRecord> = Vec::with_capacity(path.len() + range.len());
+    for entry in path.into_iter().take(MAX_CERTIFICATE_PATH) {
+        size += record_size(&entry, None);
+        records.push((entry, None));
+    }
+    for (kept, (entry, payload)) in range.into_iter().take(MAX_FETCH_RANGE as usize).enumerate() {
+        let len = record_size(&entry, payload.as_deref());
+        if kept > 0 && size + len > MAX_FRAME {
+            break;
+        }
+        size += len;
+        records.push((entry, payload));
+    }
+    Message::Chunk {
+        id,
+        feed,
+        latest,
+        records,
+    }
 }
 
 fn write_feed(out: &mut Vec<u8>, feed: &FeedId) {
@@ -460,6 +596,24 @@ mod tests {
             },
             Message::Fork {
                 proof: Box::new(fork()),
+            },
+            Message::Fetch {
+                id: 7,
+                feed: feed_of(3),
+                from: 5,
+                to: 9,
+            },
+            Message::Chunk {
+                id: 7,
+                feed: feed_of(3),
+                latest: 9,
+                records: records(9).into_iter().skip(4).collect(),
+            },
+            Message::Chunk {
+                id: u64::MAX,
+                feed: feed_of(3),
+                latest: 0,
+                records: Vec::new(),
             },
         ]
     }

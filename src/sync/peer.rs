@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, check_successor, verify_prefix};
+use crate::feed::{
+    Entry, FeedId, ForkProof, ValidationError, Verified, assume_verified, certificate_path, check_payload,
+    check_successor, verify_chain, verify_prefix,
+};
 
-use super::message::{ClockEntry, MAX_FEEDS_PER_CLOCK, Message, MessageError, WireRecord};
+use super::message::{ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE, Message, MessageError, WireRecord};
 
 /// How long a feed may stay behind a peer that claims more of it, with no
 /// record of it arriving, before [`Action::Stalled`] is reported (ms).
@@ -17,6 +20,14 @@ pub const MAX_FEEDS_PER_PEER: usize = 65_536;
 /// is disconnected ([`ProtocolError::Flooding`]). Above what one Clock message
 /// can cause (one Send per feed listed).
 pub const MAX_QUEUED_ACTIONS: usize = 4 * MAX_FEEDS_PER_CLOCK;
+/// The most fetches ([`PeerSync::fetch_range`]) outstanding at once on one
+/// connection, on each side: the asker refuses more
+/// ([`FetchError::TooMany`]); a responder may disconnect a peer with more
+/// Fetch messages unanswered ([`ProtocolError::Flooding`]).
+pub const MAX_FETCHES_PER_PEER: usize = 16;
+/// How long a fetch waits for its Chunk before it fails with
+/// [`FetchError::TimedOut`] (ms). A Chunk arriving later is unasked.
+pub const FETCH_TIMEOUT_MS: u64 = 30_000;
 
 /// What a peer did wrong. Every variant disconnects it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +86,35 @@ pub enum ProtocolError {
         /// The limit.
         max: usize,
     },
+    /// A Chunk whose id is not that of an outstanding fetch (never asked,
+    /// already answered, or timed out).
+    #[error("chunk {id} that was not asked for")]
+    UnaskedChunk {
+        /// The Chunk's id.
+        id: u64,
+    },
+    /// A Chunk whose shape breaks §2.1 for the Fetch it answers: another
+    /// feed, a certificate path other than that of `from`, a path entry with
+    /// its payload, a range not starting at `from`, not contiguous, past `to`
+    /// or without payloads, or a `latest` below what it sent.
+    #[error("chunk {id} malformed: {what}")]
+    BadChunk {
+        /// The Chunk's id.
+        id: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A Chunk entry broke a validation rule (signature, payload, link or
+    /// timestamp; checked with [`verify_chain`] and the payload rules).
+    #[error("chunk {id}: invalid entry seq {seq}: rule {}: {error}", .error.rule())]
+    InvalidChunk {
+        /// The Chunk's id.
+        id: u64,
+        /// The failing entry's sequence number.
+        seq: u64,
+        /// The rule it broke.
+        error: Box<ValidationError>,
+    },
 }
 
 impl ProtocolError {
@@ -88,6 +128,9 @@ impl ProtocolError {
             ProtocolError::MissingPayload { .. } => "missing-payload",
             ProtocolError::TooManyFeeds { .. } => "too-many-feeds",
             ProtocolError::Flooding { .. } => "flooding",
+            ProtocolError::UnaskedChunk { .. } => "unasked-chunk",
+            ProtocolError::BadChunk { .. } => "bad-chunk",
+            ProtocolError::InvalidChunk { .. } => "invalid-chunk",
         }
     }
 }
@@ -118,6 +161,49 @@ pub enum RequestError {
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
+}
+
+/// Why a fetch ([`PeerSync::fetch_range`]) was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// `from` is 0, after `to`, or `to` is past the largest sequence number.
+    #[error("empty range")]
+    EmptyRange,
+    /// The range is longer than [`MAX_FETCH_RANGE`].
+    #[error("range longer than {max} entries")]
+    TooLong {
+        /// The limit.
+        max: u64,
+    },
+    /// [`MAX_FETCHES_PER_PEER`] fetches are outstanding on this connection.
+    #[error("more than {max} fetches outstanding")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// No Chunk arrived within [`FETCH_TIMEOUT_MS`].
+    #[error("no answer within {FETCH_TIMEOUT_MS} ms")]
+    TimedOut,
+    /// The connection is closed (or closed before the answer arrived; an
+    /// answer that did not verify closes it, with no data).
+    #[error("connection closed")]
+    Closed,
+}
+
+/// A verified answer to a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The feed.
+    pub feed: FeedId,
+    /// Entries `from..=end` with their payloads, verified against entry 1 of
+    /// the feed through the certificate path of `from`. Empty when the peer
+    /// holds no entry `from`; shorter than asked when the peer's feed ends
+    /// before `to` (then the last is entry `latest`) or the answer was cut to
+    /// fit one frame (ask again from the entry after the last).
+    pub records: Vec<Verified>,
+    /// The latest sequence number of the feed the peer holds.
+    pub latest: u64,
 }
 
 /// What the driver must do for the machine. Drained with
@@ -156,6 +242,31 @@ pub enum Action {
         /// What this side holds or has received.
         held: u64,
     },
+    /// The peer asks for entries `from..=to` of `feed` with the certificate
+    /// path of `from` (a Fetch): read what the store holds and send
+    /// [`pack_chunk`](super::pack_chunk)`(id, feed, latest, path, range)`:
+    /// `path` the entries of [`certificate_path`]`(from)` below `from`,
+    /// `range` the held entries `from..=to` (at most [`MAX_FETCH_RANGE`]),
+    /// `latest` the latest held; both empty when the store holds no entry
+    /// `from`. Sent in the order of the actions, like any other message.
+    Serve {
+        /// The Fetch's id.
+        id: u64,
+        /// The feed.
+        feed: FeedId,
+        /// First sequence number asked for.
+        from: u64,
+        /// Last sequence number asked for.
+        to: u64,
+    },
+    /// The answer to fetch `id` ([`PeerSync::fetch_range`]) arrived and
+    /// verified, or the fetch failed. Never stored: hand it to the asker.
+    Fetched {
+        /// The fetch's id, as returned by [`PeerSync::fetch_range`].
+        id: u64,
+        /// The verified chunk, or why there is none.
+        result: Result<Fetched, FetchError>,
+    },
     /// Close the connection; the peer broke the protocol. Always the last
     /// action: the machine ignores every input after it.
     Disconnect(ProtocolError),
@@ -170,6 +281,15 @@ struct Remote {
     want: bool,
     /// The highest sequence already scheduled to be sent ([`Action::Send`]).
     sent: u64,
+}
+
+/// A fetch this side sent with [`PeerSync::fetch_range`].
+#[derive(Debug, Clone, Copy)]
+struct PendingFetch {
+    feed: FeedId,
+    from: u64,
+    to: u64,
+    deadline: u64,
 }
 
 /// A range this side requested with [`PeerSync::request_range`].
@@ -230,6 +350,10 @@ pub struct PeerSync {
     dirty: BTreeSet<FeedId>,
     /// Since when each feed is behind what the peer claims (ms).
     waiting: BTreeMap<FeedId, u64>,
+    /// Fetches sent and not answered, by id.
+    fetches: BTreeMap<u64, PendingFetch>,
+    /// The id of the next fetch.
+    next_fetch: u64,
     transmit: VecDeque<Message>,
     actions: VecDeque<Action>,
 }
@@ -325,6 +449,13 @@ impl PeerSync {
             Message::Clock { feeds } => self.on_clock(feeds, now),
             Message::Records { records } => self.on_records(records, now),
             Message::Request { feed, from, to } => self.on_request(feed, from, to),
+            Message::Fetch { id, feed, from, to } => self.push_action(Action::Serve { id, feed, from, to }),
+            Message::Chunk {
+                id,
+                feed,
+                latest,
+                records,
+            } => self.on_chunk(id, feed, latest, records),
             Message::Fork { proof } => {
                 let feed = proof.author();
                 if self.frozen.insert(feed) {
@@ -384,6 +515,42 @@ impl PeerSync {
         Ok(())
     }
 
+    /// Asks the peer for entries `from..=to` of `feed` with the certificate
+    /// path of `from`, whatever this side holds of the feed: the answer is
+    /// verified against entry 1 and reported as [`Action::Fetched`] with the
+    /// returned id, never stored. Fails after [`FETCH_TIMEOUT_MS`]; at most
+    /// [`MAX_FETCHES_PER_PEER`] outstanding, at most [`MAX_FETCH_RANGE`]
+    /// entries each.
+    pub fn fetch_range(&mut self, feed: FeedId, from: u64, to: u64, now: u64) -> Result<u64, FetchError> {
+        if self.closed {
+            return Err(FetchError::Closed);
+        }
+        if from == 0 || from > to || to > crate::feed::MAX_SEQ {
+            return Err(FetchError::EmptyRange);
+        }
+        if to - from >= MAX_FETCH_RANGE {
+            return Err(FetchError::TooLong { max: MAX_FETCH_RANGE });
+        }
+        if self.fetches.len() >= super::MAX_FETCHES_PER_PEER {
+            return Err(FetchError::TooMany {
+                max: super::MAX_FETCHES_PER_PEER,
+            });
+        }
+        let id = self.next_fetch;
+        self.next_fetch += 1;
+        self.fetches.insert(
+            id,
+            PendingFetch {
+                feed,
+                from,
+                to,
+                deadline: now.saturating_add(FETCH_TIMEOUT_MS),
+            },
+        );
+        self.transmit.push_back(Message::Fetch { id, feed, from, to });
+        Ok(id)
+    }
+
     /// The node found (or was given) a fork proof: freeze the feed on this
     /// connection and pass the proof on to the peer.
     pub fn local_fork(&mut self, proof: &ForkProof, _now: u64) {
@@ -408,10 +575,24 @@ impl PeerSync {
         }
     }
 
-    /// Reports feeds that stalled (see [`Action::Stalled`]).
+    /// Reports feeds that stalled (see [`Action::Stalled`]) and fails the
+    /// fetches that timed out ([`FetchError::TimedOut`]).
     pub fn handle_timeout(&mut self, now: u64) {
         if self.closed {
             return;
+        }
+        let expired: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| now >= f.deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.fetches.remove(&id);
+            self.push_action(Action::Fetched {
+                id,
+                result: Err(FetchError::TimedOut),
+            });
         }
         let due: Vec<FeedId> = self
             .waiting
@@ -436,10 +617,16 @@ impl PeerSync {
         if self.closed {
             return None;
         }
-        self.waiting
+        let stall = self
+            .waiting
             .values()
             .map(|since| since.saturating_add(STALL_TIMEOUT_MS))
-            .min()
+            .min();
+        let fetch = self.fetches.values().map(|f| f.deadline).min();
+        match (stall, fetch) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next message to send to the peer.
@@ -539,6 +726,27 @@ impl PeerSync {
             remote.sent = remote.sent.max(to);
         }
         self.push_action(Action::Send { feed, from, to });
+    }
+
+    /// Checks a Chunk against the fetch it answers (§2.2 "Fetches"), then
+    /// verifies it as one chain from entry 1; on any violation, disconnects
+    /// (the fetch fails with [`FetchError::Closed`], with no data).
+    fn on_chunk(&mut self, id: u64, feed: FeedId, latest: u64, records: Vec<WireRecord>) {
+        let Some(fetch) = self.fetches.remove(&id) else {
+            return self.disconnect(ProtocolError::UnaskedChunk { id });
+        };
+        // Put it back so that the disconnect below fails it.
+        self.fetches.insert(id, fetch);
+        match check_chunk(id, &fetch, feed, latest, records) {
+            Ok(records) => {
+                self.fetches.remove(&id);
+                self.push_action(Action::Fetched {
+                    id,
+                    result: Ok(Fetched { feed, records, latest }),
+                });
+            }
+            Err(error) => self.disconnect(error),
+        }
     }
 
     /// Checks a Records message completely before anything of it takes
@@ -713,6 +921,86 @@ impl PeerSync {
         self.transmit.clear();
         self.dirty.clear();
         self.waiting.clear();
+        for id in std::mem::take(&mut self.fetches).into_keys() {
+            self.actions.push_back(Action::Fetched {
+                id,
+                result: Err(FetchError::Closed),
+            });
+        }
         self.actions.push_back(Action::Disconnect(error));
     }
+}
+
+/// The rules of §2.2 for a Chunk answering `fetch`: shape first, then every
+/// payload of the range, then [`verify_chain`] over path and range together
+/// (signatures, links, timestamps), which must hang off entry 1. Returns the
+/// range's records.
+fn check_chunk(
+    id: u64,
+    fetch: &PendingFetch,
+    feed: FeedId,
+    latest: u64,
+    mut records: Vec<WireRecord>,
+) -> Result<Vec<Verified>, ProtocolError> {
+    let bad = |what| ProtocolError::BadChunk { id, what };
+    if feed != fetch.feed {
+        return Err(bad("another feed"));
+    }
+    if records.is_empty() {
+        return if latest < fetch.from {
+            Ok(Vec::new())
+        } else {
+            Err(bad("no records though the peer holds the start"))
+        };
+    }
+    let mut path = certificate_path(fetch.from);
+    path.reverse();
+    path.pop(); // `from` itself
+    if records.len() <= path.len() {
+        return Err(bad("certificate path without range"));
+    }
+    for ((entry, payload), &seq) in records.iter().zip(&path) {
+        if entry.author() != feed || entry.seq() != seq {
+            return Err(bad("not the certificate path of from"));
+        }
+        if payload.is_some() {
+            return Err(bad("certificate path entry with a payload"));
+        }
+    }
+    let mut expected = fetch.from;
+    for (entry, payload) in &records[path.len()..] {
+        if entry.author() != feed || entry.seq() != expected || expected > fetch.to {
+            return Err(bad("range not contiguous from from to at most to"));
+        }
+        let Some(payload) = payload else {
+            return Err(bad("range entry without its payload"));
+        };
+        check_payload(entry, payload).map_err(|error| ProtocolError::InvalidChunk {
+            id,
+            seq: entry.seq(),
+            error: Box::new(error),
+        })?;
+        expected += 1;
+    }
+    let end = expected - 1;
+    if latest < end {
+        return Err(bad("latest below the last entry sent"));
+    }
+    let entries: Vec<Entry> = records.iter().map(|(entry, _)| entry.clone()).collect();
+    match verify_chain(&entries) {
+        Ok(summary) if summary.lowest == 1 => {}
+        Ok(_) => return Err(bad("chain does not reach entry 1")),
+        Err(failure) => {
+            return Err(ProtocolError::InvalidChunk {
+                id,
+                seq: entries.get(failure.index).map_or(0, Entry::seq),
+                error: Box::new(failure.error),
+            });
+        }
+    }
+    let range = records.split_off(path.len());
+    Ok(range
+        .into_iter()
+        .map(|(entry, payload)| assume_verified(entry, payload))
+        .collect())
 }

@@ -17,7 +17,10 @@ use feedmesh::clock::Timestamp;
 use feedmesh::feed::{
     DecodeError, Entry, ForkProof, ForkProofError, Keypair, MAX_PAYLOAD, MAX_SEQ, NewEntry, ValidationError, to_hex,
 };
-use feedmesh::sync::{ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, MessageError};
+use feedmesh::sync::{
+    ClockEntry, MAX_CHUNK_RECORDS, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
+    MessageError,
+};
 use serde_json::{Value, json};
 
 /// RFC 8032 §7.1 "TEST 1" secret key: the author of the records.
@@ -79,6 +82,35 @@ pub(crate) fn fields_json(message: &Message) -> Value {
                 "second": entry(second),
             })
         }
+        Message::Fetch { id, feed, from, to } => json!({
+            "type": 4,
+            "kind": "fetch",
+            "id": id,
+            "feed": feed.to_string(),
+            "from": from,
+            "to": to,
+        }),
+        Message::Chunk {
+            id,
+            feed,
+            latest,
+            records,
+        } => json!({
+            "type": 5,
+            "kind": "chunk",
+            "id": id,
+            "feed": feed.to_string(),
+            "latest": latest,
+            "records": records
+                .iter()
+                .map(|(e, payload)| json!({
+                    "author": e.author().to_string(),
+                    "seq": e.seq(),
+                    "entry": entry(e),
+                    "payload": payload.as_deref().map(to_hex),
+                }))
+                .collect::<Vec<_>>(),
+        }),
     }
 }
 
@@ -287,7 +319,42 @@ fn vectors() -> Value {
                 proof: Box::new(proof.clone()),
             },
         ),
+        (
+            "fetch",
+            "a Fetch (id 1) for entry 3 of the author's feed with its certificate path",
+            Message::Fetch {
+                id: 1,
+                feed: author,
+                from: 3,
+                to: 3,
+            },
+        ),
+        (
+            "chunk",
+            "the Chunk answering fetch 1: the certificate path of 3 below it (entries 1 and 2, payload null), \
+             then entry 3 with its payload; the responder holds up to 3",
+            Message::Chunk {
+                id: 1,
+                feed: author,
+                latest: 3,
+                records: feed
+                    .iter()
+                    .map(|(e, p)| (e.clone(), (e.seq() == 3).then(|| p.clone())))
+                    .collect(),
+            },
+        ),
+        (
+            "chunk-empty",
+            "a Chunk answering fetch 2 without records: the responder holds entries up to 3 only",
+            Message::Chunk {
+                id: 2,
+                feed: author,
+                latest: 3,
+                records: Vec::new(),
+            },
+        ),
     ];
+    let fetch = |from: u64, to: u64| array(&[uint(4), uint(1), bstr(author.as_bytes()), uint(from), uint(to)]);
 
     let request = |from: u64, to: u64| array(&[uint(2), bstr(author.as_bytes()), uint(from), uint(to)]);
     let line = |feed: &[u8], latest: Vec<u8>, want: Vec<u8>| array(&[bstr(feed), latest, want]);
@@ -322,9 +389,54 @@ fn vectors() -> Value {
         },
         Invalid {
             name: "unknown-type",
-            description: "message type 4",
-            bytes: array(&[uint(4), array(&[])]),
-            error: MessageError::UnknownType(4),
+            description: "message type 9",
+            bytes: array(&[uint(9), array(&[])]),
+            error: MessageError::UnknownType(9),
+        },
+        Invalid {
+            name: "fetch-from-zero",
+            description: "a Fetch for entries 0 to 3",
+            bytes: fetch(0, 3),
+            error: MessageError::BadValue { field: "fetch range" },
+        },
+        Invalid {
+            name: "fetch-too-long",
+            description: "a Fetch for MAX_FETCH_RANGE + 1 entries (1 to 1025)",
+            bytes: fetch(1, MAX_FETCH_RANGE + 1),
+            error: MessageError::BadValue { field: "fetch range" },
+        },
+        Invalid {
+            name: "fetch-wrong-arity",
+            description: "a Fetch without its `to`",
+            bytes: array(&[uint(4), uint(1), bstr(author.as_bytes()), uint(1)]),
+            error: decode_error(DecodeError::WrongLength {
+                field: "message",
+                expected: 5,
+            }),
+        },
+        Invalid {
+            name: "chunk-latest-beyond-max-seq",
+            description: "a Chunk whose latest is MAX_SEQ + 1",
+            bytes: array(&[uint(5), uint(1), bstr(author.as_bytes()), uint(MAX_SEQ + 1), array(&[])]),
+            error: MessageError::BadValue { field: "latest" },
+        },
+        Invalid {
+            name: "chunk-too-many-records",
+            description: "a Chunk declaring MAX_CHUNK_RECORDS + 1 records",
+            bytes: [
+                head(4, 5),
+                uint(5),
+                uint(1),
+                bstr(author.as_bytes()),
+                uint(3),
+                head(4, MAX_CHUNK_RECORDS as u64 + 1),
+            ]
+            .concat(),
+            error: MessageError::TooMany {
+                field: "chunk",
+                count: MAX_CHUNK_RECORDS as u64 + 1,
+                max: MAX_CHUNK_RECORDS,
+            },
         },
         Invalid {
             name: "request-wrong-arity",
@@ -569,6 +681,8 @@ fn vectors() -> Value {
         "limits": {
             "max_frame": MAX_FRAME,
             "max_records_per_message": MAX_RECORDS_PER_MESSAGE,
+            "max_fetch_range": MAX_FETCH_RANGE,
+            "max_chunk_records": MAX_CHUNK_RECORDS,
             "max_feeds_per_clock": MAX_FEEDS_PER_CLOCK,
             "max_payload": MAX_PAYLOAD,
             "max_seq": MAX_SEQ,

@@ -99,9 +99,11 @@ by `tests/message_vectors.rs` and written by
 `tests/common/message_vectors_gen.rs`). Same keys as `entries.json`; byte
 strings in lowercase hex, integers up to 2^64 - 1.
 
-- `limits`: MAX_FRAME, MAX_RECORDS_PER_MESSAGE, MAX_FEEDS_PER_CLOCK, and the
-  entry limits they rely on.
-- `valid`: at least one message of each type (Clock, Records, Request, Fork),
+- `limits`: MAX_FRAME, MAX_RECORDS_PER_MESSAGE, MAX_FEEDS_PER_CLOCK,
+  MAX_FETCH_RANGE, MAX_CHUNK_RECORDS, and the entry limits they rely on.
+- `valid`: at least one message of each type (Clock, Records, Request, Fork,
+  Fetch, Chunk; the Chunk answers the Fetch: the certificate path of entry 3
+  as headers, then entry 3 with its payload),
   each with its bytes (`hex`) and its decoded `fields` (`type`, `kind`, and
   the message's fields; entries as hex, feeds as `feed_` ids, an omitted
   payload as null). Decoding `hex` gives `fields`; encoding them gives `hex`
