@@ -280,6 +280,21 @@ async fn an_acknowledged_append_is_on_the_peer() {
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["hash"], answer.json()["hash"]);
 
+    // B fetches entry 1 of A's feed from A itself (verified, not stored).
+    let fetched = get(b.api, &format!("/v1/peers/{id_a}/feeds/{id_a}?from=1&to=5")).await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    let lines: Vec<Value> = fetched
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "A holds entry 1 only");
+    assert_eq!(lines[0]["hash"], answer.json()["hash"]);
+    let stranger = get(b.api, &format!("/v1/peers/{id_b}/feeds/{id_a}?from=1")).await;
+    assert_eq!(stranger.status, 404, "{}", stranger.text());
+    let too_long = get(b.api, &format!("/v1/peers/{id_a}/feeds/{id_a}?from=1&to=5000")).await;
+    assert_eq!(too_long.status, 400, "{}", too_long.text());
+
     // A counted the bytes it exchanged with B, and B holds everything A has.
     let text = get(a.api, "/metrics").await.text();
     let value = |name: &str| -> u64 {

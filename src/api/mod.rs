@@ -6,6 +6,7 @@
 //! | `POST /v1/append` (body: the payload bytes, at most [`MAX_PAYLOAD`]) | `{"feed", "seq", "hash"}` once stored durably |
 //! | `POST /v1/append?acks=K&timeout_ms=T` | the same (with `"acked"`) once `K` connected peers hold the entry; 504 after `T` ms (default [`DEFAULT_ACK_TIMEOUT`]) |
 //! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`entry_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
+//! | `GET /v1/peers/{PEER_ID}/feeds/{FEED_ID}?from=N&to=M&timeout_ms=T` | entries `N..=M` (default `to`: `N`; at most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE) of them) fetched from the connected peer `PEER_ID` with their certificate path and verified ([`Node::fetch_range`]), as JSON lines like `GET /v1/feeds`; not stored. Fewer lines than asked: the peer holds no more (or its answer was cut to one frame). 404 if not connected to that peer, 502 if the fetch failed, 504 after `T` ms (default [`DEFAULT_FETCH_TIMEOUT`]) |
 //! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
 //!
 //! Every error is `{"error": "..."}` with its status: 400 for a malformed
@@ -43,12 +44,15 @@ use tokio::net::TcpListener;
 
 use crate::feed::{Entry, FeedId, MAX_PAYLOAD};
 use crate::node::{Node, NodeError};
+use crate::sync::FetchError;
 
 pub use config::{CONFIG_FILE, ConfigError, LogFormat, ServeConfig};
 pub use metrics::render_metrics;
 
 /// The most entries one `GET /v1/feeds/{id}` answers with.
 pub const MAX_PAGE: usize = 1000;
+/// The timeout of `GET /v1/peers/{peer}/feeds/{feed}` without `timeout_ms`.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The acknowledgement timeout of `POST /v1/append?acks=K` without `timeout_ms`.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest `timeout_ms` accepted (larger values are a 400).
@@ -159,6 +163,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/append", post(append))
         .route("/v1/feeds/{feed}", get(feed))
+        .route("/v1/peers/{peer}/feeds/{feed}", get(peer_feed))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
@@ -234,7 +239,10 @@ impl From<NodeError> for Failure {
     fn from(error: NodeError) -> Failure {
         let status = match error {
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::AckTimeout { .. } | NodeError::FetchTimeout => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::NotConnected(_) => StatusCode::NOT_FOUND,
+            NodeError::Fetch(FetchError::EmptyRange | FetchError::TooLong { .. }) => StatusCode::BAD_REQUEST,
+            NodeError::Fetch(_) => StatusCode::BAD_GATEWAY,
             NodeError::Write(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -412,6 +420,39 @@ async fn feed(
         response.headers_mut().insert(NEXT_FROM_HEADER, value);
     }
     Ok(response)
+}
+
+/// The query of `GET /v1/peers/{peer}/feeds/{feed}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchQuery {
+    from: u64,
+    to: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+async fn peer_feed(
+    State(state): State<AppState>,
+    path: Result<axum::extract::Path<(String, String)>, PathRejection>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let axum::extract::Path((peer, feed)) =
+        path.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let parse = |id: &str| -> Result<FeedId, Failure> {
+        id.parse()
+            .map_err(|error| Failure::new(StatusCode::BAD_REQUEST, format!("malformed feed id {id:?}: {error}")))
+    };
+    let (peer, feed) = (parse(&peer)?, parse(&feed)?);
+    let Query(query) = query.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let to = query.to.unwrap_or(query.from);
+    let timeout = query.timeout_ms.map_or(DEFAULT_FETCH_TIMEOUT, Duration::from_millis);
+    let records = state.node.fetch_range(peer, feed, query.from, to, timeout).await?;
+    let mut body = String::new();
+    for (entry, _) in &records {
+        body.push_str(&entry_json(entry).to_string());
+        body.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, Failure> {
