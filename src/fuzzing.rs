@@ -914,18 +914,7 @@ fn reference_message(message: &Message) -> Vec<u8> {
                     .collect(),
             ),
         ],
-        Message::Records { records } => vec![
-            uint(1u64),
-            Value::Array(
-                records
-                    .iter()
-                    .map(|(entry, payload)| {
-                        let payload = payload.as_deref().map_or(Value::Null, bytes);
-                        Value::Array(vec![entry_value(entry), payload])
-                    })
-                    .collect(),
-            ),
-        ],
+        Message::Records { records } => vec![uint(1u64), records_value(records)],
         Message::Request { feed, from, to } => vec![uint(2u64), bytes(feed.as_bytes()), uint(*from), uint(*to)],
         Message::Fork { proof } => {
             let (first, second) = proof.entries();
@@ -944,15 +933,7 @@ fn reference_message(message: &Message) -> Vec<u8> {
             uint(*id),
             bytes(feed.as_bytes()),
             uint(*latest),
-            Value::Array(
-                records
-                    .iter()
-                    .map(|(entry, payload)| {
-                        let payload = payload.as_deref().map_or(Value::Null, bytes);
-                        Value::Array(vec![entry_value(entry), payload])
-                    })
-                    .collect(),
-            ),
+            records_value(records),
         ],
     };
     let mut out = Vec::new();
@@ -1044,6 +1025,19 @@ fn entry_value(entry: &Entry) -> Value {
         bytes(&header.signature),
     ];
     Value::Array(items)
+}
+
+/// Records as an independent CBOR value: `[entry, payload / null]` each.
+fn records_value(records: &[WireRecord]) -> Value {
+    Value::Array(
+        records
+            .iter()
+            .map(|(entry, payload)| {
+                let payload = payload.as_deref().map_or(Value::Null, |p| Value::Bytes(p.to_vec()));
+                Value::Array(vec![entry_value(entry), payload])
+            })
+            .collect(),
+    )
 }
 
 /// Entries found in `data` by decoding at each offset, skipping a byte after
