@@ -18,6 +18,8 @@
 //! - [`integrity`]: re-verifying a whole store from scratch.
 //! - [`net`]: the authenticated, encrypted transport between peers (network
 //!   key, Noise handshake with identity proofs, framing; part 3).
+//! - [`view`]: the session view, folding every author's session operations
+//!   into shared state (spec/SESSIONS.md). No I/O.
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //! - [`node`]: a running node (listener, dialers, one driver task per peer)
 //!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
@@ -39,4 +41,5 @@ pub mod node;
 pub mod node_dir;
 pub mod store;
 pub mod sync;
+pub mod view;
 pub mod writer;

@@ -1,0 +1,13 @@
+//! Views: application state folded from every member's feed. Depends only on
+//! [`crate::feed`] and [`crate::clock`]; no I/O.
+//!
+//! - [`ops`]: the operation payload of a session entry and its codec
+//!   (spec/SESSIONS.md §1).
+//! - [`sessions`]: the session view, the fold of those operations
+//!   (spec/SESSIONS.md §2–3).
+
+pub mod ops;
+pub mod sessions;
+
+pub use ops::{MAX_KEY, MAX_OPS, MAX_OWNER, MAX_TTL_MS, MAX_VALUE, Op, OpsError, decode_ops, encode_ops};
+pub use sessions::{Offered, OpId, RETENTION_MARGIN_MS, Session, SessionView};

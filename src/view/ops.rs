@@ -1,0 +1,319 @@
+//! The operation payload of a session entry (spec/SESSIONS.md §1): a
+//! canonical CBOR array of operations, each an array whose first item is the
+//! operation kind.
+//!
+//! ```text
+//! payload = [* op]                               ; at most MAX_OPS items
+//! op      = [0, key, value, ttl_ms, owner / null]  ; Put
+//!         / [1, key, ttl_ms]                       ; Touch
+//!         / [2, key]                               ; Revoke
+//!         / [3, owner]                             ; RevokeOwner
+//! ```
+//!
+//! `key`, `value` and `owner` are byte strings; `ttl_ms` is an unsigned
+//! integer. The decoder is total: it checks every declared length against its
+//! limit before reading, and rejects non-canonical forms and trailing bytes.
+
+use crate::feed::{
+    CborReader, DecodeError, MAX_PAYLOAD, cbor_write_array_head, cbor_write_bytes_head, cbor_write_uint,
+};
+
+/// Maximum length of a session key, in bytes (keys are non-empty).
+pub const MAX_KEY: usize = 128;
+/// Maximum length of an owner, in bytes (owners are non-empty).
+pub const MAX_OWNER: usize = 128;
+/// Maximum length of a session value, in bytes.
+pub const MAX_VALUE: usize = 64 * 1024;
+/// Maximum number of operations in one entry.
+pub const MAX_OPS: usize = 1024;
+/// Maximum time to live of a put or touch: 30 days, in milliseconds. A ttl is at least 1.
+pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
+const KIND_PUT: u64 = 0;
+const KIND_TOUCH: u64 = 1;
+const KIND_REVOKE: u64 = 2;
+const KIND_REVOKE_OWNER: u64 = 3;
+const NULL: u8 = 0xf6;
+
+/// One operation on the session store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Creates or replaces a session (last writer wins).
+    Put {
+        /// The session key (a random session id, never reused).
+        key: Vec<u8>,
+        /// The session data: a CBOR-encoded serde value, opaque to the view.
+        value: Vec<u8>,
+        /// Time to live from the operation's timestamp, in milliseconds.
+        ttl_ms: u64,
+        /// The owner (for example a user id), for [`Op::RevokeOwner`].
+        owner: Option<Vec<u8>>,
+    },
+    /// Extends a session's expiry to at least the operation's time plus `ttl_ms`.
+    Touch {
+        /// The session key.
+        key: Vec<u8>,
+        /// Time to live from the operation's timestamp, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// Revokes a session forever (logout).
+    Revoke {
+        /// The session key.
+        key: Vec<u8>,
+    },
+    /// Revokes every session of `owner` put before this operation ("log out everywhere").
+    RevokeOwner {
+        /// The owner whose sessions are revoked.
+        owner: Vec<u8>,
+    },
+}
+
+/// Why a payload is not a valid batch of operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpsError {
+    /// The bytes are not canonical CBOR of the expected shape, or exceed a size limit.
+    #[error("malformed operations: {0}")]
+    Decode(#[from] DecodeError),
+    /// An operation kind this version does not know.
+    #[error("unknown operation kind {0}")]
+    UnknownKind(u64),
+    /// More than [`MAX_OPS`] operations in one entry.
+    #[error("more than {MAX_OPS} operations in one entry")]
+    TooManyOps,
+    /// A ttl of 0 or above [`MAX_TTL_MS`].
+    #[error("ttl_ms {0} is outside 1..={MAX_TTL_MS}")]
+    TtlOutOfRange(u64),
+    /// An empty key or owner.
+    #[error("empty {0}")]
+    Empty(&'static str),
+    /// The encoded batch would exceed the entry payload limit.
+    #[error("encoded operations exceed {MAX_PAYLOAD} bytes")]
+    TooLarge,
+}
+
+fn check_key(key: &[u8]) -> Result<(), OpsError> {
+    if key.is_empty() {
+        return Err(OpsError::Empty("key"));
+    }
+    if key.len() > MAX_KEY {
+        return Err(DecodeError::TooLong {
+            field: "key",
+            max: MAX_KEY,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_owner(owner: &[u8]) -> Result<(), OpsError> {
+    if owner.is_empty() {
+        return Err(OpsError::Empty("owner"));
+    }
+    if owner.len() > MAX_OWNER {
+        return Err(DecodeError::TooLong {
+            field: "owner",
+            max: MAX_OWNER,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<(), OpsError> {
+    if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+        return Err(OpsError::TtlOutOfRange(ttl_ms));
+    }
+    Ok(())
+}
+
+impl Op {
+    /// Checks the limits of spec/SESSIONS.md §1 (the ones the encoding does not enforce by itself).
+    pub fn check(&self) -> Result<(), OpsError> {
+        match self {
+            Op::Put {
+                key,
+                value,
+                ttl_ms,
+                owner,
+            } => {
+                check_key(key)?;
+                if value.len() > MAX_VALUE {
+                    return Err(DecodeError::TooLong {
+                        field: "value",
+                        max: MAX_VALUE,
+                    }
+                    .into());
+                }
+                check_ttl(*ttl_ms)?;
+                owner.as_deref().map_or(Ok(()), check_owner)
+            }
+            Op::Touch { key, ttl_ms } => {
+                check_key(key)?;
+                check_ttl(*ttl_ms)
+            }
+            Op::Revoke { key } => check_key(key),
+            Op::RevokeOwner { owner } => check_owner(owner),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+            cbor_write_bytes_head(out, b.len() as u64);
+            out.extend_from_slice(b);
+        };
+        match self {
+            Op::Put {
+                key,
+                value,
+                ttl_ms,
+                owner,
+            } => {
+                cbor_write_array_head(out, 5);
+                cbor_write_uint(out, KIND_PUT);
+                bytes(out, key);
+                bytes(out, value);
+                cbor_write_uint(out, *ttl_ms);
+                match owner {
+                    Some(owner) => bytes(out, owner),
+                    None => out.push(NULL),
+                }
+            }
+            Op::Touch { key, ttl_ms } => {
+                cbor_write_array_head(out, 3);
+                cbor_write_uint(out, KIND_TOUCH);
+                bytes(out, key);
+                cbor_write_uint(out, *ttl_ms);
+            }
+            Op::Revoke { key } => {
+                cbor_write_array_head(out, 2);
+                cbor_write_uint(out, KIND_REVOKE);
+                bytes(out, key);
+            }
+            Op::RevokeOwner { owner } => {
+                cbor_write_array_head(out, 2);
+                cbor_write_uint(out, KIND_REVOKE_OWNER);
+                bytes(out, owner);
+            }
+        }
+    }
+}
+
+/// Encodes a batch of operations as an entry payload, refusing anything the
+/// decoder would refuse.
+pub fn encode_ops(ops: &[Op]) -> Result<Vec<u8>, OpsError> {
+    if ops.len() > MAX_OPS {
+        return Err(OpsError::TooManyOps);
+    }
+    let mut out = Vec::new();
+    cbor_write_array_head(&mut out, ops.len() as u64);
+    for op in ops {
+        op.check()?;
+        op.write(&mut out);
+    }
+    if out.len() as u64 > MAX_PAYLOAD {
+        return Err(OpsError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Decodes an entry payload into its operations. Total: never panics, and
+/// allocates only after checking each declared length against its limit.
+pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
+    if payload.len() as u64 > MAX_PAYLOAD {
+        return Err(OpsError::TooLarge);
+    }
+    let mut r = CborReader::new(payload);
+    let n = r.array_head("operations")?;
+    if n > MAX_OPS as u64 {
+        return Err(OpsError::TooManyOps);
+    }
+    let mut ops = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = r.array_head("operation")?;
+        let kind = r.uint("kind")?;
+        let expected = match kind {
+            KIND_PUT => 5,
+            KIND_TOUCH => 3,
+            KIND_REVOKE | KIND_REVOKE_OWNER => 2,
+            other => return Err(OpsError::UnknownKind(other)),
+        };
+        if len != expected {
+            return Err(DecodeError::WrongLength {
+                field: "operation",
+                expected: expected as usize,
+            }
+            .into());
+        }
+        let op = match kind {
+            KIND_PUT => Op::Put {
+                key: r.bytes("key", MAX_KEY)?.to_vec(),
+                value: r.bytes("value", MAX_VALUE)?.to_vec(),
+                ttl_ms: r.uint("ttl_ms")?,
+                owner: r.optional_bytes("owner", MAX_OWNER)?.map(<[u8]>::to_vec),
+            },
+            KIND_TOUCH => Op::Touch {
+                key: r.bytes("key", MAX_KEY)?.to_vec(),
+                ttl_ms: r.uint("ttl_ms")?,
+            },
+            KIND_REVOKE => Op::Revoke {
+                key: r.bytes("key", MAX_KEY)?.to_vec(),
+            },
+            _ => Op::RevokeOwner {
+                owner: r.bytes("owner", MAX_OWNER)?.to_vec(),
+            },
+        };
+        op.check()?;
+        ops.push(op);
+    }
+    if r.position() != payload.len() {
+        return Err(DecodeError::TrailingBytes.into());
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_exact_bytes() {
+        let ops = vec![
+            Op::Put {
+                key: b"k".to_vec(),
+                value: vec![0xa0],
+                ttl_ms: 1000,
+                owner: Some(b"u".to_vec()),
+            },
+            Op::Touch {
+                key: b"k".to_vec(),
+                ttl_ms: 5,
+            },
+            Op::Revoke { key: b"k".to_vec() },
+            Op::RevokeOwner { owner: b"u".to_vec() },
+        ];
+        let bytes = encode_ops(&ops).unwrap();
+        assert_eq!(&bytes[..8], &[0x84, 0x85, 0x00, 0x41, b'k', 0x41, 0xa0, 0x19]);
+        assert_eq!(decode_ops(&bytes).unwrap(), ops);
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused() {
+        assert_eq!(decode_ops(&[]), Err(OpsError::Decode(DecodeError::Incomplete)));
+        assert_eq!(
+            decode_ops(&[0x80, 0x00]),
+            Err(OpsError::Decode(DecodeError::TrailingBytes))
+        );
+        assert_eq!(decode_ops(&[0x81, 0x82, 0x09, 0x41, 1]), Err(OpsError::UnknownKind(9)));
+        assert_eq!(decode_ops(&[0x81, 0x82, 0x02, 0x40]), Err(OpsError::Empty("key")));
+        assert_eq!(
+            decode_ops(&[0x81, 0x83, 0x01, 0x41, 1, 0x00]),
+            Err(OpsError::TtlOutOfRange(0))
+        );
+        assert!(matches!(
+            decode_ops(&[0x81, 0x83, 0x02, 0x41, 1, 0]),
+            Err(OpsError::Decode(_))
+        ));
+        assert_eq!(decode_ops(&[0x9a, 0xff, 0xff, 0xff, 0xff]), Err(OpsError::TooManyOps));
+    }
+}

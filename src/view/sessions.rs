@@ -1,0 +1,380 @@
+//! The session view: folds batches of [`Op`]s from every author into the
+//! shared session state (spec/SESSIONS.md §2).
+//!
+//! # Why the fold is commutative instead of re-sorted
+//!
+//! Entries arrive in any order (replication is per feed, and feeds catch up
+//! at different times). Rather than keeping every operation and re-sorting,
+//! the view keeps, per key, just enough metadata that applying an operation
+//! is commutative, associative and idempotent, so any arrival order yields
+//! exactly the state of the fold order:
+//!
+//! - the value is a last-writer-wins register keyed by [`OpId`] (timestamp,
+//!   author, position), with a total tie-break for forked feeds;
+//! - the expiry is a maximum (puts and touches only ever extend it);
+//! - revocation is a tombstone: a flag that, once set, erases the value and
+//!   makes every later operation on the key a no-op;
+//! - owner revocation is a per-owner watermark (the greatest `RevokeOwner`
+//!   id) plus, per key, the earliest put id per owner; a key is revoked as
+//!   soon as some owner's earliest put is ordered before that owner's
+//!   watermark, a condition that only ever becomes true as operations arrive.
+//!
+//! Every component is a join in a semilattice, so the state, and hence
+//! [`SessionView::digest`], depends only on the set of folded entries. Memory
+//! is one record per key, not one per operation.
+//!
+//! Entries dated more than [`MAX_DRIFT_MS`] ahead of local time are held back
+//! ([`SessionView::offer`]) and folded by [`SessionView::release`] once local
+//! time catches up. The view never reads the clock: `now_ms` is an argument.
+
+use std::collections::BTreeMap;
+
+use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
+use crate::clock::{MAX_DRIFT_MS, Timestamp};
+use crate::feed::{FeedId, Hash};
+
+/// How long after every operation on a key has expired its record (or
+/// tombstone), and an owner watermark, are still kept: 7 days. Dropping is
+/// invisible provided every entry is folded within this margin of its
+/// timestamp (spec/SESSIONS.md §2.6).
+pub const RETENTION_MARGIN_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The place of an operation in the fold order: entry timestamp, then author
+/// id, then position in the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId {
+    /// The timestamp of the entry carrying the operation.
+    pub timestamp: Timestamp,
+    /// The author of the entry.
+    pub author: FeedId,
+    /// The operation's index in the entry's batch, from 0.
+    pub position: u32,
+}
+
+/// A live session as read from the view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The session data (CBOR-encoded serde value) of the winning put.
+    pub value: Vec<u8>,
+    /// When the session expires, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The owner given by the winning put.
+    pub owner: Option<Vec<u8>>,
+    /// The author of the winning put.
+    pub author: FeedId,
+    /// The sequence number of the entry carrying the winning put.
+    pub seq: u64,
+    /// The winning put's place in the fold order.
+    pub id: OpId,
+}
+
+/// What [`SessionView::offer`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// The entry was folded.
+    Folded,
+    /// The entry is dated beyond `now + MAX_DRIFT_MS` and is held back.
+    HeldBack,
+}
+
+#[derive(Clone, Debug)]
+struct Put {
+    /// The session as read; `expires_at_ms` is kept equal to the record's expiry.
+    session: Session,
+    /// This put's own expiry (timestamp + ttl).
+    expiry: u64,
+}
+
+impl Put {
+    /// The total order of puts: fold order, then (only for the identical
+    /// ids a forked feed can produce) the contents.
+    fn rank(&self) -> (OpId, u64, &[u8], u64, Option<&[u8]>) {
+        let s = &self.session;
+        (s.id, s.seq, &s.value, self.expiry, s.owner.as_deref())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Record {
+    /// Set forever by a revocation; then `put`, `touched` and `owners` are cleared.
+    revoked: bool,
+    /// The latest wall time of any operation on the key (revoked or not).
+    horizon_ms: u64,
+    put: Option<Put>,
+    /// The maximum expiry of every put and touch.
+    expiry: u64,
+    /// The earliest put id per owner, sorted by owner.
+    owners: Vec<(Vec<u8>, OpId)>,
+}
+
+impl Record {
+    fn revoke(&mut self) {
+        self.revoked = true;
+        self.put = None;
+        self.expiry = 0;
+        self.owners = Vec::new();
+    }
+
+    fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
+        self.owners
+            .iter()
+            .any(|(owner, first)| watermarks.get(owner).is_some_and(|w| first < w))
+    }
+}
+
+/// The folded session state of every author's operations.
+///
+/// Call order: [`SessionView::offer`] (or [`SessionView::offer_payload`]) for
+/// every entry, in any order and any number of times; [`SessionView::release`]
+/// as local time passes, to fold held-back entries; [`SessionView::expire`]
+/// now and then to reclaim memory. Reads ([`SessionView::get`]) take `now_ms`
+/// and never see an expired or revoked session.
+#[derive(Clone, Debug, Default)]
+pub struct SessionView {
+    records: BTreeMap<Vec<u8>, Record>,
+    watermarks: BTreeMap<Vec<u8>, OpId>,
+    held: BTreeMap<(Timestamp, FeedId, u64), Vec<Op>>,
+}
+
+fn expiry_of(timestamp: Timestamp, ttl_ms: u64) -> u64 {
+    timestamp.wall_ms().saturating_add(ttl_ms)
+}
+
+fn is_beyond_drift(timestamp: Timestamp, now_ms: u64) -> bool {
+    timestamp.wall_ms() > now_ms.saturating_add(MAX_DRIFT_MS)
+}
+
+impl SessionView {
+    /// An empty view.
+    pub fn new() -> SessionView {
+        SessionView::default()
+    }
+
+    /// Folds one entry's operations now, whatever its timestamp (the caller
+    /// has checked the drift; see [`SessionView::offer`]). Idempotent.
+    pub fn apply(&mut self, author: FeedId, entry_seq: u64, timestamp: Timestamp, ops: &[Op]) {
+        for (position, op) in ops.iter().enumerate() {
+            let id = OpId {
+                timestamp,
+                author,
+                position: u32::try_from(position).unwrap_or(u32::MAX),
+            };
+            self.apply_op(id, entry_seq, op);
+        }
+    }
+
+    /// Folds every entry of `entries` with [`SessionView::apply`].
+    pub fn fold<'a>(&mut self, entries: impl IntoIterator<Item = (FeedId, u64, Timestamp, &'a [Op])>) {
+        for (author, seq, timestamp, ops) in entries {
+            self.apply(author, seq, timestamp, ops);
+        }
+    }
+
+    /// Folds an entry, or holds it back if it is dated beyond
+    /// `now_ms + MAX_DRIFT_MS` (spec/SESSIONS.md §2.5).
+    pub fn offer(
+        &mut self,
+        author: FeedId,
+        entry_seq: u64,
+        timestamp: Timestamp,
+        ops: Vec<Op>,
+        now_ms: u64,
+    ) -> Offered {
+        if is_beyond_drift(timestamp, now_ms) {
+            self.held.insert((timestamp, author, entry_seq), ops);
+            Offered::HeldBack
+        } else {
+            self.apply(author, entry_seq, timestamp, &ops);
+            Offered::Folded
+        }
+    }
+
+    /// Decodes an entry payload and offers its operations. A malformed
+    /// payload folds as nothing; the error is returned for reporting.
+    pub fn offer_payload(
+        &mut self,
+        author: FeedId,
+        entry_seq: u64,
+        timestamp: Timestamp,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<Offered, OpsError> {
+        let ops = decode_ops(payload)?;
+        Ok(self.offer(author, entry_seq, timestamp, ops, now_ms))
+    }
+
+    /// Folds every held-back entry no longer beyond `now_ms + MAX_DRIFT_MS`;
+    /// returns how many.
+    pub fn release(&mut self, now_ms: u64) -> usize {
+        let due: Vec<_> = self
+            .held
+            .keys()
+            .take_while(|(ts, _, _)| !is_beyond_drift(*ts, now_ms))
+            .copied()
+            .collect();
+        for key in &due {
+            if let Some(ops) = self.held.remove(key) {
+                self.apply(key.1, key.2, key.0, &ops);
+            }
+        }
+        due.len()
+    }
+
+    /// How many entries are held back.
+    pub fn held_back(&self) -> usize {
+        self.held.len()
+    }
+
+    fn apply_op(&mut self, id: OpId, seq: u64, op: &Op) {
+        let wall = id.timestamp.wall_ms();
+        let key = match op {
+            Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => key,
+            Op::RevokeOwner { owner } => {
+                let mark = self.watermarks.entry(owner.clone()).or_insert(id);
+                *mark = (*mark).max(id);
+                let watermarks = &self.watermarks;
+                for record in self.records.values_mut() {
+                    if !record.revoked && record.revoked_by(watermarks) {
+                        record.revoke();
+                    }
+                }
+                return;
+            }
+        };
+        let record = self.records.entry(key.clone()).or_default();
+        record.horizon_ms = record.horizon_ms.max(wall);
+        if record.revoked {
+            return;
+        }
+        match op {
+            Op::Put {
+                value, ttl_ms, owner, ..
+            } => {
+                let session = Session {
+                    value: value.clone(),
+                    expires_at_ms: 0,
+                    owner: owner.clone(),
+                    author: id.author,
+                    seq,
+                    id,
+                };
+                let put = Put {
+                    session,
+                    expiry: expiry_of(id.timestamp, *ttl_ms),
+                };
+                record.expiry = record.expiry.max(put.expiry);
+                if let Some(owner) = owner {
+                    match record.owners.binary_search_by(|(o, _)| o.as_slice().cmp(owner)) {
+                        Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
+                        Err(i) => record.owners.insert(i, (owner.clone(), id)),
+                    }
+                }
+                if record.put.as_ref().is_none_or(|old| put.rank() > old.rank()) {
+                    record.put = Some(put);
+                }
+                if record.revoked_by(&self.watermarks) {
+                    record.revoke();
+                }
+            }
+            Op::Touch { ttl_ms, .. } => record.expiry = record.expiry.max(expiry_of(id.timestamp, *ttl_ms)),
+            Op::Revoke { .. } => record.revoke(),
+            Op::RevokeOwner { .. } => {}
+        }
+        let expiry = record.expiry;
+        if let Some(put) = &mut record.put {
+            put.session.expires_at_ms = expiry;
+        }
+    }
+
+    /// The live session under `key` at `now_ms`: `None` if it was never put,
+    /// is revoked, or has expired (`expires_at_ms <= now_ms`).
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Session> {
+        let session = &self.records.get(key)?.put.as_ref()?.session;
+        (session.expires_at_ms > now_ms).then_some(session)
+    }
+
+    /// Whether `key` is revoked (a tombstone is held for it).
+    pub fn is_revoked(&self, key: &[u8]) -> bool {
+        self.records.get(key).is_some_and(|r| r.revoked)
+    }
+
+    /// How many sessions hold a value (live, or expired but not yet dropped
+    /// by [`SessionView::expire`]).
+    pub fn len(&self) -> usize {
+        self.records.values().filter(|r| r.put.is_some()).count()
+    }
+
+    /// Whether no session holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every record (session or tombstone) and owner watermark whose
+    /// latest operation is older than `now_ms - MAX_TTL_MS -
+    /// RETENTION_MARGIN_MS`: every operation on it has expired for at least
+    /// the margin. Returns how many records were dropped.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let dead = |wall: u64| wall.saturating_add(MAX_TTL_MS).saturating_add(RETENTION_MARGIN_MS) <= now_ms;
+        let before = self.records.len();
+        self.records.retain(|_, r| !dead(r.horizon_ms));
+        self.watermarks.retain(|_, id| !dead(id.timestamp.wall_ms()));
+        before - self.records.len()
+    }
+
+    /// A blake3 hash of the whole folded state (sessions, tombstones,
+    /// watermarks; not held-back entries), in the canonical form of
+    /// spec/SESSIONS.md §3. It depends only on the set of folded entries (and
+    /// on which records [`SessionView::expire`] dropped), never on arrival
+    /// order or the clock.
+    pub fn digest(&self) -> Hash {
+        let mut h = blake3::Hasher::new_derive_key("feedmesh session view v1");
+        let bytes = |h: &mut blake3::Hasher, b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        let id = |h: &mut blake3::Hasher, id: &OpId| {
+            h.update(&id.timestamp.as_u64().to_le_bytes());
+            h.update(id.author.as_bytes());
+            h.update(&id.position.to_le_bytes());
+        };
+        h.update(&(self.records.len() as u64).to_le_bytes());
+        for (key, r) in &self.records {
+            bytes(&mut h, key);
+            h.update(&[u8::from(r.revoked)]);
+            h.update(&r.horizon_ms.to_le_bytes());
+            h.update(&r.expiry.to_le_bytes());
+            match &r.put {
+                None => {
+                    h.update(&[0]);
+                }
+                Some(p) => {
+                    h.update(&[1]);
+                    id(&mut h, &p.session.id);
+                    h.update(&p.session.seq.to_le_bytes());
+                    bytes(&mut h, &p.session.value);
+                    h.update(&p.expiry.to_le_bytes());
+                    match &p.session.owner {
+                        None => {
+                            h.update(&[0]);
+                        }
+                        Some(o) => {
+                            h.update(&[1]);
+                            bytes(&mut h, o);
+                        }
+                    }
+                }
+            }
+            h.update(&(r.owners.len() as u64).to_le_bytes());
+            for (owner, first) in &r.owners {
+                bytes(&mut h, owner);
+                id(&mut h, first);
+            }
+        }
+        h.update(&(self.watermarks.len() as u64).to_le_bytes());
+        for (owner, mark) in &self.watermarks {
+            bytes(&mut h, owner);
+            id(&mut h, mark);
+        }
+        Hash(*h.finalize().as_bytes())
+    }
+}

@@ -1,0 +1,370 @@
+//! The session view (spec/SESSIONS.md): order independence, revocation,
+//! expiry, owner revocation, clock skew, held-back entries, malformed
+//! payloads, and every worked example of §4.
+
+use feedmesh::clock::{HybridClock, MAX_DRIFT_MS, Timestamp};
+use feedmesh::feed::FeedId;
+use feedmesh::view::{Offered, Op, SessionView, decode_ops, encode_ops};
+use proptest::prelude::*;
+
+const A: FeedId = FeedId([1; 32]);
+const B: FeedId = FeedId([2; 32]);
+const C: FeedId = FeedId([3; 32]);
+
+fn t(wall: u64, logical: u16) -> Timestamp {
+    Timestamp::new(wall, logical)
+}
+
+fn put(key: &str, value: &str, ttl_ms: u64, owner: Option<&str>) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: value.into(),
+        ttl_ms,
+        owner: owner.map(|o| o.as_bytes().to_vec()),
+    }
+}
+
+fn touch(key: &str, ttl_ms: u64) -> Op {
+    Op::Touch {
+        key: key.into(),
+        ttl_ms,
+    }
+}
+
+fn revoke(key: &str) -> Op {
+    Op::Revoke { key: key.into() }
+}
+
+fn revoke_owner(owner: &str) -> Op {
+    Op::RevokeOwner { owner: owner.into() }
+}
+
+type Entry = (FeedId, u64, Timestamp, Vec<Op>);
+
+fn fold(entries: &[Entry]) -> SessionView {
+    let mut view = SessionView::new();
+    view.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+    view
+}
+
+/// Every permutation of a few entries (Heap's algorithm).
+fn permutations(entries: &[Entry]) -> Vec<Vec<Entry>> {
+    fn heap(k: usize, v: &mut Vec<Entry>, out: &mut Vec<Vec<Entry>>) {
+        if k <= 1 {
+            out.push(v.clone());
+            return;
+        }
+        for i in 0..k {
+            heap(k - 1, v, out);
+            let j = if k.is_multiple_of(2) { i } else { 0 };
+            v.swap(j, k - 1);
+        }
+    }
+    let mut out = Vec::new();
+    heap(entries.len(), &mut entries.to_vec(), &mut out);
+    out
+}
+
+/// Folds every permutation, checks they agree, and returns the view.
+fn fold_all_orders(entries: &[Entry]) -> SessionView {
+    let reference = fold(entries);
+    for order in permutations(entries) {
+        assert_eq!(fold(&order).digest(), reference.digest(), "order {order:?}");
+    }
+    reference
+}
+
+fn value(view: &SessionView, key: &str, now: u64) -> Option<String> {
+    view.get(key.as_bytes(), now)
+        .map(|s| String::from_utf8(s.value.clone()).unwrap())
+}
+
+#[test]
+fn example_1_last_writer_wins_with_author_tie_break() {
+    let view = fold_all_orders(&[
+        (A, 1, t(1000, 0), vec![put("k", "v1", 10_000, None)]),
+        (B, 1, t(1000, 0), vec![put("k", "v2", 5_000, None)]),
+    ]);
+    let s = view.get(b"k", 1000).unwrap();
+    assert_eq!(
+        (s.value.as_slice(), s.author, s.seq, s.expires_at_ms),
+        (&b"v2"[..], B, 1, 11_000)
+    );
+}
+
+#[test]
+fn example_2_modify_then_logout_on_a_server_200ms_behind() {
+    let mut a = HybridClock::new();
+    let mut b = HybridClock::new();
+    let created = a.tick(10_000);
+    let modified = a.tick(10_050);
+    // B's wall clock is 200 ms behind; it receives A's entry and observes it.
+    assert!(b.observe(modified, 9_860));
+    let logout = b.tick(9_860);
+    assert_eq!((created, modified, logout), (t(10_000, 0), t(10_050, 0), t(10_050, 1)));
+    assert!(logout > modified);
+    // A, not yet having seen the logout, writes again.
+    let late = a.tick(10_100);
+    let view = fold_all_orders(&[
+        (A, 1, created, vec![put("k", "v1", 60_000, None)]),
+        (A, 2, modified, vec![put("k", "v2", 60_000, None)]),
+        (B, 1, logout, vec![revoke("k")]),
+        (A, 3, late, vec![put("k", "v3", 60_000, None)]),
+    ]);
+    assert_eq!(value(&view, "k", 10_200), None);
+    assert!(view.is_revoked(b"k"));
+}
+
+#[test]
+fn example_3_touch_extends_and_commutes() {
+    let view = fold_all_orders(&[
+        (A, 1, t(1000, 0), vec![put("k", "v", 1_000, None)]),
+        (B, 1, t(1500, 0), vec![touch("k", 1_000)]),
+        (C, 1, t(1200, 0), vec![touch("k", 100)]),
+    ]);
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 2_500);
+    assert_eq!(value(&view, "k", 2_499).as_deref(), Some("v"));
+    assert_eq!(value(&view, "k", 2_500), None);
+}
+
+#[test]
+fn example_4_log_out_everywhere() {
+    let view = fold_all_orders(&[
+        (A, 1, t(1000, 0), vec![put("k1", "a", 60_000, Some("u"))]),
+        (B, 1, t(2000, 0), vec![revoke_owner("u")]),
+        (C, 1, t(3000, 0), vec![put("k2", "b", 60_000, Some("u"))]),
+        (C, 2, t(3000, 1), vec![put("k1", "c", 60_000, Some("u"))]),
+        (A, 2, t(1500, 0), vec![put("k3", "d", 60_000, Some("u"))]),
+    ]);
+    assert_eq!(value(&view, "k1", 3_000), None);
+    assert_eq!(value(&view, "k3", 3_000), None);
+    assert_eq!(value(&view, "k2", 3_000).as_deref(), Some("b"));
+}
+
+#[test]
+fn example_5_far_future_entries_are_held_back() {
+    let now = 100_000;
+    let mut view = SessionView::new();
+    let ops = vec![put("k", "future", 1_000_000, None)];
+    assert_eq!(
+        view.offer(A, 1, t(now + MAX_DRIFT_MS + 1, 0), ops, now),
+        Offered::HeldBack
+    );
+    assert_eq!(view.held_back(), 1);
+    assert_eq!(view.get(b"k", now), None);
+    let empty = SessionView::new().digest();
+    assert_eq!(view.digest(), empty);
+    assert_eq!(view.release(now), 0);
+    assert_eq!(view.release(now + 1), 1);
+    assert_eq!(view.held_back(), 0);
+    assert_eq!(value(&view, "k", now + 1).as_deref(), Some("future"));
+    // Within the drift: folded at once.
+    assert_eq!(
+        view.offer(B, 1, t(now + MAX_DRIFT_MS, 0), vec![revoke("k")], now),
+        Offered::Folded
+    );
+    assert_eq!(view.get(b"k", now + 1), None);
+}
+
+#[test]
+fn example_6_malformed_payload_folds_as_nothing() {
+    let mut view = SessionView::new();
+    view.apply(A, 1, t(1000, 0), &[put("k", "v", 1_000, None)]);
+    let before = view.digest();
+    assert!(
+        view.offer_payload(B, 1, t(1001, 0), &[0x81, 0x82, 0x09, 0x41, 0x01], 1001)
+            .is_err()
+    );
+    assert_eq!(view.digest(), before);
+}
+
+#[test]
+fn malformed_payloads_never_panic_and_never_fold() {
+    let good = encode_ops(&[put("k", "v", 1_000, Some("u")), revoke("j")]).unwrap();
+    let mut view = SessionView::new();
+    let empty = view.digest();
+    // Every truncation and every single-byte corruption.
+    for len in 0..good.len() {
+        assert!(view.offer_payload(A, 1, t(1, 0), &good[..len], 1).is_err());
+    }
+    for i in 0..good.len() {
+        for flip in [0x01, 0x20, 0xff] {
+            let mut bad = good.clone();
+            bad[i] ^= flip;
+            if let Ok(ops) = decode_ops(&bad) {
+                assert_eq!(encode_ops(&ops).unwrap(), bad);
+            }
+        }
+    }
+    assert_eq!(view.digest(), empty);
+    assert_eq!(view.offer_payload(A, 1, t(1, 0), &good, 1), Ok(Offered::Folded));
+    assert_eq!(value(&view, "k", 1).as_deref(), Some("v"));
+}
+
+#[test]
+fn revocation_wins_against_concurrent_puts_from_three_authors() {
+    for revoke_at in [t(500, 0), t(1000, 0), t(1000, 1), t(2000, 0)] {
+        for revoker in [A, B, C] {
+            let mut entries = vec![
+                (A, 1, t(1000, 0), vec![put("k", "a", 60_000, None)]),
+                (B, 1, t(1000, 0), vec![put("k", "b", 60_000, None)]),
+                (C, 1, t(1500, 0), vec![put("k", "c", 60_000, None), touch("k", 60_000)]),
+            ];
+            entries.push((revoker, 9, revoke_at, vec![revoke("k")]));
+            let view = fold_all_orders(&entries);
+            assert_eq!(view.get(b"k", 1500), None);
+            assert!(view.is_revoked(b"k"));
+            assert!(view.is_empty());
+        }
+    }
+}
+
+#[test]
+fn expiry_reads_absent_and_expire_drops_after_retention() {
+    use feedmesh::view::{MAX_TTL_MS, RETENTION_MARGIN_MS};
+    let mut view = SessionView::new();
+    view.apply(A, 1, t(1000, 0), &[put("k", "v", 1_000, None), revoke("gone")]);
+    assert_eq!(view.len(), 1);
+    assert!(view.get(b"k", 1_999).is_some());
+    assert!(view.get(b"k", 2_000).is_none());
+    let horizon = 1000 + MAX_TTL_MS + RETENTION_MARGIN_MS;
+    assert_eq!(view.expire(horizon - 1), 0);
+    assert!(view.is_revoked(b"gone"));
+    assert_eq!(view.expire(horizon), 2);
+    assert!(!view.is_revoked(b"gone"));
+    assert_eq!(view.digest(), SessionView::new().digest());
+}
+
+#[test]
+fn owner_revocation_before_and_after() {
+    // Revocation ordered before every put of the owner: sessions are alive.
+    let view = fold_all_orders(&[
+        (A, 1, t(1000, 0), vec![revoke_owner("u")]),
+        (B, 1, t(1000, 1), vec![put("k", "v", 60_000, Some("u"))]),
+        (C, 1, t(900, 0), vec![put("other", "v", 60_000, Some("w"))]),
+    ]);
+    assert!(view.get(b"k", 1000).is_some());
+    assert!(view.get(b"other", 1000).is_some());
+    // Ordered after: dead, and only that owner's.
+    let view = fold_all_orders(&[
+        (A, 1, t(1001, 0), vec![revoke_owner("u")]),
+        (B, 1, t(1000, 1), vec![put("k", "v", 60_000, Some("u"))]),
+        (
+            C,
+            1,
+            t(900, 0),
+            vec![put("other", "v", 60_000, Some("w")), put("none", "v", 60_000, None)],
+        ),
+    ]);
+    assert!(view.get(b"k", 1000).is_none());
+    assert!(view.get(b"other", 1000).is_some());
+    assert!(view.get(b"none", 1000).is_some());
+    // Same entry: position orders the operations.
+    let view = fold(&[(
+        A,
+        1,
+        t(5, 0),
+        vec![
+            put("k", "v", 60_000, Some("u")),
+            revoke_owner("u"),
+            put("j", "v", 60_000, Some("u")),
+        ],
+    )]);
+    assert!(view.get(b"k", 5).is_none());
+    assert!(view.get(b"j", 5).is_some());
+}
+
+#[test]
+fn clock_skew_both_ways_orders_causally_later_writes_after() {
+    for skew in [-200i64, 200] {
+        let wall_a = 50_000u64;
+        let wall_b = wall_a.checked_add_signed(skew).unwrap();
+        let mut a = HybridClock::new();
+        let mut b = HybridClock::new();
+        // A modifies the session; B sees it and logs the user out.
+        let put_ts = a.tick(wall_a);
+        b.observe(put_ts, wall_b);
+        let revoke_ts = b.tick(wall_b);
+        assert!(revoke_ts > put_ts);
+        // B logs in a new session; A sees it and modifies it: A's write wins.
+        let login = b.tick(wall_b + 1);
+        a.observe(login, wall_a + 1);
+        let modify = a.tick(wall_a + 1);
+        assert!(modify > login);
+        let view = fold_all_orders(&[
+            (A, 1, put_ts, vec![put("s1", "old", 60_000, None)]),
+            (B, 1, revoke_ts, vec![revoke("s1")]),
+            (B, 2, login, vec![put("s2", "fresh", 60_000, None)]),
+            (A, 2, modify, vec![put("s2", "modified", 60_000, None)]),
+        ]);
+        let now = wall_a.max(wall_b) + 2;
+        assert_eq!(value(&view, "s1", now), None);
+        assert_eq!(value(&view, "s2", now).as_deref(), Some("modified"));
+    }
+}
+
+const KEYS: [&str; 3] = ["k1", "k2", "k3"];
+const OWNERS: [&str; 2] = ["u", "w"];
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 0..3u8, 1..50u64, proptest::option::of(0..2usize)).prop_map(|(k, v, ttl, o)| Op::Put {
+            key: KEYS[k].into(),
+            value: vec![v],
+            ttl_ms: ttl,
+            owner: o.map(|o| OWNERS[o].into()),
+        }),
+        2 => (0..3usize, 1..50u64).prop_map(|(k, ttl)| touch(KEYS[k], ttl)),
+        1 => (0..3usize).prop_map(|k| revoke(KEYS[k])),
+        1 => (0..2usize).prop_map(|o| revoke_owner(OWNERS[o])),
+    ]
+}
+
+fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
+    proptest::collection::vec(
+        (0..3usize, 0..20u64, 0..2u16, proptest::collection::vec(arb_op(), 1..4)),
+        1..8,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (a, wall, logical, ops))| ([A, B, C][a], i as u64, t(wall, logical), ops))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn any_arrival_order_gives_the_same_digest(
+        (entries, shuffled) in arb_entries().prop_flat_map(|e| (Just(e.clone()), Just(e).prop_shuffle()))
+    ) {
+        let reference = fold(&entries);
+        prop_assert_eq!(fold(&shuffled).digest(), reference.digest());
+        // Idempotent: folding everything twice changes nothing.
+        let mut twice = fold(&shuffled);
+        twice.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+        prop_assert_eq!(twice.digest(), reference.digest());
+        // Every read agrees too.
+        let other = fold(&shuffled);
+        for key in KEYS {
+            for now in [0, 10, 30, 60] {
+                prop_assert_eq!(other.get(key.as_bytes(), now), reference.get(key.as_bytes(), now));
+            }
+        }
+    }
+
+    #[test]
+    fn codec_round_trips(ops in proptest::collection::vec(arb_op(), 0..6)) {
+        let bytes = encode_ops(&ops).unwrap();
+        prop_assert_eq!(decode_ops(&bytes).unwrap(), ops);
+    }
+
+    #[test]
+    fn decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+        if let Ok(ops) = decode_ops(&bytes) {
+            prop_assert_eq!(encode_ops(&ops).unwrap(), bytes);
+        }
+    }
+}
