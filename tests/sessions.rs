@@ -333,6 +333,52 @@ fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
     })
 }
 
+/// The spec's rules (§2.2–2.4) computed directly from the set of operations:
+/// `(value, expires_at_ms, author, seq)` of `key` at `now`.
+fn reference(entries: &[Entry], key: &str, now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
+    let key = key.as_bytes();
+    let ops: Vec<_> = entries
+        .iter()
+        .flat_map(|(a, s, ts, ops)| ops.iter().enumerate().map(move |(i, op)| ((*ts, *a, i as u32), *s, op)))
+        .collect();
+    let watermark = |owner: &[u8]| {
+        ops.iter()
+            .filter(|(_, _, op)| matches!(op, Op::RevokeOwner { owner: o } if o == owner))
+            .map(|(id, _, _)| *id)
+            .max()
+    };
+    let mut expiry = 0;
+    type Rank<'a> = ((Timestamp, FeedId, u32), u64, &'a [u8], u64, Option<&'a [u8]>);
+    let mut winner: Option<Rank<'_>> = None;
+    for (id, seq, op) in &ops {
+        match op {
+            Op::Revoke { key: k } if k == key => return None,
+            Op::Put {
+                key: k,
+                value,
+                ttl_ms,
+                owner,
+            } if k == key => {
+                if let Some(o) = owner
+                    && watermark(o).is_some_and(|w| *id < w)
+                {
+                    return None;
+                }
+                let e = id.0.wall_ms() + ttl_ms;
+                expiry = expiry.max(e);
+                let rank = (*id, *seq, value.as_slice(), e, owner.as_deref());
+                if winner.is_none_or(|w| rank > w) {
+                    winner = Some(rank);
+                }
+            }
+            Op::Touch { key: k, ttl_ms } if k == key => expiry = expiry.max(id.0.wall_ms() + ttl_ms),
+            _ => {}
+        }
+    }
+    let (id, seq, value, _, _) = winner?;
+    (expiry > now).then(|| (value.to_vec(), expiry, id.1, seq))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
@@ -351,8 +397,29 @@ proptest! {
         for key in KEYS {
             for now in [0, 10, 30, 60] {
                 prop_assert_eq!(other.get(key.as_bytes(), now), reference.get(key.as_bytes(), now));
+                let got = other.get(key.as_bytes(), now).map(|s| (s.value.clone(), s.expires_at_ms, s.author, s.seq));
+                prop_assert_eq!(got, self::reference(&entries, key, now));
             }
         }
+    }
+
+    #[test]
+    fn held_back_entries_fold_to_the_same_state_once_released(entries in arb_entries(), now in 0..20u64) {
+        // Dated up to 20 ms beyond now + MAX_DRIFT_MS.
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .map(|(a, s, ts, ops)| (a, s, t(ts.wall_ms() + MAX_DRIFT_MS, ts.logical()), ops))
+            .collect();
+        let mut view = SessionView::new();
+        for (a, s, ts, ops) in &entries {
+            let expected = if ts.wall_ms() > now + MAX_DRIFT_MS { Offered::HeldBack } else { Offered::Folded };
+            prop_assert_eq!(view.offer(*a, *s, *ts, ops.clone(), now), expected);
+        }
+        let held = entries.iter().filter(|e| e.2.wall_ms() > now + MAX_DRIFT_MS).count();
+        prop_assert_eq!(view.held_back(), held);
+        prop_assert_eq!(view.release(20), held);
+        prop_assert_eq!(view.held_back(), 0);
+        prop_assert_eq!(view.digest(), fold(&entries).digest());
     }
 
     #[test]

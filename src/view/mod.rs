@@ -9,5 +9,8 @@
 pub mod ops;
 pub mod sessions;
 
-pub use ops::{MAX_KEY, MAX_OPS, MAX_OWNER, MAX_TTL_MS, MAX_VALUE, Op, OpsError, decode_ops, encode_ops};
+pub use ops::{
+    MAX_KEY, MAX_OPS, MAX_OWNER, MAX_TTL_MS, MAX_VALUE, Op, OpsError, ValueError, decode_ops, decode_value, encode_ops,
+    encode_value,
+};
 pub use sessions::{Offered, OpId, RETENTION_MARGIN_MS, Session, SessionView};

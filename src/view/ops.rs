@@ -272,6 +272,33 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
     Ok(ops)
 }
 
+/// Why a session value could not be encoded or decoded as CBOR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session value: {0}")]
+pub struct ValueError(String);
+
+/// Encodes a serde value as the `value` of a [`Op::Put`] (CBOR, with
+/// `ciborium`), refusing one longer than [`MAX_VALUE`].
+pub fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ValueError> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).map_err(|e| ValueError(e.to_string()))?;
+    if out.len() > MAX_VALUE {
+        return Err(ValueError(format!("longer than {MAX_VALUE} bytes")));
+    }
+    Ok(out)
+}
+
+/// Decodes the `value` of a session into a serde value. Total: malformed or
+/// trailing bytes are an error, never a panic.
+pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ValueError> {
+    let mut reader = bytes;
+    let value = ciborium::from_reader(&mut reader).map_err(|e| ValueError(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(ValueError("trailing bytes".into()));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +322,18 @@ mod tests {
         let bytes = encode_ops(&ops).unwrap();
         assert_eq!(&bytes[..8], &[0x84, 0x85, 0x00, 0x41, b'k', 0x41, 0xa0, 0x19]);
         assert_eq!(decode_ops(&bytes).unwrap(), ops);
+    }
+
+    #[test]
+    fn values_are_serde_data_in_cbor() {
+        let value = serde_json::json!({"user": "alice", "roles": ["admin"], "n": 3});
+        let bytes = encode_value(&value).unwrap();
+        assert_eq!(decode_value::<serde_json::Value>(&bytes).unwrap(), value);
+        assert!(decode_value::<serde_json::Value>(&bytes[..bytes.len() - 1]).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_value::<serde_json::Value>(&trailing).is_err());
+        assert!(encode_value(&vec![0u8; MAX_VALUE]).is_err());
     }
 
     #[test]
