@@ -133,7 +133,8 @@ impl Record {
 pub struct SessionView {
     records: BTreeMap<Vec<u8>, Record>,
     watermarks: BTreeMap<Vec<u8>, OpId>,
-    held: BTreeMap<(Timestamp, FeedId, u64), Vec<Op>>,
+    /// Held-back batches by (timestamp, author, seq); several only for a forked feed.
+    held: BTreeMap<(Timestamp, FeedId, u64), Vec<Vec<Op>>>,
 }
 
 fn expiry_of(timestamp: Timestamp, ttl_ms: u64) -> u64 {
@@ -181,7 +182,7 @@ impl SessionView {
         now_ms: u64,
     ) -> Offered {
         if is_beyond_drift(timestamp, now_ms) {
-            self.held.insert((timestamp, author, entry_seq), ops);
+            self.held.entry((timestamp, author, entry_seq)).or_default().push(ops);
             Offered::HeldBack
         } else {
             self.apply(author, entry_seq, timestamp, &ops);
@@ -212,17 +213,19 @@ impl SessionView {
             .take_while(|(ts, _, _)| !is_beyond_drift(*ts, now_ms))
             .copied()
             .collect();
+        let mut released = 0;
         for key in &due {
-            if let Some(ops) = self.held.remove(key) {
+            for ops in self.held.remove(key).unwrap_or_default() {
                 self.apply(key.1, key.2, key.0, &ops);
+                released += 1;
             }
         }
-        due.len()
+        released
     }
 
     /// How many entries are held back.
     pub fn held_back(&self) -> usize {
-        self.held.len()
+        self.held.values().map(Vec::len).sum()
     }
 
     fn apply_op(&mut self, id: OpId, seq: u64, op: &Op) {
