@@ -29,6 +29,15 @@
 //! exceed one message when the feed switches to large payloads: the store
 //! has no headers-only range read to size it in advance.)
 //!
+//! Verified Records are appended on a blocking thread while the driver goes
+//! on reading, decrypting and verifying the next message: one batch is in
+//! flight per connection, and the next Store action (or a Fork or Serve,
+//! which must follow the records before them) first waits for it and tells
+//! the machine its outcome (`local_advanced`, `store_refused`, `local_fork`),
+//! so batches are appended in order and each one whole or not at all. A
+//! batch is never started once an earlier one was refused, and a batch in
+//! flight when the connection ends is waited for.
+//!
 //! What the node provides is the [`Host`] trait: the store, local events, and
 //! the appends (which it serialises with its own writes and publishes). A
 //! host that chooses one sender per feed ([`Host::attach`]) gets the peer's
@@ -43,10 +52,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use crate::feed::{FeedId, ForkProof, Verified, certificate_path};
+use crate::feed::{FeedId, ForkProof, ValidationError, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
     Action, FetchError, Fetched, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
@@ -271,10 +280,15 @@ where
         wants: None,
         chunks: VecDeque::new(),
         replies: BTreeMap::new(),
+        storing: None,
     };
     let closed = driver
         .run(reader, &tx, &mut writer_task, shutdown, evict, fetches)
         .await;
+    if let Some(task) = driver.storing.take() {
+        // A batch already verified is stored whole before the connection ends.
+        let _ = task.await;
+    }
     if driver.wants.is_some() {
         driver.host.detach(conn);
     }
@@ -346,6 +360,82 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|error| Err(StoreError::Backend(format!("blocking task failed: {error}"))))
 }
 
+/// What became of (part of) one batch appended by [`append_all`], in order.
+enum StoreOutcome {
+    /// Stored: the latest sequence number per feed of the batch.
+    Advanced(BTreeMap<FeedId, u64>),
+    /// The store refused a record: nothing of the batch was stored.
+    Refused {
+        /// The record's feed.
+        feed: FeedId,
+        /// Its sequence number.
+        seq: u64,
+        /// The rule it broke.
+        error: ValidationError,
+    },
+    /// A record forked its feed: that feed's records were dropped.
+    Fork(Box<ForkProof>),
+    /// A feed is frozen by a fork: its records were dropped.
+    Frozen,
+    /// The store failed.
+    Failed(StoreError),
+}
+
+/// Appends verified records through the host (blocking). A fork (or a feed
+/// frozen by one) drops that feed's records and retries with the rest, so
+/// that the other feeds of the message are not lost.
+fn append_all(host: &dyn Host, mut records: Vec<Verified>, peer: FeedId) -> Vec<StoreOutcome> {
+    let mut outcomes = Vec::new();
+    while !records.is_empty() {
+        match host.append_received(&records) {
+            Ok(_) => {
+                let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
+                for record in &records {
+                    let entry = record.entry();
+                    let head = heads.entry(entry.author()).or_insert(0);
+                    *head = (*head).max(entry.seq());
+                }
+                outcomes.push(StoreOutcome::Advanced(heads));
+                break;
+            }
+            Err(StoreError::Rejected { index, error }) => {
+                let (feed, seq) = records
+                    .get(index)
+                    .map(|r| (r.entry().author(), r.entry().seq()))
+                    .unwrap_or((peer, 0));
+                outcomes.push(StoreOutcome::Refused { feed, seq, error });
+                break;
+            }
+            Err(StoreError::Fork { proof, .. }) => {
+                let feed = proof.author();
+                outcomes.push(StoreOutcome::Fork(proof));
+                records.retain(|r| r.entry().author() != feed);
+            }
+            Err(StoreError::Frozen { feed, .. }) => {
+                outcomes.push(StoreOutcome::Frozen);
+                records.retain(|r| r.entry().author() != feed);
+            }
+            Err(error) => {
+                outcomes.push(StoreOutcome::Failed(error));
+                break;
+            }
+        }
+    }
+    outcomes
+}
+
+/// Waits for the batch being appended, or forever without one.
+async fn stored(storing: &mut Option<JoinHandle<Vec<StoreOutcome>>>) -> Result<Vec<StoreOutcome>, JoinError> {
+    match storing.as_mut() {
+        Some(task) => {
+            let outcomes = task.await;
+            *storing = None;
+            outcomes
+        }
+        None => std::future::pending().await,
+    }
+}
+
 struct Driver {
     peer: FeedId,
     conn: u64,
@@ -370,6 +460,8 @@ struct Driver {
     chunks: VecDeque<Vec<u8>>,
     /// Where to deliver the answers to this side's fetches, by id.
     replies: BTreeMap<u64, oneshot::Sender<Result<Fetched, FetchError>>>,
+    /// The batch of received records being appended, at most one.
+    storing: Option<JoinHandle<Vec<StoreOutcome>>>,
 }
 
 impl Driver {
@@ -437,6 +529,7 @@ impl Driver {
                         Err(error) => Closed::Stream(StreamError::Io(std::io::Error::other(error.to_string()))),
                     };
                 }
+                outcomes = stored(&mut self.storing) => self.on_stored(outcomes).await,
                 event = local.recv() => self.on_local(event).await,
                 () = notified(wants.as_deref()) => {
                     self.apply_wants();
@@ -609,6 +702,8 @@ impl Driver {
                 Action::Send { feed, from, to } => self.queue_range(feed, from, to)?,
                 Action::Store(records) => self.store_records(records).await?,
                 Action::Fork(proof) => {
+                    // In the order of the actions: after the records before it.
+                    self.finish_store().await?;
                     let host = self.host.clone();
                     let proof = *proof;
                     tracing::warn!(peer = %self.peer, feed = %proof.author(), seq = proof.seq(), "fork proof received");
@@ -622,7 +717,10 @@ impl Driver {
                     tracing::info!(peer = %self.peer, %feed, peer_latest, held, "feed stalled on this peer");
                     self.host.stalled(self.conn, feed);
                 }
-                Action::Serve { id, feed, from, to } => self.serve(id, feed, from, to).await?,
+                Action::Serve { id, feed, from, to } => {
+                    self.finish_store().await?;
+                    self.serve(id, feed, from, to).await?;
+                }
                 Action::Fetched { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
@@ -657,57 +755,56 @@ impl Driver {
         Ok(())
     }
 
-    /// Appends verified records through the host. A fork (or a feed frozen
-    /// by one) drops that feed's records and retries with the rest, so that
-    /// the other feeds of the message are not lost.
-    async fn store_records(&mut self, mut records: Vec<Verified>) -> Result<(), Closed> {
-        loop {
-            if records.is_empty() {
-                return Ok(());
+    /// Starts appending verified records through the host on a blocking
+    /// thread, after the previous batch's append has finished and its outcome
+    /// was told to the machine (one batch in flight per connection, so batches
+    /// are appended in order). The driver goes on reading and verifying the
+    /// next message while this one is committed.
+    async fn store_records(&mut self, records: Vec<Verified>) -> Result<(), Closed> {
+        self.finish_store().await?;
+        if records.is_empty() || self.sync.is_closed() {
+            // A refused earlier batch closed the machine: nothing after it is stored.
+            return Ok(());
+        }
+        let host = self.host.clone();
+        let peer = self.peer;
+        self.storing = Some(tokio::task::spawn_blocking(move || append_all(&*host, records, peer)));
+        Ok(())
+    }
+
+    /// Waits for the batch being appended, if any, and tells the machine
+    /// what became of it, in the order it happened.
+    async fn finish_store(&mut self) -> Result<(), Closed> {
+        match self.storing.take() {
+            Some(task) => {
+                let outcomes = task.await;
+                self.on_stored(outcomes).await
             }
-            let host = self.host.clone();
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                let result = host.append_received(&records);
-                (records, result)
-            })
-            .await
-            .map_err(|error| StoreError::Backend(format!("blocking task failed: {error}")))?;
-            records = back;
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the machine the outcomes of one batch's append.
+    async fn on_stored(&mut self, outcomes: Result<Vec<StoreOutcome>, JoinError>) -> Result<(), Closed> {
+        let outcomes = outcomes.map_err(|error| StoreError::Backend(format!("blocking task failed: {error}")))?;
+        for outcome in outcomes {
             let now = self.now();
-            match result {
-                Ok(_) => {
-                    let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
-                    for record in &records {
-                        let entry = record.entry();
-                        let head = heads.entry(entry.author()).or_insert(0);
-                        *head = (*head).max(entry.seq());
-                    }
+            match outcome {
+                StoreOutcome::Advanced(heads) => {
                     for (feed, seq) in heads {
                         self.sync.local_advanced(feed, seq, now);
                     }
-                    return Ok(());
                 }
-                Err(StoreError::Rejected { index, error }) => {
-                    let (feed, seq) = records
-                        .get(index)
-                        .map(|r| (r.entry().author(), r.entry().seq()))
-                        .unwrap_or((self.peer, 0));
-                    self.sync.store_refused(feed, seq, error, now);
-                    return Ok(());
-                }
-                Err(StoreError::Fork { proof, .. }) => {
+                StoreOutcome::Refused { feed, seq, error } => self.sync.store_refused(feed, seq, error, now),
+                StoreOutcome::Fork(proof) => {
                     tracing::warn!(peer = %self.peer, feed = %proof.author(), seq = proof.seq(), "fork detected");
                     self.sync.local_fork(&proof, now);
-                    let feed = proof.author();
-                    records.retain(|r| r.entry().author() != feed);
                 }
-                Err(StoreError::Frozen { feed, .. }) => {
-                    self.resync_forks().await?;
-                    records.retain(|r| r.entry().author() != feed);
-                }
-                Err(error) => return Err(Closed::Store(error)),
+                StoreOutcome::Frozen => self.resync_forks().await?,
+                StoreOutcome::Failed(error) => return Err(Closed::Store(error)),
             }
         }
+        Ok(())
     }
 
     /// Puts the next message into the outbox: a message of the machine
