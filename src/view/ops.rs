@@ -92,32 +92,23 @@ pub enum OpsError {
     TooLarge,
 }
 
-fn check_key(key: &[u8]) -> Result<(), OpsError> {
-    if key.is_empty() {
-        return Err(OpsError::Empty("key"));
+/// A key or an owner: 1 to `max` bytes.
+fn check_name(field: &'static str, name: &[u8], max: usize) -> Result<(), OpsError> {
+    if name.is_empty() {
+        return Err(OpsError::Empty(field));
     }
-    if key.len() > MAX_KEY {
-        return Err(DecodeError::TooLong {
-            field: "key",
-            max: MAX_KEY,
-        }
-        .into());
+    if name.len() > max {
+        return Err(DecodeError::TooLong { field, max }.into());
     }
     Ok(())
 }
 
+fn check_key(key: &[u8]) -> Result<(), OpsError> {
+    check_name("key", key, MAX_KEY)
+}
+
 fn check_owner(owner: &[u8]) -> Result<(), OpsError> {
-    if owner.is_empty() {
-        return Err(OpsError::Empty("owner"));
-    }
-    if owner.len() > MAX_OWNER {
-        return Err(DecodeError::TooLong {
-            field: "owner",
-            max: MAX_OWNER,
-        }
-        .into());
-    }
-    Ok(())
+    check_name("owner", owner, MAX_OWNER)
 }
 
 fn check_ttl(ttl_ms: u64) -> Result<(), OpsError> {
