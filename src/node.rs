@@ -50,7 +50,7 @@ use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
     BoxConnection, Closed, FetchCommand, HandshakeConfig, HandshakeError, Host, Listener, LocalEvent, Network,
-    NetworkKey, TcpNetwork, Traffic, initiate, respond, run_connection_with,
+    NetworkKey, TcpNetwork, Traffic, initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
@@ -703,7 +703,7 @@ impl Inner {
         let (reader, writer) = secure.into_split();
         let host: Arc<dyn Host> = self.clone();
         let shutdown = self.shutdown.subscribe();
-        let closed = run_connection_with(reader, writer, host, conn, shutdown, evict, Some(fetches)).await;
+        let closed = run_connection(reader, writer, host, conn, shutdown, evict, Some(fetches)).await;
         self.unregister(peer, conn);
         self.count(closed.reason());
         match &closed {

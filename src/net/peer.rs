@@ -89,7 +89,7 @@ const BLOCKING_RECORDS: usize = 16;
 const COALESCE_WINDOW: usize = 32;
 
 /// A fetch the node asks a connection to make ([`PeerSync::fetch_range`]),
-/// sent through the channel given to [`run_connection_with`].
+/// sent through the channel given to [`run_connection`].
 #[derive(Debug)]
 pub struct FetchCommand {
     /// The feed.
@@ -230,25 +230,10 @@ impl Closed {
 /// `conn` identifies the connection to the host; `shutdown` turning true
 /// (or its sender dropping) and `evict` being notified close it gracefully
 /// (the writer gets [`FLUSH_TIMEOUT_MS`] to flush); a protocol violation
-/// closes it at once. Never panics on peer data.
+/// closes it at once. Never panics on peer data. Fetches received on
+/// `fetches` are made on this connection (each answered on its
+/// [`FetchCommand::reply`]).
 pub async fn run_connection<R, W>(
-    reader: SecureReader<R>,
-    writer: SecureWriter<W>,
-    host: Arc<dyn Host>,
-    conn: u64,
-    shutdown: watch::Receiver<bool>,
-    evict: Arc<Notify>,
-) -> Closed
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    run_connection_with(reader, writer, host, conn, shutdown, evict, None).await
-}
-
-/// [`run_connection`], also making the fetches received on `fetches`
-/// (each answered on its [`FetchCommand::reply`]).
-pub async fn run_connection_with<R, W>(
     reader: SecureReader<R>,
     writer: SecureWriter<W>,
     host: Arc<dyn Host>,
