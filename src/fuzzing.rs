@@ -32,6 +32,7 @@ use crate::sync::{
     Action, ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, RequestError,
     WireRecord,
 };
+use crate::view::{MAX_TTL_MS, Op, SessionView, decode_ops, encode_ops};
 
 /// The seed byte of the key that signs the generated feeds.
 pub const SEED: u8 = 7;
@@ -1109,4 +1110,165 @@ fn stored_records(store: &MemoryStore) -> Vec<(Entry, Option<Vec<u8>>)> {
         "stored a feed that was not in the bundle"
     );
     store.range(&feed, 1, u64::MAX, usize::MAX).expect("memory store")
+}
+
+/// One entry of session operations: author, sequence number, timestamp and
+/// the batch (the shape [`SessionView::fold`] takes, owned).
+pub type SessionEntry = (FeedId, u64, Timestamp, Vec<Op>);
+
+/// The keys and owners [`session_fold`] draws from: few, so that they collide.
+const SESSION_KEYS: [&[u8]; 3] = [b"k1", b"k2", b"k3"];
+const SESSION_OWNERS: [&[u8]; 2] = [b"u", b"w"];
+/// The authors [`session_fold`] draws from (2 to 4 of them per input).
+const SESSION_AUTHORS: [FeedId; 4] = [FeedId([1; 32]), FeedId([2; 32]), FeedId([3; 32]), FeedId([4; 32])];
+/// Most entries [`session_fold`] derives from one input.
+const MAX_SESSION_ENTRIES: usize = 8;
+
+/// The reference model of spec/SESSIONS.md §2.2–2.4, computed directly from
+/// the whole set of operations (no incremental state): `(value,
+/// expires_at_ms, author, seq)` of the live session under `key` at `now`, or
+/// `None`. Shared by [`session_fold`] and `tests/sessions.rs`.
+pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
+    let ops: Vec<_> = entries
+        .iter()
+        .flat_map(|(a, s, ts, ops)| ops.iter().enumerate().map(move |(i, op)| ((*ts, *a, i as u32), *s, op)))
+        .collect();
+    let watermark = |owner: &[u8]| {
+        ops.iter()
+            .filter(|(_, _, op)| matches!(op, Op::RevokeOwner { owner: o } if o == owner))
+            .map(|(id, _, _)| *id)
+            .max()
+    };
+    let mut expiry = 0;
+    type Rank<'a> = ((Timestamp, FeedId, u32), u64, &'a [u8], u64, Option<&'a [u8]>);
+    let mut winner: Option<Rank<'_>> = None;
+    for (id, seq, op) in &ops {
+        match op {
+            Op::Revoke { key: k } if k == key => return None,
+            Op::Put {
+                key: k,
+                value,
+                ttl_ms,
+                owner,
+            } if k == key => {
+                if let Some(o) = owner
+                    && watermark(o).is_some_and(|w| *id < w)
+                {
+                    return None;
+                }
+                let e = id.0.wall_ms().saturating_add(*ttl_ms);
+                expiry = expiry.max(e);
+                let rank = (*id, *seq, value.as_slice(), e, owner.as_deref());
+                if winner.is_none_or(|w| rank > w) {
+                    winner = Some(rank);
+                }
+            }
+            Op::Touch { key: k, ttl_ms } if k == key => expiry = expiry.max(id.0.wall_ms().saturating_add(*ttl_ms)),
+            _ => {}
+        }
+    }
+    let (id, seq, value, _, _) = winner?;
+    (expiry > now).then(|| (value.to_vec(), expiry, id.1, seq))
+}
+
+fn session_op(input: &mut Input<'_>) -> Op {
+    let kind = input.byte();
+    let key = SESSION_KEYS[usize::from(kind >> 2) % SESSION_KEYS.len()].to_vec();
+    let owner = SESSION_OWNERS[usize::from(kind >> 4) % SESSION_OWNERS.len()].to_vec();
+    let ttl_ms = 1 + u64::from(input.byte() % 40);
+    match kind % 8 {
+        0..=3 => Op::Put {
+            key,
+            value: vec![input.byte() % 4],
+            ttl_ms,
+            owner: (kind & 0x40 != 0).then_some(owner),
+        },
+        4 | 5 => Op::Touch { key, ttl_ms },
+        6 => Op::Revoke { key },
+        _ => Op::RevokeOwner { owner },
+    }
+}
+
+fn session_fold_of(entries: &[SessionEntry]) -> SessionView {
+    let mut view = SessionView::new();
+    view.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+    view
+}
+
+fn session_read(view: &SessionView, key: &[u8], now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
+    view.get(key, now)
+        .map(|s| (s.value.clone(), s.expires_at_ms, s.author, s.seq))
+}
+
+/// The session fold. The raw bytes go to `decode_ops` (never panics; an
+/// accepted payload re-encodes to the input, and folded at a fixed time
+/// reads as the reference model says). Then: a header byte (2–4 authors,
+/// 1–8 entries), per entry an author, a wall time (0–15 ms), a logical
+/// counter (0–1) and 1–3 operations on 3 keys and 2 owners with ttls of
+/// 1–40 ms; the remaining bytes choose a permutation. The entries folded in
+/// input order and in the permuted order (and folded twice) give the same
+/// digest and the same reads, and every read of every key at several times
+/// equals [`session_reference`].
+pub fn session_fold(data: &[u8]) {
+    if let Ok(ops) = decode_ops(data) {
+        assert_eq!(
+            encode_ops(&ops).as_deref(),
+            Ok(data),
+            "accepted a non-canonical payload"
+        );
+        let entries = [(SESSION_AUTHORS[0], 1, Timestamp::new(1000, 0), ops)];
+        let view = session_fold_of(&entries);
+        let mut offered = SessionView::new();
+        assert!(offered.offer_payload(entries[0].0, 1, entries[0].2, data, 1000).is_ok());
+        assert_eq!(offered.digest(), view.digest());
+        for op in &entries[0].3 {
+            if let Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } = op {
+                for now in [0, 1000, 1001, 1000 + MAX_TTL_MS] {
+                    assert_eq!(session_read(&view, key, now), session_reference(&entries, key, now));
+                }
+            }
+        }
+    } else {
+        let mut view = SessionView::new();
+        let empty = view.digest();
+        assert!(
+            view.offer_payload(SESSION_AUTHORS[0], 1, Timestamp::new(1000, 0), data, 1000)
+                .is_err()
+        );
+        assert_eq!(view.digest(), empty);
+    }
+
+    let mut input = Input(data);
+    let header = input.byte();
+    let authors = 2 + usize::from(header % 3);
+    let count = 1 + usize::from(header / 3) % MAX_SESSION_ENTRIES;
+    let mut entries: Vec<SessionEntry> = Vec::with_capacity(count);
+    for seq in 0..count {
+        let author = SESSION_AUTHORS[usize::from(input.byte()) % authors];
+        let time = input.byte();
+        let timestamp = Timestamp::new(u64::from(time % 16), u16::from(time >> 4) % 2);
+        let n = 1 + usize::from(input.byte() % 3);
+        let ops = (0..n).map(|_| session_op(&mut input)).collect();
+        entries.push((author, seq as u64, timestamp, ops));
+    }
+    let mut permuted = entries.clone();
+    for i in (1..permuted.len()).rev() {
+        permuted.swap(i, usize::from(input.byte()) % (i + 1));
+    }
+
+    let view = session_fold_of(&entries);
+    let other = session_fold_of(&permuted);
+    assert_eq!(other.digest(), view.digest());
+    let mut twice = session_fold_of(&permuted);
+    twice.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+    assert_eq!(twice.digest(), view.digest());
+    for key in SESSION_KEYS {
+        for now in [0, 5, 15, 30, 55] {
+            let read = session_read(&view, key, now);
+            assert_eq!(session_read(&other, key, now), read);
+            assert_eq!(session_read(&twice, key, now), read);
+            assert_eq!(read, session_reference(&entries, key, now), "key {key:?} at {now}");
+        }
+        assert_eq!(other.is_revoked(key), view.is_revoked(key));
+    }
 }

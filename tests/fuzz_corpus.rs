@@ -15,6 +15,7 @@ use feedmesh::feed::{Entry, ForkProof, Keypair, Verified, certificate_path};
 use feedmesh::fuzzing::{self, Input, bundle_of, signed_chain};
 use feedmesh::net::{MAX_MESSAGE, MIN_MAX_MESSAGE};
 use feedmesh::sync::{ClockEntry, MAX_RECORDS_PER_MESSAGE, Message};
+use feedmesh::view::{Op, encode_ops};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -79,6 +80,11 @@ fn frame_decode_corpus() {
 #[test]
 fn peer_sync_corpus() {
     replay("peer_sync", fuzzing::peer_sync);
+}
+
+#[test]
+fn session_fold_corpus() {
+    replay("session_fold", fuzzing::session_fold);
 }
 
 /// Bytes that `signed_chain` turns into timestamps and payloads.
@@ -406,6 +412,72 @@ fn write_seed_corpus() {
     ];
     for (name, data) in peer_seeds {
         seed("peer_sync", name, data);
+    }
+
+    // session_fold: a valid ops payload (for the decoder half), and scripts
+    // (see `fuzzing::session_fold`): header (authors, entries), then per
+    // entry author, time, op count and ops (kind byte: kind % 8 with 0-3 Put,
+    // 4-5 Touch, 6 Revoke, 7 RevokeOwner; key (kind >> 2) % 3, owner
+    // (kind >> 4) % 2, bit 0x40 = owned put; ttl byte; value byte for a put);
+    // the rest chooses the permutation.
+    let payload = encode_ops(&[
+        Op::Put {
+            key: b"k1".to_vec(),
+            value: vec![0xa0],
+            ttl_ms: 1000,
+            owner: Some(b"u".to_vec()),
+        },
+        Op::Touch {
+            key: b"k1".to_vec(),
+            ttl_ms: 5,
+        },
+        Op::Revoke { key: b"k2".to_vec() },
+        Op::RevokeOwner { owner: b"u".to_vec() },
+    ])
+    .unwrap();
+    seed("session_fold", "payload", payload);
+    let session_seeds: [(&str, Vec<u8>); 4] = [
+        // Two authors' puts on k1 at the same time, a touch from a third.
+        (
+            "lww-touch",
+            [
+                &[3 * 2 + 1][..],
+                &[0, 5, 0, 0x00, 10, 1],
+                &[1, 5, 0, 0x01, 10, 2],
+                &[2, 7, 0, 0x04, 30],
+                &[1, 0],
+            ]
+            .concat(),
+        ),
+        // A put, its revocation by another author, a later put.
+        (
+            "revoke",
+            [
+                &[3 * 2][..],
+                &[0, 2, 0, 0x00, 20, 1],
+                &[1, 3, 0, 0x06, 1],
+                &[0, 4, 0, 0x00, 20, 2],
+                &[2, 1],
+            ]
+            .concat(),
+        ),
+        // Owned puts before and after a RevokeOwner of u, same entry and not.
+        (
+            "revoke-owner",
+            [
+                &[3 * 3 + 2][..],
+                &[0, 1, 2, 0x40, 30, 1, 0x07, 1, 0x44, 30, 2],
+                &[3, 0x12, 0, 0x48, 30, 3],
+                &[2, 3, 0, 0x57, 1],
+                &[1, 9, 1, 0x07, 1, 0x00, 9, 3],
+                &[3, 2, 1],
+            ]
+            .concat(),
+        ),
+        ("garbage", vec![0xff, 0x13, 0x37, 0x80, 0x81, 0x82, 0x09, 0x41, 0x01]),
+    ];
+    for (name, data) in session_seeds {
+        seed("session_fold", name, data);
     }
 
     for (target, name, data) in seeds {

@@ -4,6 +4,7 @@
 
 use feedmesh::clock::{HybridClock, MAX_DRIFT_MS, Timestamp};
 use feedmesh::feed::FeedId;
+use feedmesh::fuzzing::{SessionEntry, session_reference};
 use feedmesh::view::{Offered, Op, SessionView, decode_ops, encode_ops};
 use proptest::prelude::*;
 
@@ -39,7 +40,7 @@ fn revoke_owner(owner: &str) -> Op {
     Op::RevokeOwner { owner: owner.into() }
 }
 
-type Entry = (FeedId, u64, Timestamp, Vec<Op>);
+type Entry = SessionEntry;
 
 fn fold(entries: &[Entry]) -> SessionView {
     let mut view = SessionView::new();
@@ -333,52 +334,6 @@ fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
     })
 }
 
-/// The spec's rules (§2.2–2.4) computed directly from the set of operations:
-/// `(value, expires_at_ms, author, seq)` of `key` at `now`.
-fn reference(entries: &[Entry], key: &str, now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
-    let key = key.as_bytes();
-    let ops: Vec<_> = entries
-        .iter()
-        .flat_map(|(a, s, ts, ops)| ops.iter().enumerate().map(move |(i, op)| ((*ts, *a, i as u32), *s, op)))
-        .collect();
-    let watermark = |owner: &[u8]| {
-        ops.iter()
-            .filter(|(_, _, op)| matches!(op, Op::RevokeOwner { owner: o } if o == owner))
-            .map(|(id, _, _)| *id)
-            .max()
-    };
-    let mut expiry = 0;
-    type Rank<'a> = ((Timestamp, FeedId, u32), u64, &'a [u8], u64, Option<&'a [u8]>);
-    let mut winner: Option<Rank<'_>> = None;
-    for (id, seq, op) in &ops {
-        match op {
-            Op::Revoke { key: k } if k == key => return None,
-            Op::Put {
-                key: k,
-                value,
-                ttl_ms,
-                owner,
-            } if k == key => {
-                if let Some(o) = owner
-                    && watermark(o).is_some_and(|w| *id < w)
-                {
-                    return None;
-                }
-                let e = id.0.wall_ms() + ttl_ms;
-                expiry = expiry.max(e);
-                let rank = (*id, *seq, value.as_slice(), e, owner.as_deref());
-                if winner.is_none_or(|w| rank > w) {
-                    winner = Some(rank);
-                }
-            }
-            Op::Touch { key: k, ttl_ms } if k == key => expiry = expiry.max(id.0.wall_ms() + ttl_ms),
-            _ => {}
-        }
-    }
-    let (id, seq, value, _, _) = winner?;
-    (expiry > now).then(|| (value.to_vec(), expiry, id.1, seq))
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
@@ -398,7 +353,7 @@ proptest! {
             for now in [0, 10, 30, 60] {
                 prop_assert_eq!(other.get(key.as_bytes(), now), reference.get(key.as_bytes(), now));
                 let got = other.get(key.as_bytes(), now).map(|s| (s.value.clone(), s.expires_at_ms, s.author, s.seq));
-                prop_assert_eq!(got, self::reference(&entries, key, now));
+                prop_assert_eq!(got, session_reference(&entries, key.as_bytes(), now));
             }
         }
     }
