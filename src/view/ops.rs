@@ -14,9 +14,7 @@
 //! integer. The decoder is total: it checks every declared length against its
 //! limit before reading, and rejects non-canonical forms and trailing bytes.
 
-use crate::feed::{
-    CborReader, DecodeError, MAX_PAYLOAD, cbor_write_array_head, cbor_write_bytes_head, cbor_write_uint,
-};
+use crate::feed::{CborReader, DecodeError, MAX_PAYLOAD, cbor_write_array_head, cbor_write_bytes, cbor_write_uint};
 
 /// Maximum length of a session key, in bytes (keys are non-empty).
 pub const MAX_KEY: usize = 128;
@@ -149,10 +147,6 @@ impl Op {
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        let bytes = |out: &mut Vec<u8>, b: &[u8]| {
-            cbor_write_bytes_head(out, b.len() as u64);
-            out.extend_from_slice(b);
-        };
         match self {
             Op::Put {
                 key,
@@ -162,29 +156,29 @@ impl Op {
             } => {
                 cbor_write_array_head(out, 5);
                 cbor_write_uint(out, KIND_PUT);
-                bytes(out, key);
-                bytes(out, value);
+                cbor_write_bytes(out, key);
+                cbor_write_bytes(out, value);
                 cbor_write_uint(out, *ttl_ms);
                 match owner {
-                    Some(owner) => bytes(out, owner),
+                    Some(owner) => cbor_write_bytes(out, owner),
                     None => out.push(NULL),
                 }
             }
             Op::Touch { key, ttl_ms } => {
                 cbor_write_array_head(out, 3);
                 cbor_write_uint(out, KIND_TOUCH);
-                bytes(out, key);
+                cbor_write_bytes(out, key);
                 cbor_write_uint(out, *ttl_ms);
             }
             Op::Revoke { key } => {
                 cbor_write_array_head(out, 2);
                 cbor_write_uint(out, KIND_REVOKE);
-                bytes(out, key);
+                cbor_write_bytes(out, key);
             }
             Op::RevokeOwner { owner } => {
                 cbor_write_array_head(out, 2);
                 cbor_write_uint(out, KIND_REVOKE_OWNER);
-                bytes(out, owner);
+                cbor_write_bytes(out, owner);
             }
         }
     }
