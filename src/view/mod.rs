@@ -5,10 +5,14 @@
 //!   (spec/SESSIONS.md §1).
 //! - [`sessions`]: the session view, the fold of those operations
 //!   (spec/SESSIONS.md §2–3).
+//! - [`members`]: membership, which feeds' entries are folded
+//!   (spec/SESSIONS.md §5).
 
+pub mod members;
 pub mod ops;
 pub mod sessions;
 
+pub use members::{Member, Membership};
 pub use ops::{
     MAX_KEY, MAX_OPS, MAX_OWNER, MAX_TTL_MS, MAX_VALUE, Op, OpsError, ValueError, decode_ops, decode_value, encode_ops,
     encode_value,

@@ -8,13 +8,20 @@
 //!         / [1, key, ttl_ms]                       ; Touch
 //!         / [2, key]                               ; Revoke
 //!         / [3, owner]                             ; RevokeOwner
+//!         / [4, feed, from_seq]                    ; AddMember
+//!         / [5, feed, from_seq]                    ; RemoveMember
 //! ```
 //!
-//! `key`, `value` and `owner` are byte strings; `ttl_ms` is an unsigned
-//! integer. The decoder is total: it checks every declared length against its
+//! `key`, `value` and `owner` are byte strings; `feed` is a byte string of
+//! exactly 32 bytes (a feed id); `ttl_ms` and `from_seq` are unsigned
+//! integers. The membership operations (kinds 4 and 5) do not touch the
+//! session state: they are folded by [`crate::view::Membership`]
+//! (spec/SESSIONS.md §5). The decoder is total: it checks every declared length against its
 //! limit before reading, and rejects non-canonical forms and trailing bytes.
 
-use crate::feed::{CborReader, DecodeError, MAX_PAYLOAD, cbor_write_array_head, cbor_write_bytes, cbor_write_uint};
+use crate::feed::{
+    CborReader, DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ, cbor_write_array_head, cbor_write_bytes, cbor_write_uint,
+};
 
 /// Maximum length of a session key, in bytes (keys are non-empty).
 pub const MAX_KEY: usize = 128;
@@ -31,6 +38,8 @@ const KIND_PUT: u64 = 0;
 const KIND_TOUCH: u64 = 1;
 const KIND_REVOKE: u64 = 2;
 const KIND_REVOKE_OWNER: u64 = 3;
+const KIND_ADD_MEMBER: u64 = 4;
+const KIND_REMOVE_MEMBER: u64 = 5;
 const NULL: u8 = 0xf6;
 
 /// One operation on the session store.
@@ -64,6 +73,24 @@ pub enum Op {
         /// The owner whose sessions are revoked.
         owner: Vec<u8>,
     },
+    /// Admits `feed` as a member from its entry `from_seq` on. Folded only
+    /// from an admin's feed; no effect on the session state
+    /// (spec/SESSIONS.md §5).
+    AddMember {
+        /// The admitted feed.
+        feed: FeedId,
+        /// The first of its entries to fold, in `1..=MAX_SEQ`.
+        from_seq: u64,
+    },
+    /// Removes `feed` from its entry `from_seq` on, for good. Folded only
+    /// from an admin's feed; no effect on the session state
+    /// (spec/SESSIONS.md §5).
+    RemoveMember {
+        /// The removed feed.
+        feed: FeedId,
+        /// The first of its entries no longer folded, in `1..=MAX_SEQ`.
+        from_seq: u64,
+    },
 }
 
 /// Why a payload is not a valid batch of operations.
@@ -85,6 +112,9 @@ pub enum OpsError {
     /// An empty key or owner.
     #[error("empty {0}")]
     Empty(&'static str),
+    /// A membership operation's `from_seq` of 0 or above [`MAX_SEQ`].
+    #[error("from_seq {0} is outside 1..={MAX_SEQ}")]
+    SeqOutOfRange(u64),
     /// The encoded batch would exceed the entry payload limit.
     #[error("encoded operations exceed {MAX_PAYLOAD} bytes")]
     TooLarge,
@@ -116,6 +146,13 @@ fn check_ttl(ttl_ms: u64) -> Result<(), OpsError> {
     Ok(())
 }
 
+fn check_from_seq(from_seq: u64) -> Result<(), OpsError> {
+    if from_seq == 0 || from_seq > MAX_SEQ {
+        return Err(OpsError::SeqOutOfRange(from_seq));
+    }
+    Ok(())
+}
+
 impl Op {
     /// Checks the limits of spec/SESSIONS.md §1 (the ones the encoding does not enforce by itself).
     pub fn check(&self) -> Result<(), OpsError> {
@@ -143,6 +180,7 @@ impl Op {
             }
             Op::Revoke { key } => check_key(key),
             Op::RevokeOwner { owner } => check_owner(owner),
+            Op::AddMember { from_seq, .. } | Op::RemoveMember { from_seq, .. } => check_from_seq(*from_seq),
         }
     }
 
@@ -179,6 +217,17 @@ impl Op {
                 cbor_write_array_head(out, 2);
                 cbor_write_uint(out, KIND_REVOKE_OWNER);
                 cbor_write_bytes(out, owner);
+            }
+            Op::AddMember { feed, from_seq } | Op::RemoveMember { feed, from_seq } => {
+                let kind = if matches!(self, Op::AddMember { .. }) {
+                    KIND_ADD_MEMBER
+                } else {
+                    KIND_REMOVE_MEMBER
+                };
+                cbor_write_array_head(out, 3);
+                cbor_write_uint(out, kind);
+                cbor_write_bytes(out, feed.as_bytes());
+                cbor_write_uint(out, *from_seq);
             }
         }
     }
@@ -219,7 +268,7 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
         let kind = r.uint("kind")?;
         let expected = match kind {
             KIND_PUT => 5,
-            KIND_TOUCH => 3,
+            KIND_TOUCH | KIND_ADD_MEMBER | KIND_REMOVE_MEMBER => 3,
             KIND_REVOKE | KIND_REVOKE_OWNER => 2,
             other => return Err(OpsError::UnknownKind(other)),
         };
@@ -244,8 +293,16 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
             KIND_REVOKE => Op::Revoke {
                 key: r.bytes("key", MAX_KEY)?.to_vec(),
             },
-            _ => Op::RevokeOwner {
+            KIND_REVOKE_OWNER => Op::RevokeOwner {
                 owner: r.bytes("owner", MAX_OWNER)?.to_vec(),
+            },
+            KIND_ADD_MEMBER => Op::AddMember {
+                feed: FeedId(r.fixed("feed")?),
+                from_seq: r.uint("from_seq")?,
+            },
+            _ => Op::RemoveMember {
+                feed: FeedId(r.fixed("feed")?),
+                from_seq: r.uint("from_seq")?,
             },
         };
         op.check()?;
@@ -303,10 +360,63 @@ mod tests {
             },
             Op::Revoke { key: b"k".to_vec() },
             Op::RevokeOwner { owner: b"u".to_vec() },
+            Op::AddMember {
+                feed: FeedId([7; 32]),
+                from_seq: 1,
+            },
+            Op::RemoveMember {
+                feed: FeedId([8; 32]),
+                from_seq: MAX_SEQ,
+            },
         ];
         let bytes = encode_ops(&ops).unwrap();
-        assert_eq!(&bytes[..8], &[0x84, 0x85, 0x00, 0x41, b'k', 0x41, 0xa0, 0x19]);
+        assert_eq!(&bytes[..8], &[0x86, 0x85, 0x00, 0x41, b'k', 0x41, 0xa0, 0x19]);
         assert_eq!(decode_ops(&bytes).unwrap(), ops);
+    }
+
+    #[test]
+    fn membership_ops_have_exact_bytes_and_checked_fields() {
+        let mut add = vec![0x81, 0x83, 0x04, 0x58, 0x20];
+        add.extend_from_slice(&[7; 32]);
+        add.push(0x05);
+        let op = Op::AddMember {
+            feed: FeedId([7; 32]),
+            from_seq: 5,
+        };
+        assert_eq!(encode_ops(std::slice::from_ref(&op)).unwrap(), add);
+        assert_eq!(decode_ops(&add).unwrap(), vec![op]);
+        let mut remove = add.clone();
+        remove[2] = 0x05;
+        assert_eq!(
+            decode_ops(&remove).unwrap(),
+            vec![Op::RemoveMember {
+                feed: FeedId([7; 32]),
+                from_seq: 5,
+            }]
+        );
+        // from_seq 0 and MAX_SEQ + 1 are refused, both ways.
+        let last = add.len() - 1;
+        add[last] = 0x00;
+        assert_eq!(decode_ops(&add), Err(OpsError::SeqOutOfRange(0)));
+        let beyond = Op::RemoveMember {
+            feed: FeedId([7; 32]),
+            from_seq: MAX_SEQ + 1,
+        };
+        assert_eq!(encode_ops(&[beyond]), Err(OpsError::SeqOutOfRange(MAX_SEQ + 1)));
+        // A feed id of 31 or 33 bytes is a decode error.
+        let mut short = vec![0x81, 0x83, 0x04, 0x58, 0x1f];
+        short.extend_from_slice(&[7; 31]);
+        short.push(0x01);
+        assert!(matches!(decode_ops(&short), Err(OpsError::Decode(_))));
+        let mut long = vec![0x81, 0x83, 0x05, 0x58, 0x21];
+        long.extend_from_slice(&[7; 33]);
+        long.push(0x01);
+        assert!(matches!(decode_ops(&long), Err(OpsError::Decode(_))));
+        // Wrong arity.
+        assert!(matches!(
+            decode_ops(&[0x81, 0x82, 0x04, 0x01]),
+            Err(OpsError::Decode(DecodeError::WrongLength { .. }))
+        ));
     }
 
     #[test]

@@ -243,6 +243,8 @@ impl SessionView {
                 }
                 return;
             }
+            // Membership (spec/SESSIONS.md §5) touches no key.
+            Op::AddMember { .. } | Op::RemoveMember { .. } => return,
         };
         let record = self.records.entry(key.clone()).or_default();
         record.horizon_ms = record.horizon_ms.max(wall);
@@ -281,7 +283,7 @@ impl SessionView {
             }
             Op::Touch { ttl_ms, .. } => record.expiry = record.expiry.max(expiry_of(id.timestamp, *ttl_ms)),
             Op::Revoke { .. } => record.revoke(),
-            Op::RevokeOwner { .. } => {}
+            Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
         let expiry = record.expiry;
         if let Some(put) = &mut record.put {
