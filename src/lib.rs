@@ -23,6 +23,8 @@
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //! - [`node`]: a running node (listener, dialers, one driver task per peer)
 //!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
+//! - [`sessions`]: the session store of a running node: the live view and
+//!   group-committed writes.
 //! - [`api`]: the HTTP API over a node (status, append, feeds, metrics) and
 //!   the settings of `feedmesh serve`.
 //!
@@ -39,6 +41,7 @@ pub mod integrity;
 pub mod net;
 pub mod node;
 pub mod node_dir;
+pub mod sessions;
 pub mod store;
 pub mod sync;
 pub mod view;

@@ -53,6 +53,7 @@ use crate::net::{
     NetworkKey, TcpNetwork, Traffic, initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
+use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
 use crate::sync::{FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
 use crate::writer::{FeedWriter, WriteError};
@@ -78,6 +79,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// delivering any of it before the node wants it from another peer (see
 /// [`ReplicationScheduler`]).
 pub const SENDER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the node folds held-back session entries that fell due.
+const VIEW_TICK: Duration = Duration::from_secs(1);
+/// Every how many view ticks records past the retention horizon are dropped.
+const VIEW_EXPIRE_EVERY: u64 = 600;
 /// How often the node checks its feeds' senders for stalls.
 const SENDER_TICK: Duration = Duration::from_millis(250);
 
@@ -235,6 +240,10 @@ struct Inner {
     traffic: Mutex<BTreeMap<FeedId, Arc<Traffic>>>,
     /// One sender per feed (spec/PROTOCOL.md §2.2 "Senders").
     senders: Mutex<Senders>,
+    /// The session view, folded as entries are stored.
+    view: Arc<LiveView>,
+    /// The queue of the group committer of session writes.
+    commits: mpsc::Sender<Pending>,
 }
 
 /// The node's sender choice, and how to wake each connection when its want
@@ -286,12 +295,13 @@ impl Node {
             wake: HashMap::new(),
             epoch: Instant::now(),
         };
-        let (store, writer) = {
+        let (store, writer, view) = {
             let keys = keys.clone();
             tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
                 let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
                 let writer = FeedWriter::open(&*store, keys)?;
-                Ok((store, writer))
+                let view = LiveView::open(&*store, system_time_ms())?;
+                Ok((store, writer, Arc::new(view)))
             })
             .await
             .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))??
@@ -312,6 +322,7 @@ impl Node {
             })?),
             None => None,
         };
+        let (commits, commit_queue) = mpsc::channel(QUEUE_CAPACITY);
         let inner = Arc::new(Inner {
             id: keys.feed_id(),
             keys,
@@ -331,6 +342,8 @@ impl Node {
             local_addr,
             disconnects: Mutex::new(BTreeMap::new()),
             traffic: Mutex::new(BTreeMap::new()),
+            view,
+            commits,
             config,
             network,
         });
@@ -349,6 +362,19 @@ impl Node {
             inner.spawn(task);
         }
         let task = Inner::tick_senders(inner.clone());
+        inner.spawn(task);
+        let task = Inner::tick_view(inner.clone());
+        inner.spawn(task);
+        let append: AppendFn = {
+            let inner = inner.clone();
+            Arc::new(move |payload| {
+                let mut entries = inner.append_local(&[payload])?;
+                entries
+                    .pop()
+                    .ok_or_else(|| NodeError::Store(StoreError::Backend("no entry written".into())))
+            })
+        };
+        let task = run_group_commit(commit_queue, append, inner.shutdown.subscribe());
         inner.spawn(task);
         Ok(Node { inner })
     }
@@ -418,6 +444,12 @@ impl Node {
         tokio::task::spawn_blocking(move || inner.append_local(&owned))
             .await
             .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))?
+    }
+
+    /// The node's session store: reads from the live view, writes through
+    /// group commit.
+    pub fn sessions(&self) -> Sessions {
+        Sessions::new(self.clone(), self.inner.view.clone(), self.inner.commits.clone())
     }
 
     /// What the store holds: feed → latest sequence.
@@ -553,6 +585,26 @@ impl Inner {
         }
     }
 
+    /// Folds held-back session entries as they fall due, and drops records
+    /// past the retention horizon now and then, until shutdown.
+    async fn tick_view(self: Arc<Inner>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(VIEW_TICK) => {}
+            }
+            let now = system_time_ms();
+            self.view.release(now);
+            ticks += 1;
+            if ticks.is_multiple_of(VIEW_EXPIRE_EVERY) {
+                self.view.expire(now);
+            }
+        }
+    }
+
     fn publish(&self, entries: &[Entry]) {
         let mut heads: BTreeMap<FeedId, u64> = BTreeMap::new();
         for entry in entries {
@@ -580,6 +632,7 @@ impl Inner {
         }
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let entries = writer.append(&*self.store, &refs, now)?;
+        self.view.on_stored(entries.iter().zip(refs.iter().copied()), now);
         self.publish(&entries);
         Ok(entries)
     }
@@ -794,6 +847,12 @@ impl Host for Inner {
                 if let Some(latest) = new.iter().map(|e| e.timestamp().as_u64()).max() {
                     self.seen.fetch_max(latest, Ordering::Relaxed);
                 }
+                let stored = records.iter().filter_map(|r| {
+                    let entry = r.entry();
+                    let fresh = entry.seq() > before.get(&entry.author()).copied().unwrap_or(0);
+                    Some((entry, r.payload().filter(|_| fresh)?))
+                });
+                self.view.on_stored(stored, system_time_ms());
                 self.publish(&new);
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let mut heads: BTreeMap<FeedId, (u64, usize)> = BTreeMap::new();
@@ -808,6 +867,7 @@ impl Host for Inner {
                 Ok(report)
             }
             Err(StoreError::Fork { index, proof }) => {
+                self.view.rebuild(&*self.store, system_time_ms())?;
                 let _ = self.local.send(LocalEvent::Fork(Arc::new((*proof).clone())));
                 Err(StoreError::Fork { index, proof })
             }
@@ -816,7 +876,9 @@ impl Host for Inner {
     }
 
     fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError> {
+        let _writer = lock(&self.writer);
         if self.store.record_fork(proof)? {
+            self.view.rebuild(&*self.store, system_time_ms())?;
             let _ = self.local.send(LocalEvent::Fork(Arc::new(proof.clone())));
         }
         Ok(())

@@ -1,0 +1,113 @@
+//! Group commit: concurrent session writes on one node coalesced into one
+//! entry (one signature, one durable commit).
+//!
+//! One task takes requests from a queue. It waits for the first, then takes
+//! every request already queued behind it, up to [`MAX_OPS`] operations and
+//! [`MAX_PAYLOAD`] bytes, and appends them as one entry. While that entry is
+//! signed and committed, new requests queue up and form the next entry. A
+//! lone write is therefore never delayed (there is no timer), and under load
+//! the entry grows with the number of waiting writers: the cost of a
+//! signature and an fsync is shared by all of them.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{SessionError, Written};
+use crate::feed::{Entry, MAX_PAYLOAD};
+use crate::node::NodeError;
+use crate::view::{MAX_OPS, Op, encode_ops};
+
+/// How many requests may wait for the committer before writers wait to queue.
+pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// Appends one payload to the node's feed, durably. Blocking.
+pub(crate) type AppendFn = Arc<dyn Fn(Vec<u8>) -> Result<Entry, NodeError> + Send + Sync>;
+
+/// One writer's operations, waiting to be committed.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    ops: Vec<Op>,
+    /// The encoded length of `ops` alone (an upper bound of their share of a batch).
+    encoded_len: usize,
+    reply: oneshot::Sender<Result<Written, SessionError>>,
+}
+
+impl Pending {
+    /// Checks `ops` against the limits of one entry and pairs them with the
+    /// reply channel.
+    pub(crate) fn new(
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Result<Written, SessionError>>,
+    ) -> Result<Pending, SessionError> {
+        let encoded_len = encode_ops(&ops)?.len();
+        Ok(Pending {
+            ops,
+            encoded_len,
+            reply,
+        })
+    }
+}
+
+/// Commits queued operations until the queue closes or `shutdown` turns true.
+/// Requests still queued then are dropped (their writers see
+/// [`SessionError::ShuttingDown`]).
+pub(crate) async fn run(mut queue: mpsc::Receiver<Pending>, append: AppendFn, mut shutdown: watch::Receiver<bool>) {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|&closing| closing) => return,
+                pending = queue.recv() => match pending {
+                    Some(pending) => pending,
+                    None => return,
+                },
+            },
+        };
+        let mut batch = vec![first];
+        let mut ops = batch[0].ops.len();
+        let mut bytes = batch[0].encoded_len;
+        while let Ok(next) = queue.try_recv() {
+            if ops + next.ops.len() > MAX_OPS || bytes + next.encoded_len > MAX_PAYLOAD as usize {
+                carried = Some(next);
+                break;
+            }
+            ops += next.ops.len();
+            bytes += next.encoded_len;
+            batch.push(next);
+        }
+        commit(batch, &append).await;
+    }
+}
+
+/// Appends one batch as one entry and answers each of its writers.
+async fn commit(batch: Vec<Pending>, append: &AppendFn) {
+    let mut ops = Vec::with_capacity(batch.iter().map(|p| p.ops.len()).sum());
+    let mut replies = Vec::with_capacity(batch.len());
+    for pending in batch {
+        ops.extend(pending.ops);
+        replies.push(pending.reply);
+    }
+    let result = match encode_ops(&ops) {
+        Ok(payload) => {
+            let append = append.clone();
+            match tokio::task::spawn_blocking(move || append(payload)).await {
+                Ok(Ok(entry)) => Ok(Written {
+                    author: entry.author(),
+                    seq: entry.seq(),
+                    timestamp: entry.timestamp(),
+                }),
+                Ok(Err(error)) => Err(SessionError::from_node(error)),
+                Err(join) => Err(SessionError::Write(Arc::new(NodeError::Store(
+                    crate::store::StoreError::Backend(join.to_string()),
+                )))),
+            }
+        }
+        Err(error) => Err(error.into()),
+    };
+    for reply in replies {
+        let _ = reply.send(result.clone());
+    }
+}

@@ -1,0 +1,226 @@
+//! The node's live session view: the [`SessionView`] kept up to date with
+//! every entry the store takes, rebuilt from the store when the set of
+//! foldable entries shrinks (a fork).
+//!
+//! Every method that changes what is folded ([`LiveView::on_stored`],
+//! [`LiveView::rebuild`]) is called with the node's writer lock held, so
+//! folds and rebuilds are serialised with the appends themselves: a rebuild
+//! reads the store while nothing is appended and replaces the state whole.
+//! Reads take a read lock and never wait for a rebuild (it builds aside and
+//! swaps).
+
+use std::collections::BTreeMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+
+use crate::feed::{Entry, FeedId, Hash};
+use crate::store::{Store, StoreError};
+use crate::view::{Op, SessionView, decode_ops};
+
+/// How many records a rebuild reads from the store at a time.
+const REBUILD_CHUNK: usize = 4096;
+
+/// What changed in the view: a hint for subscribers to read the key again
+/// (a put may have lost to a later one; the view is the truth).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionChange {
+    /// A put or touch on the key was folded.
+    Updated {
+        /// The session key.
+        key: Vec<u8>,
+    },
+    /// The key was revoked.
+    Revoked {
+        /// The session key.
+        key: Vec<u8>,
+    },
+    /// Every session of the owner put before the operation was revoked.
+    OwnerRevoked {
+        /// The owner.
+        owner: Vec<u8>,
+    },
+    /// The whole view was rebuilt (a fork was found): read everything again.
+    Rebuilt,
+}
+
+impl SessionChange {
+    fn of(op: &Op) -> Option<SessionChange> {
+        match op {
+            Op::Put { key, .. } | Op::Touch { key, .. } => Some(SessionChange::Updated { key: key.clone() }),
+            Op::Revoke { key } => Some(SessionChange::Revoked { key: key.clone() }),
+            Op::RevokeOwner { owner } => Some(SessionChange::OwnerRevoked { owner: owner.clone() }),
+            Op::AddMember { .. } | Op::RemoveMember { .. } => None,
+        }
+    }
+}
+
+/// The folded state and the rules deciding which entries fold.
+#[derive(Debug, Default)]
+pub(crate) struct Folding {
+    /// The session state.
+    pub(crate) view: SessionView,
+    /// Forked feeds: only entries below the forked sequence fold.
+    frozen: BTreeMap<FeedId, u64>,
+    /// Entries whose payload is not a valid batch of operations.
+    malformed: u64,
+}
+
+impl Folding {
+    fn folds(&self, author: FeedId, seq: u64) -> bool {
+        self.frozen.get(&author).is_none_or(|&forked| seq < forked)
+    }
+
+    /// Offers one entry; returns its operations if they were folded now.
+    fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64) -> Option<Vec<Op>> {
+        if !self.folds(entry.author(), entry.seq()) {
+            return None;
+        }
+        let Ok(ops) = decode_ops(payload) else {
+            self.malformed += 1;
+            return None;
+        };
+        let changes = ops.clone();
+        match self
+            .view
+            .offer(entry.author(), entry.seq(), entry.timestamp(), ops, now_ms)
+        {
+            crate::view::Offered::Folded => Some(changes),
+            crate::view::Offered::HeldBack => None,
+        }
+    }
+}
+
+/// Counts of the live view, for status pages and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewStats {
+    /// Sessions holding a value (live, or expired and not yet dropped).
+    pub sessions: usize,
+    /// Entries held back because they are dated too far ahead.
+    pub held_back: usize,
+    /// Entries whose payload is not a batch of session operations.
+    pub malformed: u64,
+    /// Feeds frozen by a fork proof.
+    pub forked_feeds: usize,
+}
+
+/// The view shared by a node and its [`Sessions`](super::Sessions) handles.
+#[derive(Debug)]
+pub(crate) struct LiveView {
+    state: RwLock<Folding>,
+    changes: broadcast::Sender<SessionChange>,
+}
+
+impl LiveView {
+    /// Builds the view of everything `store` holds.
+    pub(crate) fn open(store: &dyn Store, now_ms: u64) -> Result<LiveView, StoreError> {
+        Ok(LiveView {
+            state: RwLock::new(fold_store(store, now_ms)?),
+            changes: broadcast::channel(super::CHANGES_CAPACITY).0,
+        })
+    }
+
+    /// The folded state, for reading.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Folding> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Folding> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A receiver of the view's changes.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+        self.changes.subscribe()
+    }
+
+    /// Folds entries the store has just taken (their payloads alongside).
+    /// Call with the node's writer lock held.
+    pub(crate) fn on_stored<'a>(&self, records: impl IntoIterator<Item = (&'a Entry, &'a [u8])>, now_ms: u64) {
+        let mut folded = Vec::new();
+        {
+            let mut state = self.write();
+            for (entry, payload) in records {
+                if let Some(ops) = state.offer(entry, payload, now_ms) {
+                    folded.push(ops);
+                }
+            }
+        }
+        self.announce(folded.iter().flatten());
+    }
+
+    /// Folds the held-back entries that are due at `now_ms`.
+    pub(crate) fn release(&self, now_ms: u64) -> usize {
+        let released = self.write().view.release(now_ms);
+        if released > 0 {
+            let _ = self.changes.send(SessionChange::Rebuilt);
+        }
+        released
+    }
+
+    /// Drops records past the retention horizon (see [`SessionView::expire`]).
+    pub(crate) fn expire(&self, now_ms: u64) -> usize {
+        self.write().view.expire(now_ms)
+    }
+
+    /// Re-folds everything `store` holds (after a fork proof), replacing the
+    /// state whole. Call with the node's writer lock held.
+    pub(crate) fn rebuild(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
+        let fresh = fold_store(store, now_ms)?;
+        *self.write() = fresh;
+        let _ = self.changes.send(SessionChange::Rebuilt);
+        Ok(())
+    }
+
+    /// The digest of the folded state (spec/SESSIONS.md §3).
+    pub(crate) fn digest(&self) -> Hash {
+        self.read().view.digest()
+    }
+
+    /// Counts for status pages.
+    pub(crate) fn stats(&self) -> ViewStats {
+        let state = self.read();
+        ViewStats {
+            sessions: state.view.len(),
+            held_back: state.view.held_back(),
+            malformed: state.malformed,
+            forked_feeds: state.frozen.len(),
+        }
+    }
+
+    fn announce<'a>(&self, ops: impl Iterator<Item = &'a Op>) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        for change in ops.filter_map(SessionChange::of) {
+            let _ = self.changes.send(change);
+        }
+    }
+}
+
+/// Folds every entry `store` holds, under the rules of spec/SESSIONS.md.
+fn fold_store(store: &dyn Store, now_ms: u64) -> Result<Folding, StoreError> {
+    let mut state = Folding {
+        frozen: store
+            .forks()?
+            .iter()
+            .map(|proof| (proof.author(), proof.seq()))
+            .collect(),
+        ..Folding::default()
+    };
+    for (feed, latest) in store.clock()? {
+        let mut from = 1;
+        while from <= latest {
+            let records = store.range(&feed, from, latest, REBUILD_CHUNK)?;
+            let Some(last) = records.last() else { break };
+            from = last.0.seq() + 1;
+            for (entry, payload) in &records {
+                if let Some(payload) = payload {
+                    state.offer(entry, payload, now_ms);
+                }
+            }
+        }
+    }
+    Ok(state)
+}

@@ -1,0 +1,234 @@
+//! The session store of a running node: typed reads from the live view and
+//! writes through group commit (spec/SESSIONS.md).
+//!
+//! ```no_run
+//! # async fn demo(node: feedmesh::node::Node) -> Result<(), feedmesh::sessions::SessionError> {
+//! use std::time::Duration;
+//! let sessions = node.sessions();
+//! let written = sessions.put("sid-1", &"alice's data", Duration::from_secs(3600), Some("alice")).await?;
+//! // Durable locally; wait for two peers too if the caller needs it.
+//! sessions.wait_for_acks(&written, 2, Duration::from_secs(1)).await?;
+//! let data = sessions.get::<String>("sid-1")?.expect("just written");
+//! assert_eq!(data.value, "alice's data");
+//! sessions.revoke_owner("alice").await?; // log out everywhere
+//! # Ok(()) }
+//! ```
+//!
+//! Reads come from memory and never touch the network or the disk; a write
+//! returns once its entry is durable in the local store and folded into the
+//! view, so a node always reads its own writes.
+
+mod commit;
+mod live;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::clock::{Timestamp, system_time_ms};
+use crate::feed::{FeedId, Hash};
+use crate::node::NodeError;
+use crate::view::{Op, OpsError, Session, ValueError, decode_value, encode_value};
+
+pub(crate) use commit::{AppendFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
+pub(crate) use live::LiveView;
+pub use live::{SessionChange, ViewStats};
+
+/// How many changes a slow subscriber may fall behind before it gets
+/// [`broadcast::error::RecvError::Lagged`] (then it reads the view again).
+pub const CHANGES_CAPACITY: usize = 4096;
+
+/// Where a write landed: the entry of the node's own feed that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The node's feed id.
+    pub author: FeedId,
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The entry's timestamp (expiries count from it).
+    pub timestamp: Timestamp,
+}
+
+/// A session read with [`Sessions::get`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionData<T> {
+    /// The session data.
+    pub value: T,
+    /// When the session expires, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The owner of the session, if the winning put named one.
+    pub owner: Option<Vec<u8>>,
+    /// The author of the winning put.
+    pub author: FeedId,
+    /// The sequence number of the entry carrying the winning put.
+    pub seq: u64,
+}
+
+/// Errors of [`Sessions`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// An operation breaks a limit of spec/SESSIONS.md §1 (key, owner, value
+    /// size, ttl).
+    #[error(transparent)]
+    Invalid(#[from] OpsError),
+    /// The value could not be encoded or decoded as the requested type.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// The node is shutting down; the write was not made.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The entry could not be appended (the store failed); nothing was written.
+    #[error("write failed: {0}")]
+    Write(Arc<NodeError>),
+    /// Fewer peers than asked for acknowledged in time (the write is durable locally).
+    #[error("only {acked} of {wanted} peers acknowledged in time")]
+    AckTimeout {
+        /// Peers holding the entry when time ran out.
+        acked: usize,
+        /// Peers asked for.
+        wanted: usize,
+    },
+}
+
+impl SessionError {
+    pub(crate) fn from_node(error: NodeError) -> SessionError {
+        match error {
+            NodeError::ShuttingDown => SessionError::ShuttingDown,
+            NodeError::AckTimeout { acked, wanted } => SessionError::AckTimeout { acked, wanted },
+            other => SessionError::Write(Arc::new(other)),
+        }
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The session store of a node ([`crate::node::Node::sessions`]). Cheap to
+/// clone: clones share the node.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    node: crate::node::Node,
+    view: Arc<LiveView>,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Sessions {
+    pub(crate) fn new(node: crate::node::Node, view: Arc<LiveView>, queue: mpsc::Sender<Pending>) -> Sessions {
+        Sessions { node, view, queue }
+    }
+
+    /// Creates or replaces the session `key` with `value` (any serde value,
+    /// stored as CBOR) for `ttl`, owned by `owner` if given.
+    pub async fn put<T: Serialize + ?Sized>(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &T,
+        ttl: Duration,
+        owner: Option<&str>,
+    ) -> Result<Written, SessionError> {
+        let value = encode_value(value)?;
+        self.write(vec![Op::Put {
+            key: key.as_ref().to_vec(),
+            value,
+            ttl_ms: ttl_ms(ttl),
+            owner: owner.map(|o| o.as_bytes().to_vec()),
+        }])
+        .await
+    }
+
+    /// Extends the expiry of `key` to at least now + `ttl` (never shortens it).
+    pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Written, SessionError> {
+        self.write(vec![Op::Touch {
+            key: key.as_ref().to_vec(),
+            ttl_ms: ttl_ms(ttl),
+        }])
+        .await
+    }
+
+    /// Revokes `key` forever (logout): no put, however late or concurrent,
+    /// brings it back.
+    pub async fn revoke(&self, key: impl AsRef<[u8]>) -> Result<Written, SessionError> {
+        self.write(vec![Op::Revoke {
+            key: key.as_ref().to_vec(),
+        }])
+        .await
+    }
+
+    /// Revokes every session of `owner` put before this operation ("log out
+    /// everywhere").
+    pub async fn revoke_owner(&self, owner: impl AsRef<[u8]>) -> Result<Written, SessionError> {
+        self.write(vec![Op::RevokeOwner {
+            owner: owner.as_ref().to_vec(),
+        }])
+        .await
+    }
+
+    /// Writes several operations in one entry, atomically (they fold
+    /// together or not at all). Returns once the entry is durable locally
+    /// and folded into this node's view.
+    pub async fn write(&self, ops: Vec<Op>) -> Result<Written, SessionError> {
+        for op in &ops {
+            op.check()?;
+        }
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending::new(ops, reply)?;
+        self.queue.send(pending).await.map_err(|_| SessionError::ShuttingDown)?;
+        answer.await.map_err(|_| SessionError::ShuttingDown)?
+    }
+
+    /// Waits until at least `k` connected peers hold the entry of `written`;
+    /// returns how many do. See [`crate::node::Node::wait_for_acks`].
+    pub async fn wait_for_acks(&self, written: &Written, k: usize, timeout: Duration) -> Result<usize, SessionError> {
+        self.node
+            .wait_for_acks(written.seq, k, timeout)
+            .await
+            .map_err(SessionError::from_node)
+    }
+
+    /// The live session `key` with its value decoded as `T`; `None` if it
+    /// was never put, is revoked, or has expired.
+    pub fn get<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<SessionData<T>>, SessionError> {
+        let state = self.view.read();
+        let Some(session) = state.view.get(key.as_ref(), system_time_ms()) else {
+            return Ok(None);
+        };
+        Ok(Some(SessionData {
+            value: decode_value(&session.value)?,
+            expires_at_ms: session.expires_at_ms,
+            owner: session.owner.clone(),
+            author: session.author,
+            seq: session.seq,
+        }))
+    }
+
+    /// The live session `key` as the view holds it (value still encoded).
+    pub fn get_raw(&self, key: impl AsRef<[u8]>) -> Option<Session> {
+        self.view.read().view.get(key.as_ref(), system_time_ms()).cloned()
+    }
+
+    /// Whether `key` has been revoked (by key or by owner).
+    pub fn is_revoked(&self, key: impl AsRef<[u8]>) -> bool {
+        self.view.read().view.is_revoked(key.as_ref())
+    }
+
+    /// A receiver of the view's changes, local and replicated.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+        self.view.subscribe()
+    }
+
+    /// The digest of the folded state (spec/SESSIONS.md §3): equal on nodes
+    /// that fold the same entries, whatever the order or the time.
+    pub fn digest(&self) -> Hash {
+        self.view.digest()
+    }
+
+    /// Counts of the view.
+    pub fn stats(&self) -> ViewStats {
+        self.view.stats()
+    }
+}
