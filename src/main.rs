@@ -59,6 +59,12 @@ enum Command {
         /// The network key to join (a file from `feedmesh network-key`).
         #[arg(long, value_name = "FILE")]
         network_key_file: Option<PathBuf>,
+        /// An admin feed of the network (repeatable; `self` is this node's
+        /// new id), written to DIR/admins. Without any, the network is open:
+        /// every holder of the network key is a member. Every node of a
+        /// network needs the same admins.
+        #[arg(long = "admin", value_name = "FEED_ID", value_parser = parse_admin)]
+        admins: Vec<Admin>,
     },
     /// Run a node: accept peers, dial peers, replicate, until SIGINT or SIGTERM.
     ///
@@ -192,6 +198,25 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+/// An `--admin` of `init`: this node itself, or another feed.
+#[derive(Clone, Copy)]
+enum Admin {
+    /// `self`: the node being created.
+    Own,
+    /// A feed id.
+    Feed(FeedId),
+}
+
+fn parse_admin(text: &str) -> Result<Admin, String> {
+    match text {
+        "self" => Ok(Admin::Own),
+        _ => text
+            .parse()
+            .map(Admin::Feed)
+            .map_err(|error| format!("not `self` nor a feed id: {error}")),
+    }
+}
+
 /// How `serve` writes its logs.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
@@ -229,7 +254,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => writeln!(out, "{}", key.to_hex())?,
             }
         }
-        Command::Init { dir, network_key_file } => {
+        Command::Init {
+            dir,
+            network_key_file,
+            admins,
+        } => {
             let (key, fresh) = match &network_key_file {
                 Some(path) => (
                     NetworkKey::read_file(path).with_context(|| format!("{}", path.display()))?,
@@ -238,6 +267,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => (NetworkKey::generate()?, true),
             };
             let node = NodeDir::create_with_network_key(&dir, Some(&key))?;
+            if !admins.is_empty() {
+                let admins: Vec<FeedId> = admins
+                    .iter()
+                    .map(|admin| match admin {
+                        Admin::Own => node.feed_id(),
+                        Admin::Feed(id) => *id,
+                    })
+                    .collect();
+                node.set_admins(&admins)?;
+            }
             writeln!(out, "{}", node.feed_id())?;
             if fresh {
                 eprintln!(

@@ -3,14 +3,21 @@
 //! ```text
 //! DIR/secret_key    the ed25519 seed, 64 lowercase hex digits + newline (mode 0600)
 //! DIR/network_key   the network key (optional), 64 lowercase hex digits + newline (mode 0600)
+//! DIR/admins        the network's admin feeds (optional), one feed id per line
 //! DIR/store.redb    the redb store
 //! ```
+//!
+//! The admins file holds one feed id per line in its one textual form
+//! (`feed_` + 64 lowercase hex digits, as [`FeedId`] displays); blank lines
+//! are skipped. No file, or no id in it, means an open network: every
+//! holder of the network key is a member (spec/SESSIONS.md §5). Every node of
+//! a network must hold the same admins.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::feed::{FeedId, KeyError, Keypair};
+use crate::feed::{FeedId, KeyError, Keypair, ParseIdError};
 use crate::net::{NetworkKey, NetworkKeyError};
 use crate::store::{RedbStore, StoreError};
 
@@ -18,6 +25,8 @@ use crate::store::{RedbStore, StoreError};
 pub const SECRET_KEY_FILE: &str = "secret_key";
 /// File name of the network key inside a node directory.
 pub const NETWORK_KEY_FILE: &str = "network_key";
+/// File name of the admins file inside a node directory.
+pub const ADMINS_FILE: &str = "admins";
 /// File name of the store inside a node directory.
 pub const STORE_FILE: &str = "store.redb";
 
@@ -54,6 +63,16 @@ pub enum NodeDirError {
         path: PathBuf,
         /// What is wrong with it.
         error: NetworkKeyError,
+    },
+    /// A line of the admins file is not a feed id.
+    #[error("{path}: line {line} is not a feed id: {error}")]
+    Admins {
+        /// The admins file.
+        path: PathBuf,
+        /// The malformed line, from 1.
+        line: usize,
+        /// What is wrong with it.
+        error: ParseIdError,
     },
     /// The store could not be opened.
     #[error(transparent)]
@@ -155,6 +174,40 @@ impl NodeDir {
         }
     }
 
+    /// The admin feeds from the directory's admins file, in file order; none
+    /// (an open network) when the directory has no such file.
+    pub fn admins(&self) -> Result<Vec<FeedId>, NodeDirError> {
+        let path = self.path.join(ADMINS_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(NodeDirError::Io { path, error }),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| {
+                line.trim().parse().map_err(|error| NodeDirError::Admins {
+                    path: path.clone(),
+                    line: i + 1,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the admins file with `admins` (sorted, without duplicates),
+    /// atomically: written to a temporary file, synced, then renamed over
+    /// the old one. An empty list makes the network open.
+    pub fn set_admins(&self, admins: &[FeedId]) -> Result<(), NodeDirError> {
+        let mut admins = admins.to_vec();
+        admins.sort();
+        admins.dedup();
+        let text: String = admins.iter().map(|id| format!("{id}\n")).collect();
+        let path = self.path.join(ADMINS_FILE);
+        write_atomically(&path, text.as_bytes()).map_err(|error| NodeDirError::Io { path, error })
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -179,9 +232,48 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Writes `bytes` to `path` through a temporary file in the same
+/// directory, so that `path` holds either the old or the new contents.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    // Make the rename durable too.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admins_are_optional_round_trip_and_name_a_bad_line() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = NodeDir::create(root.path()).expect("create");
+        assert_eq!(dir.admins().expect("read"), Vec::<FeedId>::new());
+        let (a, b) = (FeedId([0xaa; 32]), FeedId([0x01; 32]));
+        dir.set_admins(&[a, b, a]).expect("write");
+        assert_eq!(dir.admins().expect("read"), vec![b, a]);
+        let text = fs::read_to_string(root.path().join(ADMINS_FILE)).expect("file");
+        assert_eq!(text, format!("{b}\n{a}\n"));
+        assert!(!root.path().join("admins.tmp").exists());
+        dir.set_admins(&[]).expect("write");
+        assert_eq!(dir.admins().expect("read"), Vec::<FeedId>::new());
+
+        fs::write(root.path().join(ADMINS_FILE), format!("{a}\n\n{}\n", "feed_xyz")).expect("overwrite");
+        let error = dir.admins().expect_err("malformed");
+        assert!(matches!(error, NodeDirError::Admins { line: 3, .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("admins") && message.contains("line 3"), "{message}");
+    }
 
     #[test]
     fn network_key_is_optional_and_round_trips() {

@@ -54,6 +54,41 @@ fn init_prints_an_id_that_id_repeats_and_refuses_a_second_init() {
 }
 
 #[test]
+fn init_writes_the_admins_with_self_and_refuses_a_bad_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("n");
+    let other = format!("feed_{}", "ab".repeat(32));
+    let id = ok(feedmesh(&[
+        "init",
+        "--dir",
+        &dir_arg(&node),
+        "--admin",
+        "self",
+        "--admin",
+        &other,
+    ]))
+    .trim()
+    .to_string();
+    let mut expected = vec![id.clone(), other.clone()];
+    expected.sort();
+    let admins = std::fs::read_to_string(node.join("admins")).unwrap();
+    assert_eq!(admins.lines().collect::<Vec<_>>(), expected);
+
+    // Without --admin: no admins file (an open network).
+    let open = tmp.path().join("open");
+    init(&open);
+    assert!(!open.join("admins").exists());
+
+    // A malformed id is a usage error naming the flag; nothing is created.
+    let bad = tmp.path().join("bad");
+    let output = feedmesh(&["init", "--dir", &dir_arg(&bad), "--admin", "feed_nope"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--admin") && stderr.contains("feed id"), "{stderr}");
+    assert!(!bad.exists());
+}
+
+#[test]
 fn append_log_export_import_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
