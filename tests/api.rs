@@ -1,8 +1,11 @@
-//! The HTTP API of real `feedmesh serve` processes, over a tiny HTTP/1.1
-//! client: status, appends (with and without acknowledgements), feed pages,
-//! metrics, the token rules and the config file. Every wait is bounded and
-//! every child is killed when its test ends, passing or not.
+//! The HTTP API of real `feedmesh serve` processes, over the tiny HTTP/1.1
+//! client of tests/common/http.rs: status, appends (with and without
+//! acknowledgements), feed pages, metrics, the token rules and the config
+//! file. Every wait is bounded and every child is killed when its test ends,
+//! passing or not.
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/process.rs"]
 mod process;
 
@@ -10,10 +13,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use http::{Request, get, post};
 use process::{DEADLINE, ServeProcess, feedmesh, path_arg};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Creates a node directory with the network key `key`; returns its feed id.
 fn init(dir: &Path, key: &Path) -> String {
@@ -69,81 +71,6 @@ impl Serve {
     fn api_loopback(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.api.port()))
     }
-}
-
-/// An HTTP response: status, headers (lowercase names), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("utf-8 body")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Response {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect to the API");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{auth}\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.expect("write request");
-        stream.write_all(body).await.expect("write body");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read response");
-        raw
-    };
-    let raw = tokio::time::timeout(DEADLINE, exchange)
-        .await
-        .expect("response in time");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
-    let head = String::from_utf8(raw[..split].to_vec()).expect("utf-8 head");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    assert!(
-        !headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")),
-        "this client reads only length-delimited bodies"
-    );
-    Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Response {
-    request(addr, "GET", path, b"", None).await
-}
-
-async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
-    request(addr, "POST", path, body, None).await
 }
 
 #[tokio::test]
@@ -365,9 +292,12 @@ async fn with_a_token_from_the_config_file_every_request_needs_it() {
     let anonymous = get(api, "/v1/status").await;
     assert_eq!(anonymous.status, 401);
     assert!(anonymous.json()["error"].is_string());
-    assert_eq!(request(api, "GET", "/metrics", b"", Some("wrong")).await.status, 401);
-    assert_eq!(request(api, "POST", "/v1/append", b"x", None).await.status, 401);
-    let status = request(api, "GET", "/v1/status", b"", Some("s3cret-token")).await;
+    assert_eq!(
+        Request::new("GET", "/metrics").bearer("wrong").send(api).await.status,
+        401
+    );
+    assert_eq!(post(api, "/v1/append", b"x").await.status, 401);
+    let status = Request::new("GET", "/v1/status").bearer("s3cret-token").send(api).await;
     assert_eq!(status.status, 200, "{}", status.text());
     assert!(status.json()["id"].is_string());
 }
