@@ -1,16 +1,18 @@
 //! The session view (spec/SESSIONS.md): order independence, revocation,
 //! expiry, owner revocation, clock skew, held-back entries, malformed
-//! payloads, and every worked example of §4.
+//! payloads, membership (§5), and every worked example of §4 and §5.5.
 
 use feedmesh::clock::{HybridClock, MAX_DRIFT_MS, Timestamp};
 use feedmesh::feed::FeedId;
 use feedmesh::fuzzing::{SessionEntry, session_reference};
-use feedmesh::view::{Offered, Op, SessionView, decode_ops, encode_ops};
+use feedmesh::view::{Member, Membership, Offered, Op, SessionView, decode_ops, encode_ops};
 use proptest::prelude::*;
 
 const A: FeedId = FeedId([1; 32]);
 const B: FeedId = FeedId([2; 32]);
 const C: FeedId = FeedId([3; 32]);
+/// The admin of the membership examples (§5.5).
+const D: FeedId = FeedId([4; 32]);
 
 fn t(wall: u64, logical: u16) -> Timestamp {
     Timestamp::new(wall, logical)
@@ -38,6 +40,14 @@ fn revoke(key: &str) -> Op {
 
 fn revoke_owner(owner: &str) -> Op {
     Op::RevokeOwner { owner: owner.into() }
+}
+
+fn add(feed: FeedId, from_seq: u64) -> Op {
+    Op::AddMember { feed, from_seq }
+}
+
+fn remove(feed: FeedId, from_seq: u64) -> Op {
+    Op::RemoveMember { feed, from_seq }
 }
 
 type Entry = SessionEntry;
@@ -304,6 +314,209 @@ fn clock_skew_both_ways_orders_causally_later_writes_after() {
     }
 }
 
+/// The node's fold under membership (spec/SESSIONS.md §5.4), entries
+/// arriving in the given order: each entry's membership operations are
+/// applied; on a change the view is rebuilt from every entry held so far,
+/// otherwise the entry is folded if the membership admits it.
+fn arrive(initial: &Membership, order: &[Entry]) -> (Membership, SessionView) {
+    let mut membership = initial.clone();
+    let mut view = SessionView::new();
+    for (i, (author, seq, ts, ops)) in order.iter().enumerate() {
+        if membership.apply(*author, ops) {
+            let admitted: Vec<Entry> = order[..=i]
+                .iter()
+                .filter(|(a, s, _, _)| membership.folds(*a, *s))
+                .cloned()
+                .collect();
+            view = fold(&admitted);
+        } else if membership.folds(*author, *seq) {
+            view.apply(*author, *seq, *ts, ops);
+        }
+    }
+    (membership, view)
+}
+
+/// [`arrive`] in every arrival order: checks they agree on the membership
+/// and the view, and returns them.
+fn arrive_all_orders(initial: &Membership, entries: &[Entry]) -> (Membership, SessionView) {
+    let (membership, view) = arrive(initial, entries);
+    for order in permutations(entries) {
+        let (other, other_view) = arrive(initial, &order);
+        assert_eq!(other, membership, "order {order:?}");
+        assert_eq!(other_view.digest(), view.digest(), "order {order:?}");
+    }
+    (membership, view)
+}
+
+#[test]
+fn example_7_admission_from_a_sequence() {
+    let admins = Membership::with_admins([D]);
+    let members = |more: Vec<Entry>| {
+        let mut entries = vec![
+            (D, 1, t(1000, 0), vec![add(A, 3)]),
+            (A, 1, t(1001, 0), vec![put("a1", "v", 60_000, None)]),
+            (A, 2, t(1002, 0), vec![put("a2", "v", 60_000, None)]),
+            (A, 3, t(1003, 0), vec![put("a3", "v", 60_000, None)]),
+            (A, 4, t(1004, 0), vec![put("a4", "v", 60_000, None)]),
+            (B, 1, t(1005, 0), vec![put("b1", "v", 60_000, None)]),
+        ];
+        entries.extend(more);
+        arrive_all_orders(&admins, &entries)
+    };
+    let (membership, view) = members(Vec::new());
+    assert_eq!(membership.admitted_from(&A), Some(3));
+    assert_eq!(membership.admitted_from(&B), None);
+    assert!(!membership.folds(A, 2) && membership.folds(A, 3) && membership.folds(A, 1_000));
+    assert!(!membership.folds(B, 1));
+    let live = |view: &SessionView| {
+        ["a1", "a2", "a3", "a4", "b1"]
+            .into_iter()
+            .filter(|k| view.get(k.as_bytes(), 2000).is_some())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(live(&view), ["a3", "a4"]);
+    // A second admission from 5 changes nothing; one from 1 admits 1 and 2.
+    let mut later = membership.clone();
+    assert!(!later.apply(D, &[add(A, 5)]));
+    assert_eq!(later, membership);
+    assert!(later.apply(D, &[add(A, 1)]));
+    assert_eq!(later.admitted_from(&A), Some(1));
+    let (membership, view) = members(vec![(D, 2, t(1006, 0), vec![add(A, 5)])]);
+    assert_eq!(membership.admitted_from(&A), Some(3));
+    assert_eq!(live(&view), ["a3", "a4"]);
+    let (membership, view) = members(vec![(D, 2, t(1006, 0), vec![add(A, 1)])]);
+    assert_eq!(membership, later);
+    assert_eq!(live(&view), ["a1", "a2", "a3", "a4"]);
+}
+
+#[test]
+fn example_8_removal_from_a_sequence_is_permanent() {
+    let (membership, view) = arrive_all_orders(
+        &Membership::with_admins([D]),
+        &[
+            (D, 1, t(1000, 0), vec![add(A, 1)]),
+            (D, 2, t(1001, 0), vec![remove(A, 4)]),
+            (D, 3, t(1002, 0), vec![add(A, 10)]),
+            (A, 1, t(1003, 0), vec![put("x", "v", 60_000, None)]),
+            (A, 2, t(1004, 0), vec![put("k", "v", 60_000, None)]),
+            (A, 3, t(1005, 0), vec![put("y", "v", 60_000, None)]),
+            (A, 4, t(1006, 0), vec![put("z", "v", 60_000, None)]),
+            (A, 5, t(1007, 0), vec![revoke("k")]),
+        ],
+    );
+    assert_eq!(
+        (membership.admitted_from(&A), membership.removed_from(&A)),
+        (Some(1), Some(4))
+    );
+    assert!(membership.is_removed(&A));
+    assert!(membership.folds(A, 3) && !membership.folds(A, 4) && !membership.folds(A, 10));
+    assert_eq!(
+        membership.members().collect::<Vec<_>>(),
+        [Member {
+            feed: A,
+            from_seq: 1,
+            until_seq: Some(4),
+        }]
+    );
+    for key in ["x", "y", "k"] {
+        assert_eq!(value(&view, key, 2000).as_deref(), Some("v"), "{key}");
+    }
+    assert_eq!(value(&view, "z", 2000), None);
+    assert!(!view.is_revoked(b"k"));
+}
+
+#[test]
+fn example_9_only_admins_count_and_admins_stay() {
+    let (membership, view) = arrive_all_orders(
+        &Membership::with_admins([D]),
+        &[
+            (B, 1, t(1000, 0), vec![add(C, 1), remove(D, 1)]),
+            (D, 1, t(1001, 0), vec![remove(D, 1), put("d", "v", 60_000, None)]),
+            (C, 1, t(1002, 0), vec![put("c", "v", 60_000, None)]),
+        ],
+    );
+    assert_eq!(membership.admitted_from(&C), None);
+    assert!(!membership.is_removed(&D) && !membership.is_removed(&B));
+    assert!(membership.folds(D, 1) && membership.folds(D, 1_000));
+    assert_eq!(membership.members().count(), 0);
+    assert_eq!(value(&view, "d", 2000).as_deref(), Some("v"));
+    assert_eq!(value(&view, "c", 2000), None);
+}
+
+#[test]
+fn example_10_open_network() {
+    let (membership, view) = arrive_all_orders(
+        &Membership::open(),
+        &[
+            (D, 1, t(1000, 0), vec![remove(A, 1)]),
+            (A, 1, t(1001, 0), vec![put("a", "v", 60_000, None)]),
+        ],
+    );
+    assert!(membership.is_open());
+    assert!(!membership.is_removed(&A));
+    assert!(membership.folds(A, 1));
+    assert_eq!(value(&view, "a", 2000).as_deref(), Some("v"));
+}
+
+#[test]
+fn membership_operations_leave_the_session_state_alone() {
+    let ops = vec![add(A, 1), remove(B, 2), put("k", "v", 1_000, None)];
+    let mut view = SessionView::new();
+    view.apply(A, 1, t(1000, 0), &ops[..2]);
+    assert_eq!(view.digest(), SessionView::new().digest());
+    let payload = encode_ops(&ops).unwrap();
+    assert_eq!(decode_ops(&payload).unwrap(), ops);
+    let mut offered = SessionView::new();
+    assert_eq!(
+        offered.offer_payload(A, 1, t(1000, 0), &payload, 1000),
+        Ok(Offered::Folded)
+    );
+    // Only the put touched the state; it keeps its position in the batch.
+    assert_eq!(offered.len(), 1);
+    assert_eq!(offered.get(b"k", 1000).map(|s| s.id.position), Some(2));
+}
+
+/// The membership of spec/SESSIONS.md §5.2 computed directly from the set of
+/// entries: `(admitted_from, removed_from)` of `feed`.
+fn membership_reference(admins: &[FeedId], entries: &[Entry], feed: FeedId) -> (Option<u64>, Option<u64>) {
+    let counted = || {
+        entries
+            .iter()
+            .filter(|(author, ..)| admins.contains(author))
+            .flat_map(|(_, _, _, ops)| ops)
+            .filter(|_| !admins.contains(&feed))
+    };
+    let admitted = counted()
+        .filter_map(|op| match op {
+            Op::AddMember { feed: f, from_seq } if *f == feed => Some(*from_seq),
+            _ => None,
+        })
+        .min();
+    let removed = counted()
+        .filter_map(|op| match op {
+            Op::RemoveMember { feed: f, from_seq } if *f == feed => Some(*from_seq),
+            _ => None,
+        })
+        .min();
+    (admitted, removed)
+}
+
+fn arb_member_op() -> impl Strategy<Value = Op> {
+    (any::<bool>(), 0..4usize, 1..6u64).prop_map(|(adds, f, from)| {
+        let feed = [A, B, C, D][f];
+        if adds { add(feed, from) } else { remove(feed, from) }
+    })
+}
+
+fn arb_member_entries() -> impl Strategy<Value = Vec<Entry>> {
+    proptest::collection::vec((0..3usize, proptest::collection::vec(arb_member_op(), 1..3)), 1..7).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (a, ops))| ([A, B, D][a], i as u64 + 1, t(i as u64, 0), ops))
+            .collect()
+    })
+}
+
 const KEYS: [&str; 3] = ["k1", "k2", "k3"];
 const OWNERS: [&str; 2] = ["u", "w"];
 
@@ -375,6 +588,46 @@ proptest! {
         prop_assert_eq!(view.release(20), held);
         prop_assert_eq!(view.held_back(), 0);
         prop_assert_eq!(view.digest(), fold(&entries).digest());
+    }
+
+    #[test]
+    fn membership_is_the_same_in_any_order_and_matches_the_rules(
+        (entries, shuffled) in arb_member_entries().prop_flat_map(|e| (Just(e.clone()), Just(e).prop_shuffle())),
+        two_admins in any::<bool>(),
+    ) {
+        let admins: &[FeedId] = if two_admins { &[A, D] } else { &[D] };
+        let apply = |order: &[Entry]| {
+            let mut membership = Membership::with_admins(admins.iter().copied());
+            for (author, _, _, ops) in order {
+                membership.apply(*author, ops);
+            }
+            membership
+        };
+        let membership = apply(&entries);
+        prop_assert_eq!(&apply(&shuffled), &membership);
+        // Idempotent: everything again changes nothing.
+        let mut twice = apply(&shuffled);
+        for (author, _, _, ops) in &entries {
+            prop_assert!(!twice.apply(*author, ops));
+        }
+        prop_assert_eq!(&twice, &membership);
+        for feed in [A, B, C, D] {
+            let (admitted, removed) = membership_reference(admins, &entries, feed);
+            prop_assert_eq!(membership.admitted_from(&feed), admitted);
+            prop_assert_eq!(membership.removed_from(&feed), removed);
+            prop_assert_eq!(membership.is_removed(&feed), removed.is_some());
+            for seq in 1..8 {
+                let expected = admins.contains(&feed)
+                    || (admitted.is_some_and(|a| a <= seq) && removed.is_none_or(|r| seq < r));
+                prop_assert_eq!(membership.folds(feed, seq), expected);
+            }
+        }
+        // An open network ignores every operation.
+        let mut open = Membership::open();
+        for (author, _, _, ops) in &entries {
+            prop_assert!(!open.apply(*author, ops));
+        }
+        prop_assert_eq!(open, Membership::open());
     }
 
     #[test]
