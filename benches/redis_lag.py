@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--samples", type=int, default=20000)
     ap.add_argument("--deadline-secs", type=float, default=60)
     ap.add_argument("--timeout-secs", type=float, default=5)
+    ap.add_argument("--ready-file", help="created once connected, before the first sample")
     a = ap.parse_args()
 
     stop = []
@@ -72,6 +73,8 @@ def main():
         signal.signal(s, lambda *_: stop.append(1))
     primary = Resp(a.primary)
     replicas = [Resp(p) for p in a.replica]
+    if a.ready_file:
+        open(a.ready_file, "w").close()
     tag = "lag:%d:" % time.time_ns()
     pending = {}  # key -> [t_ack, set of replica indexes not yet seen]
     lags, timeouts, n = [], 0, 0
