@@ -175,6 +175,7 @@ for k in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms", "samples", "timeouts"): prin
   local stats; stats=$(info "$P2" stats) # total_net_repl_input_bytes: Redis >= 7.0
   echo "catchup_bytes $(field total_net_repl_input_bytes <<<"$stats" | grep . || field total_net_input_bytes <<<"$stats")" >>"$out"
   echo "missed_entry_bytes $((MISSED * (VALUE + KEY_BYTES)))" >>"$out"
+  echo "keys_at_catchup $(redis-cli -h 127.0.0.1 -p "$P0" dbsize)" >>"$out"
   echo "sync_full $(($(info "$P0" stats | field sync_full) - full0))" >>"$out"
   echo "sync_partial $(($(info "$P0" stats | field sync_partial_ok) - part0))" >>"$out"
 
@@ -199,8 +200,10 @@ if [ -z "${FEEDMESH:-}" ]; then
 fi
 if [ -n "${FEEDMESH:-}" ] && "$FEEDMESH" bench --help >/dev/null 2>&1; then
   log "feedmesh bench sessions, bench catchup"
-  if "$FEEDMESH" bench sessions --nodes 3 --writers "$WRITERS" --ops "$OPS" --value-bytes "$VALUE" --json | tail -1 >"$WORK/fm-sessions.json" &&
-    "$FEEDMESH" bench catchup --missed "$MISSED" --value-bytes "$VALUE" --json | tail -1 >"$WORK/fm-catchup.json"; then
+  if timeout 180 "$FEEDMESH" bench sessions --nodes 3 --writers "$WRITERS" --ops "$OPS" --value-bytes "$VALUE" --json |
+    tail -1 >"$WORK/fm-sessions.json" &&
+    timeout 120 "$FEEDMESH" bench catchup --missed "$MISSED" --value-bytes "$VALUE" --json |
+    tail -1 >"$WORK/fm-catchup.json"; then
     FM_STATUS=ok
   else
     FM_STATUS="feedmesh side: failed"
@@ -235,10 +238,18 @@ rows = [
     ("missed entry bytes", "missed_entry_bytes", "missed_entry_bytes"),
     ("catch-up bytes / missed bytes", "ratio", "catchup_ratio"),
 ]
+# Issue 6's done-when, against the appendfsync always run of this same invocation.
+ra = redis["always"]
+done = fm and {
+    "ops_at_least_redis_always": fm["ops_per_sec"] >= ra["ops_p1"],
+    "lag_p99_under_100ms": fm["lag_p99_ms"] < 100,
+    "catchup_bytes_at_most_1.2x_missed": fm["ratio"] <= 1.2,
+    "catchup_faster_than_redis_resync": fm["catchup_secs"] < ra["catchup_secs"],
+}
 if as_json:
     print(json.dumps({"params": {"ops": ops, "writers": writers, "value_bytes": value, "missed": missed},
                       "wall_secs": wall, "feedmesh": fm if fm else fm_status,
-                      "redis_always": redis["always"], "redis_everysec": redis["everysec"]}))
+                      "redis_always": redis["always"], "redis_everysec": redis["everysec"], "done_when": done}))
     sys.exit()
 def fmt(x):
     return "-" if x is None else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
@@ -260,5 +271,8 @@ print(f"\n* feedmesh: durable puts, acknowledged once held on all 3 nodes; redis
       f"\n  Redis lag samples (timeouts): " + ", ".join(f"{k} {r['samples']:.0f} ({r['timeouts']:.0f})" for k, r in redis.items())
       + ". Redis 'AOF fsync is taking too long' warnings: "
       + ", ".join(f"{k} {r['slow_fsync_warnings']:.0f}" for k, r in redis.items())
-      + f".\n  Wall time {wall:.0f} s.")
+      + f".\n  A Redis full resync sends the whole dataset ({ra['keys_at_catchup']:.0f} keys here), whatever was missed."
+      + f"\n  Wall time {wall:.0f} s.")
+if done:
+    print("\ndone-when (issue 6): " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in done.items()))
 EOF
