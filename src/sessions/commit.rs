@@ -21,6 +21,10 @@ use crate::view::{MAX_OPS, Op, encode_ops};
 /// How many requests may wait for the committer before writers wait to queue.
 pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
 
+/// The most times the committer yields after a commit to let answered
+/// writers queue again (see [`gather`]).
+const MAX_GATHER_YIELDS: usize = 16;
+
 /// Appends one payload to the node's feed, durably. Blocking.
 pub(crate) type AppendFn = Arc<dyn Fn(Vec<u8>) -> Result<Entry, NodeError> + Send + Sync>;
 
@@ -79,6 +83,24 @@ pub(crate) async fn run(mut queue: mpsc::Receiver<Pending>, append: AppendFn, mu
             batch.push(next);
         }
         commit(batch, &append).await;
+        gather(&queue).await;
+    }
+}
+
+/// Lets the writers just answered queue their next writes before the next
+/// batch is taken: yields while the queue grows, at most [`MAX_GATHER_YIELDS`]
+/// times. Without it, writers answered by one commit would always miss the
+/// next one, halving the batch. A lone writer is not delayed: it has its
+/// answer already, and a yield costs microseconds.
+async fn gather(queue: &mpsc::Receiver<Pending>) {
+    let mut queued = queue.len();
+    for _ in 0..MAX_GATHER_YIELDS {
+        tokio::task::yield_now().await;
+        let now = queue.len();
+        if now == queued {
+            return;
+        }
+        queued = now;
     }
 }
 

@@ -27,7 +27,7 @@
 //! ([`SessionView::offer`]) and folded by [`SessionView::release`] once local
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
 use crate::clock::{MAX_DRIFT_MS, Timestamp};
@@ -131,7 +131,14 @@ impl Record {
 /// and never see an expired or revoked session.
 #[derive(Clone, Debug, Default)]
 pub struct SessionView {
-    records: BTreeMap<Vec<u8>, Record>,
+    /// One record per key ever operated on (until [`SessionView::expire`]
+    /// drops it). A hash map: a read is one hash and one or two probes,
+    /// where a tree of a million keys costs a cache miss per level.
+    records: HashMap<Vec<u8>, Record>,
+    /// The keys each owner has put (possibly stale: revoked or dropped
+    /// keys stay until [`SessionView::expire`]), so that a `RevokeOwner`
+    /// visits only that owner's keys.
+    by_owner: HashMap<Vec<u8>, Vec<Vec<u8>>>,
     watermarks: BTreeMap<Vec<u8>, OpId>,
     /// Held-back batches by (timestamp, author, seq); several only for a forked feed.
     held: BTreeMap<(Timestamp, FeedId, u64), Vec<Vec<Op>>>,
@@ -236,8 +243,11 @@ impl SessionView {
                 let mark = self.watermarks.entry(owner.clone()).or_insert(id);
                 *mark = (*mark).max(id);
                 let watermarks = &self.watermarks;
-                for record in self.records.values_mut() {
-                    if !record.revoked && record.revoked_by(watermarks) {
+                for key in self.by_owner.get(owner).into_iter().flatten() {
+                    if let Some(record) = self.records.get_mut(key)
+                        && !record.revoked
+                        && record.revoked_by(watermarks)
+                    {
                         record.revoke();
                     }
                 }
@@ -271,7 +281,10 @@ impl SessionView {
                 if let Some(owner) = owner {
                     match record.owners.binary_search_by(|(o, _)| o.as_slice().cmp(owner)) {
                         Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
-                        Err(i) => record.owners.insert(i, (owner.clone(), id)),
+                        Err(i) => {
+                            record.owners.insert(i, (owner.clone(), id));
+                            self.by_owner.entry(owner.clone()).or_default().push(key.clone());
+                        }
                     }
                 }
                 if record.put.as_ref().is_none_or(|old| put.rank() > old.rank()) {
@@ -323,6 +336,15 @@ impl SessionView {
         let before = self.records.len();
         self.records.retain(|_, r| !dead(r.horizon_ms));
         self.watermarks.retain(|_, id| !dead(id.timestamp.wall_ms()));
+        let records = &self.records;
+        self.by_owner.retain(|owner, keys| {
+            keys.retain(|key| {
+                records
+                    .get(key)
+                    .is_some_and(|r| r.owners.iter().any(|(o, _)| o == owner))
+            });
+            !keys.is_empty()
+        });
         before - self.records.len()
     }
 
@@ -342,8 +364,10 @@ impl SessionView {
             h.update(id.author.as_bytes());
             h.update(&id.position.to_le_bytes());
         };
-        h.update(&(self.records.len() as u64).to_le_bytes());
-        for (key, r) in &self.records {
+        let mut records: Vec<(&Vec<u8>, &Record)> = self.records.iter().collect();
+        records.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        h.update(&(records.len() as u64).to_le_bytes());
+        for (key, r) in records {
             bytes(&mut h, key);
             h.update(&[u8::from(r.revoked)]);
             h.update(&r.horizon_ms.to_le_bytes());

@@ -1,0 +1,227 @@
+//! The session store of one node (`cargo bench --bench sessions`):
+//!
+//! - puts per second with group commit at 1, 16 and 256 concurrent writers,
+//!   each put durable (fsync'd in redb) when it returns;
+//! - embedded get latency (median, p99) with 1,000,000 live sessions;
+//! - memory of the view per 1,000,000 live sessions (resident set growth);
+//! - time to rebuild the view from the store (1,000,000 puts) at start.
+//!
+//! `FEEDMESH_BENCH_SESSIONS=N` changes the 1,000,000 (say, for a quick run).
+
+use std::time::{Duration, Instant};
+
+use feedmesh::net::NetworkKey;
+use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node_dir::NodeDir;
+use feedmesh::view::Op;
+use tempfile::TempDir;
+
+/// Puts per writer-count run.
+const PUTS_PER_RUN: usize = 100_000;
+/// The session value: about what a login session holds.
+const TTL: Duration = Duration::from_secs(3600);
+/// Operations per entry when filling the view (the group commit maximum).
+const FILL_BATCH: usize = 1024;
+
+/// What a login session holds (about 200 bytes of CBOR).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Login {
+    user: String,
+    roles: Vec<String>,
+    csrf: String,
+    created_ms: u64,
+    agent: String,
+}
+
+fn value() -> Login {
+    Login {
+        user: "alice@example.com".into(),
+        roles: vec!["reader".into(), "writer".into()],
+        csrf: "4f1c2a9e8b7d6c5f4e3d2c1b0a998877".into(),
+        created_ms: 1_790_000_000_000,
+        agent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130 Safari/537.36".into(),
+    }
+}
+
+async fn start(dir: &std::path::Path) -> Node {
+    Node::start(NodeConfig::new(dir)).await.expect("start node")
+}
+
+/// Puts per second of `writers` concurrent writers making `total` puts.
+async fn puts_per_second(node: &Node, writers: usize, total: usize) -> (f64, u64) {
+    let sessions = node.sessions();
+    let before = node.store().latest(&node.id()).expect("latest").unwrap_or(0);
+    let value = value();
+    let per_writer = total / writers;
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let sessions = sessions.clone();
+            let value = value.clone();
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    sessions
+                        .put(format!("w{writers}-{w}-{i}"), &value, TTL, Some("bench"))
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let rate = (per_writer * writers) as f64 / began.elapsed().as_secs_f64();
+    let entries = node.store().latest(&node.id()).expect("latest").unwrap_or(0) - before;
+    (rate, entries)
+}
+
+/// The resident set size of this process, in bytes (Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Fills the view with `count` live sessions, `FILL_BATCH` per entry.
+async fn fill(node: &Node, count: usize) {
+    let sessions = node.sessions();
+    let value = feedmesh::view::encode_value(&value()).expect("value");
+    for start in (0..count).step_by(FILL_BATCH) {
+        let ops = (start..(start + FILL_BATCH).min(count))
+            .map(|i| Op::Put {
+                key: session_key(i),
+                value: value.clone(),
+                ttl_ms: TTL.as_millis() as u64,
+                owner: Some(format!("user{}", i % 10_000).into_bytes()),
+            })
+            .collect();
+        sessions.write(ops).await.expect("write");
+    }
+}
+
+fn value_bytes() -> usize {
+    feedmesh::view::encode_value(&value()).expect("value").len()
+}
+
+fn session_key(i: usize) -> Vec<u8> {
+    // 32 hex characters, like a random session id.
+    format!(
+        "{:032x}",
+        (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    )
+    .into_bytes()
+}
+
+/// `samples` keys of filled sessions, drawn at random (xorshift).
+fn sample_keys(count: usize, samples: usize) -> Vec<Vec<u8>> {
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..samples)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            session_key((rng % count as u64) as usize)
+        })
+        .collect()
+}
+
+/// The median and 99th percentile of `nanos`.
+fn percentiles(nanos: impl Iterator<Item = u128>) -> (u128, u128) {
+    let mut nanos: Vec<u128> = nanos.collect();
+    nanos.sort_unstable();
+    (nanos[nanos.len() / 2], nanos[nanos.len() * 99 / 100])
+}
+
+/// Median and 99th percentile of one embedded get each (value decoded), in
+/// nanoseconds.
+fn get_latency(node: &Node, keys: &[Vec<u8>]) -> (u128, u128) {
+    let sessions = node.sessions();
+    percentiles(keys.iter().map(|key| {
+        let began = Instant::now();
+        let data = sessions.get::<Login>(key).expect("get");
+        let nanos = began.elapsed().as_nanos();
+        assert!(data.is_some(), "a filled session is missing");
+        nanos
+    }))
+}
+
+/// Median and 99th percentile of one embedded raw get (value not
+/// decoded) each, in nanoseconds.
+fn get_raw_latency(node: &Node, keys: &[Vec<u8>]) -> (u128, u128) {
+    let sessions = node.sessions();
+    percentiles(keys.iter().map(|key| {
+        let began = Instant::now();
+        let data = sessions.get_raw(key);
+        let nanos = began.elapsed().as_nanos();
+        assert!(data.is_some(), "a filled session is missing");
+        nanos
+    }))
+}
+
+#[tokio::main]
+async fn main() {
+    let sessions_count: usize = std::env::var("FEEDMESH_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = TempDir::new().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+
+    // The view first, while the process is fresh: its resident set growth
+    // is then the view's memory.
+    let dir = root.path().join("view");
+    NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
+    let node = start(&dir).await;
+    let rss_before = rss_bytes();
+    let began = Instant::now();
+    fill(&node, sessions_count).await;
+    let fill_time = began.elapsed();
+    let rss_after = rss_bytes();
+    println!(
+        "view of {sessions_count} live sessions ({}-byte values): filled in {:.1} s ({:.0} puts/s, {FILL_BATCH} per entry)",
+        value_bytes(),
+        fill_time.as_secs_f64(),
+        sessions_count as f64 / fill_time.as_secs_f64()
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        let per_session = after.saturating_sub(before) as f64 / sessions_count as f64;
+        println!(
+            "  memory: {:.0} MB resident per 1,000,000 sessions ({per_session:.0} bytes per session, store cache included)",
+            per_session
+        );
+    }
+    let keys = sample_keys(sessions_count, 200_000);
+    let (p50, p99) = get_latency(&node, &keys);
+    println!("  embedded get (value decoded into a struct): p50 {p50} ns, p99 {p99} ns");
+    let (p50, p99) = get_raw_latency(&node, &keys);
+    println!("  embedded get_raw (value as stored):        p50 {p50} ns, p99 {p99} ns");
+    let digest = node.sessions().digest();
+    node.shutdown().await;
+    drop(node);
+    let began = Instant::now();
+    let node = start(&dir).await;
+    let rebuild = began.elapsed();
+    assert_eq!(node.sessions().digest(), digest, "the rebuilt view differs");
+    println!(
+        "  node start with the view rebuilt from {sessions_count} puts: {:.2} s ({:.0} ops/s)",
+        rebuild.as_secs_f64(),
+        sessions_count as f64 / rebuild.as_secs_f64()
+    );
+    node.shutdown().await;
+    drop(node);
+
+    println!("group commit, one node, durable puts:");
+    for writers in [1, 16, 256] {
+        let dir = root.path().join(format!("puts{writers}"));
+        NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
+        let node = start(&dir).await;
+        let total = if writers == 1 { PUTS_PER_RUN / 20 } else { PUTS_PER_RUN };
+        let (rate, entries) = puts_per_second(&node, writers, total).await;
+        println!(
+            "  {writers:>3} writers: {rate:>9.0} puts/s  ({total} puts in {entries} entries, {:.1} puts/entry)",
+            total as f64 / entries as f64
+        );
+        node.shutdown().await;
+    }
+}
