@@ -290,6 +290,7 @@ impl Node {
             .network_key()?
             .ok_or_else(|| NodeError::NoNetworkKey(config.dir.clone()))?;
         let keys = dir.keys().clone();
+        let admins = dir.admins()?;
         let senders = Senders {
             scheduler: ReplicationScheduler::new(keys.feed_id(), SENDER_STALL_TIMEOUT.as_millis() as u64),
             wake: HashMap::new(),
@@ -300,7 +301,7 @@ impl Node {
             tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
                 let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
                 let writer = FeedWriter::open(&*store, keys)?;
-                let view = LiveView::open(&*store, system_time_ms())?;
+                let view = LiveView::open(&*store, &admins, system_time_ms())?;
                 Ok((store, writer, Arc::new(view)))
             })
             .await
@@ -632,7 +633,12 @@ impl Inner {
         }
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let entries = writer.append(&*self.store, &refs, now)?;
-        self.view.on_stored(entries.iter().zip(refs.iter().copied()), now);
+        if self
+            .view
+            .on_stored(&*self.store, entries.iter().zip(refs.iter().copied()), now)?
+        {
+            self.evict_removed();
+        }
         self.publish(&entries);
         Ok(entries)
     }
@@ -663,6 +669,16 @@ impl Inner {
             peers.remove(&peer);
             drop(peers);
             self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Closes the connections of peers removed from the membership.
+    fn evict_removed(&self) {
+        for (peer, connected) in lock(&self.peers).iter() {
+            if self.view.is_removed(peer) {
+                tracing::warn!(%peer, "closing the connection of a removed member");
+                connected.evict.notify_one();
+            }
         }
     }
 
@@ -734,6 +750,11 @@ impl Inner {
             }
         };
         let peer = secure.remote_id();
+        if self.view.is_removed(&peer) {
+            tracing::warn!(%peer, %addr, dialed, "refusing a removed member");
+            self.count("removed_member");
+            return Some(peer);
+        }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
         let (fetch, fetches) = mpsc::channel(MAX_FETCHES_PER_PEER);
@@ -852,7 +873,9 @@ impl Host for Inner {
                     let fresh = entry.seq() > before.get(&entry.author()).copied().unwrap_or(0);
                     Some((entry, r.payload().filter(|_| fresh)?))
                 });
-                self.view.on_stored(stored, system_time_ms());
+                if self.view.on_stored(&*self.store, stored, system_time_ms())? {
+                    self.evict_removed();
+                }
                 self.publish(&new);
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let mut heads: BTreeMap<FeedId, (u64, usize)> = BTreeMap::new();

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::feed::{Entry, FeedId, Hash};
 use crate::store::{Store, StoreError};
-use crate::view::{Op, SessionView, decode_ops};
+use crate::view::{Membership, Op, SessionView, decode_ops};
 
 /// How many records a rebuild reads from the store at a time.
 const REBUILD_CHUNK: usize = 4096;
@@ -57,37 +57,66 @@ impl SessionChange {
 }
 
 /// The folded state and the rules deciding which entries fold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Folding {
     /// The session state.
     pub(crate) view: SessionView,
+    /// Who may write (spec/SESSIONS.md §5).
+    pub(crate) membership: Membership,
     /// Forked feeds: only entries below the forked sequence fold.
     frozen: BTreeMap<FeedId, u64>,
     /// Entries whose payload is not a valid batch of operations.
     malformed: u64,
 }
 
+/// What offering an entry did.
+enum Outcome {
+    /// Folded now, with these operations.
+    Folded(Vec<Op>),
+    /// Not folded (not a member, forked, malformed, or held back).
+    Skipped,
+    /// An admin's entry changed the membership: the view must be re-folded.
+    MembershipChanged,
+}
+
 impl Folding {
-    fn folds(&self, author: FeedId, seq: u64) -> bool {
+    fn new(membership: Membership, frozen: BTreeMap<FeedId, u64>) -> Folding {
+        Folding {
+            view: SessionView::new(),
+            membership,
+            frozen,
+            malformed: 0,
+        }
+    }
+
+    fn below_fork(&self, author: FeedId, seq: u64) -> bool {
         self.frozen.get(&author).is_none_or(|&forked| seq < forked)
     }
 
-    /// Offers one entry; returns its operations if they were folded now.
-    fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64) -> Option<Vec<Op>> {
-        if !self.folds(entry.author(), entry.seq()) {
-            return None;
-        }
-        let Ok(ops) = decode_ops(payload) else {
+    fn decode(&mut self, payload: &[u8]) -> Option<Vec<Op>> {
+        let ops = decode_ops(payload).ok();
+        if ops.is_none() {
             self.malformed += 1;
-            return None;
+        }
+        ops
+    }
+
+    /// Offers one entry to the membership and then to the view.
+    fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64) -> Outcome {
+        let (author, seq) = (entry.author(), entry.seq());
+        if !self.below_fork(author, seq) || !self.membership.folds(author, seq) {
+            return Outcome::Skipped;
+        }
+        let Some(ops) = self.decode(payload) else {
+            return Outcome::Skipped;
         };
+        if self.membership.apply(author, &ops) {
+            return Outcome::MembershipChanged;
+        }
         let changes = ops.clone();
-        match self
-            .view
-            .offer(entry.author(), entry.seq(), entry.timestamp(), ops, now_ms)
-        {
-            crate::view::Offered::Folded => Some(changes),
-            crate::view::Offered::HeldBack => None,
+        match self.view.offer(author, seq, entry.timestamp(), ops, now_ms) {
+            crate::view::Offered::Folded => Outcome::Folded(changes),
+            crate::view::Offered::HeldBack => Outcome::Skipped,
         }
     }
 }
@@ -103,6 +132,8 @@ pub struct ViewStats {
     pub malformed: u64,
     /// Feeds frozen by a fork proof.
     pub forked_feeds: usize,
+    /// Feeds removed from the membership.
+    pub removed_members: usize,
 }
 
 /// The view shared by a node and its [`Sessions`](super::Sessions) handles.
@@ -113,10 +144,12 @@ pub(crate) struct LiveView {
 }
 
 impl LiveView {
-    /// Builds the view of everything `store` holds.
-    pub(crate) fn open(store: &dyn Store, now_ms: u64) -> Result<LiveView, StoreError> {
+    /// Builds the view of everything `store` holds, for a network with
+    /// `admins` (none: every feed is a member).
+    pub(crate) fn open(store: &dyn Store, admins: &[FeedId], now_ms: u64) -> Result<LiveView, StoreError> {
+        let membership = Membership::with_admins(admins.iter().copied());
         Ok(LiveView {
-            state: RwLock::new(fold_store(store, now_ms)?),
+            state: RwLock::new(fold_store(store, &membership, now_ms)?),
             changes: broadcast::channel(super::CHANGES_CAPACITY).0,
         })
     }
@@ -135,19 +168,37 @@ impl LiveView {
         self.changes.subscribe()
     }
 
-    /// Folds entries the store has just taken (their payloads alongside).
-    /// Call with the node's writer lock held.
-    pub(crate) fn on_stored<'a>(&self, records: impl IntoIterator<Item = (&'a Entry, &'a [u8])>, now_ms: u64) {
+    /// Folds entries `store` has just taken (their payloads alongside). If
+    /// one changes the membership, re-folds everything instead and returns
+    /// true. Call with the node's writer lock held.
+    pub(crate) fn on_stored<'a>(
+        &self,
+        store: &dyn Store,
+        records: impl IntoIterator<Item = (&'a Entry, &'a [u8])>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         let mut folded = Vec::new();
         {
             let mut state = self.write();
             for (entry, payload) in records {
-                if let Some(ops) = state.offer(entry, payload, now_ms) {
-                    folded.push(ops);
+                match state.offer(entry, payload, now_ms) {
+                    Outcome::Folded(ops) => folded.push(ops),
+                    Outcome::Skipped => {}
+                    Outcome::MembershipChanged => {
+                        drop(state);
+                        self.rebuild(store, now_ms)?;
+                        return Ok(true);
+                    }
                 }
             }
         }
         self.announce(folded.iter().flatten());
+        Ok(false)
+    }
+
+    /// Whether `feed` has been removed from the membership.
+    pub(crate) fn is_removed(&self, feed: &FeedId) -> bool {
+        self.read().membership.is_removed(feed)
     }
 
     /// Folds the held-back entries that are due at `now_ms`.
@@ -164,10 +215,12 @@ impl LiveView {
         self.write().view.expire(now_ms)
     }
 
-    /// Re-folds everything `store` holds (after a fork proof), replacing the
-    /// state whole. Call with the node's writer lock held.
+    /// Re-folds everything `store` holds (after a fork proof or a
+    /// membership change), replacing the state whole. Call with the node's
+    /// writer lock held.
     pub(crate) fn rebuild(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
-        let fresh = fold_store(store, now_ms)?;
+        let admins = Membership::with_admins(self.read().membership.admins().copied());
+        let fresh = fold_store(store, &admins, now_ms)?;
         *self.write() = fresh;
         let _ = self.changes.send(SessionChange::Rebuilt);
         Ok(())
@@ -186,6 +239,7 @@ impl LiveView {
             held_back: state.view.held_back(),
             malformed: state.malformed,
             forked_feeds: state.frozen.len(),
+            removed_members: state.membership.members().filter(|m| m.until_seq.is_some()).count(),
         }
     }
 
@@ -199,28 +253,57 @@ impl LiveView {
     }
 }
 
-/// Folds every entry `store` holds, under the rules of spec/SESSIONS.md.
-fn fold_store(store: &dyn Store, now_ms: u64) -> Result<Folding, StoreError> {
-    let mut state = Folding {
-        frozen: store
-            .forks()?
-            .iter()
-            .map(|proof| (proof.author(), proof.seq()))
-            .collect(),
-        ..Folding::default()
-    };
-    for (feed, latest) in store.clock()? {
-        let mut from = 1;
-        while from <= latest {
-            let records = store.range(&feed, from, latest, REBUILD_CHUNK)?;
-            let Some(last) = records.last() else { break };
-            from = last.0.seq() + 1;
-            for (entry, payload) in &records {
-                if let Some(payload) = payload {
-                    state.offer(entry, payload, now_ms);
+/// Folds every entry `store` holds under the rules of spec/SESSIONS.md:
+/// first the admins' feeds into the membership (which starts as `admins`,
+/// the configured admins alone), then every feed into the view.
+fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Folding, StoreError> {
+    let frozen = store
+        .forks()?
+        .iter()
+        .map(|proof| (proof.author(), proof.seq()))
+        .collect();
+    let mut state = Folding::new(admins.clone(), frozen);
+    let clock = store.clock()?;
+    if !state.membership.is_open() {
+        for (&feed, &latest) in clock.iter().filter(|(feed, _)| admins.is_admin(feed)) {
+            for_each_record(store, feed, latest, |entry, payload| {
+                if state.below_fork(feed, entry.seq())
+                    && let Some(ops) = state.decode(payload)
+                {
+                    state.membership.apply(feed, &ops);
                 }
+            })?;
+        }
+        // Counted again in the second pass.
+        state.malformed = 0;
+    }
+    for (&feed, &latest) in &clock {
+        for_each_record(store, feed, latest, |entry, payload| {
+            // The membership is complete: an admin's entry offered again
+            // changes nothing, so the outcome is a fold or a skip.
+            let _ = state.offer(entry, payload, now_ms);
+        })?;
+    }
+    Ok(state)
+}
+
+/// Calls `f` on every record of `feed` up to `latest` that has its payload.
+fn for_each_record(
+    store: &dyn Store,
+    feed: FeedId,
+    latest: u64,
+    mut f: impl FnMut(&Entry, &[u8]),
+) -> Result<(), StoreError> {
+    let mut from = 1;
+    while from <= latest {
+        let records = store.range(&feed, from, latest, REBUILD_CHUNK)?;
+        let Some(last) = records.last() else { break };
+        from = last.0.seq() + 1;
+        for (entry, payload) in &records {
+            if let Some(payload) = payload {
+                f(entry, payload);
             }
         }
     }
-    Ok(state)
+    Ok(())
 }

@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::{Timestamp, system_time_ms};
 use crate::feed::{FeedId, Hash};
 use crate::node::NodeError;
-use crate::view::{Op, OpsError, Session, ValueError, decode_value, encode_value};
+use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
 
 pub(crate) use commit::{AppendFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
 pub(crate) use live::LiveView;
@@ -84,6 +84,10 @@ pub enum SessionError {
     /// The entry could not be appended (the store failed); nothing was written.
     #[error("write failed: {0}")]
     Write(Arc<NodeError>),
+    /// Membership operations need an admin key (spec/SESSIONS.md §5), and
+    /// this node's is not one of the network's admins.
+    #[error("this node is not an admin of the network")]
+    NotAdmin,
     /// Fewer peers than asked for acknowledged in time (the write is durable locally).
     #[error("only {acked} of {wanted} peers acknowledged in time")]
     AckTimeout {
@@ -179,6 +183,42 @@ impl Sessions {
         let pending = Pending::new(ops, reply)?;
         self.queue.send(pending).await.map_err(|_| SessionError::ShuttingDown)?;
         answer.await.map_err(|_| SessionError::ShuttingDown)?
+    }
+
+    /// Admits `feed` as a member from its entry `from_seq` on (admins only).
+    pub async fn add_member(&self, feed: FeedId, from_seq: u64) -> Result<Written, SessionError> {
+        self.admin_write(Op::AddMember { feed, from_seq }).await
+    }
+
+    /// Removes `feed` from the membership from its entry `from_seq` on
+    /// (admins only): every node re-folds its view without those entries,
+    /// and refuses the feed's connections. `None`: from the entry after the
+    /// last one this node holds of the feed (what was folded stays).
+    pub async fn remove_member(&self, feed: FeedId, from_seq: Option<u64>) -> Result<Written, SessionError> {
+        let from_seq = match from_seq {
+            Some(seq) => seq,
+            None => {
+                let held = self
+                    .node
+                    .store()
+                    .latest(&feed)
+                    .map_err(|e| SessionError::Write(Arc::new(e.into())))?;
+                held.unwrap_or(0) + 1
+            }
+        };
+        self.admin_write(Op::RemoveMember { feed, from_seq }).await
+    }
+
+    async fn admin_write(&self, op: Op) -> Result<Written, SessionError> {
+        if !self.view.read().membership.is_admin(&self.node.id()) {
+            return Err(SessionError::NotAdmin);
+        }
+        self.write(vec![op]).await
+    }
+
+    /// The membership as this node has folded it.
+    pub fn membership(&self) -> Membership {
+        self.view.read().membership.clone()
     }
 
     /// Waits until at least `k` connected peers hold the entry of `written`;
