@@ -24,6 +24,7 @@ use feedmesh::writer::FeedWriter;
 use serde_json::json;
 
 mod demo;
+mod session_cli;
 
 #[derive(Parser)]
 #[command(
@@ -148,6 +149,13 @@ enum Command {
         #[arg(long)]
         allow_missing_payloads: bool,
     },
+    /// Read and write the session store of a running node through its HTTP API.
+    ///
+    /// Each command prints the API's JSON answer on one line; a failure
+    /// (an HTTP error status included) is one line on standard error and
+    /// exit status 1.
+    #[command(subcommand)]
+    Session(session_cli::SessionCommand),
     /// Show feedmesh working: two nodes, appends, export, import, tampering.
     Demo {
         /// Where to create the demo's nodes (default: a new temporary directory).
@@ -365,6 +373,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 bail!("import stopped, nothing from this record on was stored: {error}");
             }
         }
+        Command::Session(command) => session_cli::run(command, &mut out)?,
         Command::Demo { dir } => demo::run(dir.as_deref(), &mut out)?,
     }
     out.flush()?;

@@ -8,13 +8,15 @@
 //! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`entry_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
 //! | `GET /v1/peers/{PEER_ID}/feeds/{FEED_ID}?from=N&to=M&timeout_ms=T` | entries `N..=M` (default `to`: `N`; at most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE) of them) fetched from the connected peer `PEER_ID` with their certificate path and verified ([`Node::fetch_range`]), as JSON lines like `GET /v1/feeds`; not stored. Fewer lines than asked: the peer holds no more (or its answer was cut to one frame). 404 if not connected to that peer, 502 if the fetch failed, 504 after `T` ms (default [`DEFAULT_FETCH_TIMEOUT`]) |
 //! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
+//! | `PUT`, `GET`, `DELETE /v1/sessions/{KEY}`, `POST /v1/sessions/{KEY}/touch`, `DELETE /v1/owners/{OWNER}/sessions`, `GET /v1/view/digest` | the session store ([`Node::sessions`]); the module doc of `src/api/sessions.rs` has the bodies, answers and errors |
 //!
 //! Every error is `{"error": "..."}` with its status: 400 for a malformed
-//! request (feed id, query), 401 without the bearer token, 404 for an
-//! unknown path or a feed the node does not hold, 413 for a payload over the
-//! limit, 503 while the node shuts down, 504 when acknowledgements time out
-//! (the entry is stored durably on this node all the same, and still
-//! replicates: the body says so and carries its `feed`, `seq` and `hash`).
+//! request (feed id, query, session key, owner, ttl or body), 401 without
+//! the bearer token, 404 for an unknown path or a feed the node does not
+//! hold, 413 for a payload over the limit, 503 while the node shuts down,
+//! 504 when acknowledgements time out (the entry is stored durably on this
+//! node all the same, and still replicates: the body says so and carries
+//! its `feed`, `seq` and `hash`).
 //!
 //! # Authentication
 //!
@@ -24,6 +26,7 @@
 
 mod config;
 mod metrics;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -165,6 +169,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
         .route("/v1/feeds/{feed}", get(feed))
         .route("/v1/peers/{peer}/feeds/{feed}", get(peer_feed))
         .route("/metrics", get(metrics_text))
+        .merge(sessions::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(DefaultBodyLimit::max(limit))
@@ -284,9 +289,14 @@ fn clock_json<'a>(clock: impl IntoIterator<Item = (&'a FeedId, &'a u64)>) -> Val
     )
 }
 
+/// What the node's store holds, as [`clock_json`].
+async fn node_clock(node: &Node) -> Result<Value, Failure> {
+    let node = node.clone();
+    blocking(move || Ok(clock_json(&node.clock()?))).await
+}
+
 async fn status(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
-    let node = state.node.clone();
-    let clock = blocking(move || Ok(node.clock()?)).await?;
+    let clock = node_clock(&state.node).await?;
     let peers: Vec<Value> = state
         .node
         .peers()
@@ -301,70 +311,107 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<Value>, Fail
         .collect();
     Ok(axum::Json(json!({
         "id": state.node.id().to_string(),
-        "clock": clock_json(&clock),
+        "clock": clock,
         "peers": peers,
     })))
 }
 
-/// The query of `POST /v1/append`.
+/// The query of every write (`POST /v1/append`, the session writes):
+/// `?acks=K&timeout_ms=T`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AppendQuery {
+struct AckQuery {
     acks: Option<usize>,
     timeout_ms: Option<u64>,
 }
 
-async fn append(
-    State(state): State<AppState>,
-    query: Result<Query<AppendQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<Value>, Failure> {
-    let Query(query) = query.map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-    let timeout = match query.timeout_ms {
-        Some(ms) if Duration::from_millis(ms) > MAX_ACK_TIMEOUT => {
-            return Err(Failure::new(
-                StatusCode::BAD_REQUEST,
-                format!("timeout_ms is at most {}", MAX_ACK_TIMEOUT.as_millis()),
-            ));
+/// How many peers a write waits for, and how long: the checked
+/// [`AckQuery`] (400 if malformed or `timeout_ms` is over
+/// [`MAX_ACK_TIMEOUT`]).
+#[derive(Debug)]
+struct Acks {
+    wanted: Option<usize>,
+    timeout: Duration,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Acks {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Acks, Failure> {
+        let Query(query) = Query::<AckQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| Failure::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+        let timeout = match query.timeout_ms {
+            Some(ms) if Duration::from_millis(ms) > MAX_ACK_TIMEOUT => {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("timeout_ms is at most {}", MAX_ACK_TIMEOUT.as_millis()),
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => DEFAULT_ACK_TIMEOUT,
+        };
+        Ok(Acks {
+            wanted: query.acks,
+            timeout,
+        })
+    }
+}
+
+impl Acks {
+    /// Answers `answer` for this node's entry `seq`: at once without `acks`,
+    /// else (with `"acked"`) once that many peers hold the entry; 504 with
+    /// `answer`, `"acked"` and an `"error"` when time runs out.
+    async fn answer(&self, node: &Node, seq: u64, mut answer: Value) -> Result<axum::Json<Value>, Failure> {
+        let Some(wanted) = self.wanted else {
+            return Ok(axum::Json(answer));
+        };
+        match node.wait_for_acks(seq, wanted, self.timeout).await {
+            Ok(acked) => {
+                answer["acked"] = json!(acked);
+                Ok(axum::Json(answer))
+            }
+            Err(NodeError::AckTimeout { acked, wanted }) => {
+                answer["acked"] = json!(acked);
+                answer["error"] = json!(format!(
+                    "only {acked} of {wanted} peers acknowledged within {} ms; the entry is stored durably on this \
+                     node and still replicates",
+                    self.timeout.as_millis()
+                ));
+                Err(Failure {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    body: answer,
+                })
+            }
+            Err(error) => Err(error.into()),
         }
-        Some(ms) => Duration::from_millis(ms),
-        None => DEFAULT_ACK_TIMEOUT,
-    };
-    let payload = body.map_err(|rejection| match rejection.status() {
+    }
+}
+
+/// A request body within [`MAX_PAYLOAD`] (413 beyond).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Failure> {
+    body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("payload larger than the limit of {MAX_PAYLOAD} bytes"),
+            format!("request body larger than the limit of {MAX_PAYLOAD} bytes"),
         ),
         status => Failure::new(status, rejection.body_text()),
-    })?;
+    })
+}
+
+async fn append(
+    State(state): State<AppState>,
+    acks: Acks,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, Failure> {
+    let payload = body_bytes(body)?;
     let entry = state.node.append(&payload).await?;
-    let mut answer = json!({
+    let answer = json!({
         "feed": entry.author().to_string(),
         "seq": entry.seq(),
         "hash": entry.hash().to_string(),
     });
-    let Some(wanted) = query.acks else {
-        return Ok(axum::Json(answer));
-    };
-    match state.node.wait_for_acks(entry.seq(), wanted, timeout).await {
-        Ok(acked) => {
-            answer["acked"] = json!(acked);
-            Ok(axum::Json(answer))
-        }
-        Err(NodeError::AckTimeout { acked, wanted }) => {
-            answer["acked"] = json!(acked);
-            answer["error"] = json!(format!(
-                "only {acked} of {wanted} peers acknowledged within {} ms; the entry is stored durably on this node \
-                 and still replicates",
-                timeout.as_millis()
-            ));
-            Err(Failure {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                body: answer,
-            })
-        }
-        Err(error) => Err(error.into()),
-    }
+    acks.answer(&state.node, entry.seq(), answer).await
 }
 
 /// The query of `GET /v1/feeds/{id}`.
