@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.http))?;
     tracing::info!(
         id = %node.id(),
-        peers = ?node.local_addr(),
+        listen = %node.local_addr().unwrap_or(args.listen),
         http = %listener.local_addr()?,
         "session app started"
     );
