@@ -1200,9 +1200,32 @@ fn session_read(view: &SessionView, key: &[u8], now: u64) -> Option<(Vec<u8>, u6
         .map(|s| (s.value.clone(), s.expires_at_ms, s.author, s.seq))
 }
 
+/// The membership operations of an accepted payload, folded as an admin's
+/// (spec/SESSIONS.md §5.2): they change the membership iff one names a feed
+/// other than the admin; folding them again, or in reverse order, gives the
+/// same membership; an open network ignores them.
+fn session_membership(ops: &[Op]) {
+    let admin = SESSION_AUTHORS[0];
+    let mut membership = crate::view::Membership::with_admins([admin]);
+    let names_other = ops
+        .iter()
+        .any(|op| matches!(op, Op::AddMember { feed, .. } | Op::RemoveMember { feed, .. } if *feed != admin));
+    assert_eq!(membership.apply(admin, ops), names_other);
+    assert!(!membership.apply(admin, ops));
+    let mut reversed = crate::view::Membership::with_admins([admin]);
+    for op in ops.iter().rev() {
+        reversed.apply(admin, std::slice::from_ref(op));
+    }
+    assert_eq!(reversed, membership);
+    assert!(!membership.is_removed(&admin) && membership.folds(admin, 1));
+    let mut open = crate::view::Membership::open();
+    assert!(!open.apply(admin, ops));
+}
+
 /// The session fold. The raw bytes go to `decode_ops` (never panics; an
 /// accepted payload re-encodes to the input, and folded at a fixed time
-/// reads as the reference model says). Then: a header byte (2–4 authors,
+/// reads as the reference model says, and its membership operations fold
+/// as `session_membership` checks). Then: a header byte (2–4 authors,
 /// 1–8 entries), per entry an author, a wall time (0–15 ms), a logical
 /// counter (0–1) and 1–3 operations on 3 keys and 2 owners with ttls of
 /// 1–40 ms; the remaining bytes choose a permutation. The entries folded in
@@ -1228,6 +1251,7 @@ pub fn session_fold(data: &[u8]) {
                 }
             }
         }
+        session_membership(&entries[0].3);
     } else {
         let mut view = SessionView::new();
         let empty = view.digest();
