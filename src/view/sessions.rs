@@ -139,6 +139,8 @@ pub struct SessionView {
     /// keys stay until [`SessionView::expire`]), so that a `RevokeOwner`
     /// visits only that owner's keys.
     by_owner: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// How many records hold a value ([`SessionView::len`]).
+    holding: usize,
     watermarks: BTreeMap<Vec<u8>, OpId>,
     /// Held-back batches by (timestamp, author, seq); several only for a forked feed.
     held: BTreeMap<(Timestamp, FeedId, u64), Vec<Vec<Op>>>,
@@ -248,6 +250,7 @@ impl SessionView {
                         && !record.revoked
                         && record.revoked_by(watermarks)
                     {
+                        self.holding -= usize::from(record.put.is_some());
                         record.revoke();
                     }
                 }
@@ -261,6 +264,7 @@ impl SessionView {
         if record.revoked {
             return;
         }
+        let held = record.put.is_some();
         match op {
             Op::Put {
                 value, ttl_ms, owner, ..
@@ -302,6 +306,11 @@ impl SessionView {
         if let Some(put) = &mut record.put {
             put.session.expires_at_ms = expiry;
         }
+        match (held, record.put.is_some()) {
+            (false, true) => self.holding += 1,
+            (true, false) => self.holding -= 1,
+            _ => {}
+        }
     }
 
     /// The live session under `key` at `now_ms`: `None` if it was never put,
@@ -319,7 +328,7 @@ impl SessionView {
     /// How many sessions hold a value (live, or expired but not yet dropped
     /// by [`SessionView::expire`]).
     pub fn len(&self) -> usize {
-        self.records.values().filter(|r| r.put.is_some()).count()
+        self.holding
     }
 
     /// Whether no session holds a value.
@@ -334,7 +343,14 @@ impl SessionView {
     pub fn expire(&mut self, now_ms: u64) -> usize {
         let dead = |wall: u64| wall.saturating_add(MAX_TTL_MS).saturating_add(RETENTION_MARGIN_MS) <= now_ms;
         let before = self.records.len();
-        self.records.retain(|_, r| !dead(r.horizon_ms));
+        let holding = &mut self.holding;
+        self.records.retain(|_, r| {
+            let keep = !dead(r.horizon_ms);
+            if !keep && r.put.is_some() {
+                *holding -= 1;
+            }
+            keep
+        });
         self.watermarks.retain(|_, id| !dead(id.timestamp.wall_ms()));
         let records = &self.records;
         self.by_owner.retain(|owner, keys| {
