@@ -189,10 +189,12 @@ run_redis always
 run_redis everysec
 
 # feedmesh side.
-FM_STATUS="feedmesh side: not available"
+FM_STATUS="feedmesh side: not available" BUILD_SECS=0
 if [ -z "${FEEDMESH:-}" ]; then
   log "cargo build --release"
+  t0=$EPOCHREALTIME
   if (cd "$ROOT" && cargo build --release --quiet) >"$WORK/build.log" 2>&1; then
+    BUILD_SECS=$(secs_since "$t0")
     FEEDMESH=$ROOT/target/release/feedmesh
   else
     log "cargo build failed:"; tail -5 "$WORK/build.log" >&2
@@ -210,10 +212,11 @@ if [ -n "${FEEDMESH:-}" ] && "$FEEDMESH" bench --help >/dev/null 2>&1; then
   fi
 fi
 
-python3 - "$WORK" "$FM_STATUS" "$JSON" "$(secs_since "$T_START")" "$OPS" "$WRITERS" "$VALUE" "$MISSED" <<'EOF'
+python3 - "$WORK" "$FM_STATUS" "$JSON" "$(secs_since "$T_START")" "$BUILD_SECS" "$OPS" "$WRITERS" "$VALUE" "$MISSED" <<'EOF'
 import json, sys
-work, fm_status, as_json, wall = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
-ops, writers, value, missed = map(int, sys.argv[5:9])
+work, fm_status, as_json = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+wall, build = float(sys.argv[4]), float(sys.argv[5])
+ops, writers, value, missed = map(int, sys.argv[6:10])
 def load_txt(p):
     return {k: float(v) for k, v in (l.split() for l in open(p) if l.strip())}
 redis = {f: load_txt(f"{work}/redis-{f}.txt") for f in ("always", "everysec")}
@@ -248,7 +251,7 @@ done = fm and {
 }
 if as_json:
     print(json.dumps({"params": {"ops": ops, "writers": writers, "value_bytes": value, "missed": missed},
-                      "wall_secs": wall, "feedmesh": fm if fm else fm_status,
+                      "wall_secs": wall, "build_secs": build, "feedmesh": fm if fm else fm_status,
                       "redis_always": redis["always"], "redis_everysec": redis["everysec"], "done_when": done}))
     sys.exit()
 def fmt(x):
@@ -272,7 +275,7 @@ print(f"\n* feedmesh: durable puts, acknowledged once held on all 3 nodes; redis
       + ". Redis 'AOF fsync is taking too long' warnings: "
       + ", ".join(f"{k} {r['slow_fsync_warnings']:.0f}" for k, r in redis.items())
       + f".\n  A Redis full resync sends the whole dataset ({ra['keys_at_catchup']:.0f} keys here), whatever was missed."
-      + f"\n  Wall time {wall:.0f} s.")
+      + f"\n  Wall time {wall:.0f} s, of which cargo build {build:.0f} s.")
 if done:
     print("\ndone-when (issue 6): " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in done.items()))
 EOF
