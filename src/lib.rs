@@ -25,6 +25,9 @@
 //!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
 //! - [`sessions`]: the session store of a running node: the live view and
 //!   group-committed writes.
+//! - [`audit`]: reports over the store (who wrote what, with what effect;
+//!   feed health) and evidence bundles that prove them offline
+//!   (spec/AUDIT.md).
 //! - [`api`]: the HTTP API over a node (status, append, feeds, metrics) and
 //!   the settings of `feedmesh serve`.
 //!
@@ -32,6 +35,7 @@
 //! feeds (each feed is ordered by its author alone), and no consensus.
 
 pub mod api;
+pub mod audit;
 pub mod bundle;
 pub mod clock;
 pub mod feed;

@@ -23,6 +23,7 @@ use feedmesh::store::Store;
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
 
+mod audit_cli;
 mod demo;
 mod session_cli;
 
@@ -156,6 +157,11 @@ enum Command {
     /// exit status 1.
     #[command(subcommand)]
     Session(session_cli::SessionCommand),
+    /// Reports over a stopped node's store: `session KEY`, `member FEED_ID`,
+    /// `health`; `--bundle FILE` also writes evidence (spec/AUDIT.md).
+    Audit(audit_cli::AuditArgs),
+    /// Check an evidence bundle offline and print the report it backs.
+    VerifyBundle(audit_cli::VerifyBundleArgs),
     /// Show feedmesh working: two nodes, appends, export, import, tampering.
     Demo {
         /// Where to create the demo's nodes (default: a new temporary directory).
@@ -374,6 +380,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Session(command) => session_cli::run(command, &mut out)?,
+        Command::Audit(args) => audit_cli::run(args, &mut out)?,
+        Command::VerifyBundle(args) => audit_cli::verify(args, &mut out)?,
         Command::Demo { dir } => demo::run(dir.as_deref(), &mut out)?,
     }
     out.flush()?;
