@@ -1296,3 +1296,58 @@ pub fn session_fold(data: &[u8]) {
         assert_eq!(other.is_revoked(key), view.is_revoked(key));
     }
 }
+
+/// `audit::verify_evidence` never panics on arbitrary bytes; and a valid
+/// evidence bundle (a session report over a generated feed, built once)
+/// with one byte changed as the input says (two bytes of position, one
+/// XOR mask) verifies if and only if the mask is 0.
+pub fn evidence_decode(data: &[u8]) {
+    let _ = crate::audit::verify_evidence(data, &[]);
+    let mut input = Input(data);
+    let sample = evidence_sample();
+    let position = usize::from(u16::from_le_bytes([input.byte(), input.byte()])) % sample.len();
+    let mask = input.byte();
+    let mut changed = sample.to_vec();
+    changed[position] ^= mask;
+    let outcome = crate::audit::verify_evidence(&changed, &[]);
+    assert_eq!(outcome.is_ok(), mask == 0, "byte {position} ^ {mask:#04x}: {outcome:?}");
+}
+
+/// The evidence bundle of [`evidence_decode`]: key `k` put, overwritten,
+/// touched and revoked over nine entries of one feed, in certificate-path form.
+fn evidence_sample() -> &'static [u8] {
+    static SAMPLE: OnceLock<Vec<u8>> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let store = MemoryStore::new();
+        let keys = Keypair::from_seed([SEED; 32]);
+        let mut writer = crate::writer::FeedWriter::open(&store, keys).expect("memory store");
+        let key = b"k".to_vec();
+        for i in 0..9u64 {
+            let op = match i {
+                2 | 7 => Op::Put {
+                    key: key.clone(),
+                    value: vec![0x61, b'0' + i as u8],
+                    ttl_ms: 60_000,
+                    owner: Some(b"u".to_vec()),
+                },
+                5 => Op::Touch {
+                    key: key.clone(),
+                    ttl_ms: 90_000,
+                },
+                8 => Op::Revoke { key: key.clone() },
+                _ => Op::RevokeOwner {
+                    owner: vec![b'o', i as u8],
+                },
+            };
+            let payload = encode_ops(&[op]).expect("valid op");
+            writer
+                .append(&store, &[&payload], 1_000_000 + i * 1000)
+                .expect("memory store");
+        }
+        let subject = crate::audit::Subject::Session { key };
+        let form = crate::audit::EvidenceForm::CertificatePaths;
+        crate::audit::write_evidence(&store, &[], &subject, 1_100_000, form)
+            .expect("memory store")
+            .1
+    })
+}

@@ -87,6 +87,11 @@ fn session_fold_corpus() {
     replay("session_fold", fuzzing::session_fold);
 }
 
+#[test]
+fn evidence_decode_corpus() {
+    replay("evidence_decode", fuzzing::evidence_decode);
+}
+
 /// Bytes that `signed_chain` turns into timestamps and payloads.
 fn material(variant: u8) -> Vec<u8> {
     (0..=255u8).map(|i| i.wrapping_mul(31).wrapping_add(variant)).collect()
