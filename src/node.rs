@@ -79,6 +79,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// delivering any of it before the node wants it from another peer (see
 /// [`ReplicationScheduler`]).
 pub const SENDER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a received entry stays stored but not yet durable (it is
+/// flushed with the next local append, or by the periodic sync).
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the node folds held-back session entries that fell due.
 const VIEW_TICK: Duration = Duration::from_secs(1);
 /// Every how many view ticks records past the retention horizon are dropped.
@@ -366,6 +369,8 @@ impl Node {
         inner.spawn(task);
         let task = Inner::tick_view(inner.clone());
         inner.spawn(task);
+        let task = Inner::sync_received(inner.clone());
+        inner.spawn(task);
         let append: AppendFn = {
             let inner = inner.clone();
             Arc::new(move |payload| {
@@ -538,7 +543,13 @@ impl Node {
         self.inner.closing.store(true, Ordering::SeqCst);
         // Wait for the append in progress, if any.
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || drop(lock(&inner.writer))).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _writer = lock(&inner.writer);
+            if let Err(error) = inner.store.sync() {
+                tracing::error!(%error, "the last sync of received entries failed");
+            }
+        })
+        .await;
         self.inner.shutdown.send_replace(true);
         let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
         let all_done = async { while tasks.join_next().await.is_some() {} };
@@ -583,6 +594,25 @@ impl Inner {
                 () = tokio::time::sleep(SENDER_TICK) => {}
             }
             self.schedule(|s, now| s.tick(now));
+        }
+    }
+
+    /// Makes received entries durable every [`SYNC_INTERVAL`] (one flush
+    /// for all that arrived meanwhile), until shutdown.
+    async fn sync_received(self: Arc<Inner>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(SYNC_INTERVAL) => {}
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "syncing received entries failed"),
+                Err(error) => tracing::error!(%error, "the sync task failed"),
+            }
         }
     }
 
@@ -857,7 +887,10 @@ impl Host for Inner {
                 slot.insert(self.store.latest(&feed)?.unwrap_or(0));
             }
         }
-        match self.store.append(records) {
+        // Another author's entries can be fetched again: they are made
+        // durable by the next local append or the periodic sync, not each
+        // by a flush of its own (spec/SESSIONS.md §4).
+        match self.store.append_unsynced(records) {
             Ok(report) => {
                 let new: Vec<Entry> = records
                     .iter()

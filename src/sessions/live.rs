@@ -71,8 +71,8 @@ pub(crate) struct Folding {
 
 /// What offering an entry did.
 enum Outcome {
-    /// Folded now, with these operations.
-    Folded(Vec<Op>),
+    /// Folded now, with these changes (if asked for).
+    Folded(Vec<SessionChange>),
     /// Not folded (not a member, forked, malformed, or held back).
     Skipped,
     /// An admin's entry changed the membership: the view must be re-folded.
@@ -101,8 +101,9 @@ impl Folding {
         ops
     }
 
-    /// Offers one entry to the membership and then to the view.
-    fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64) -> Outcome {
+    /// Offers one entry to the membership and then to the view; lists the
+    /// changes if `changes` is set.
+    fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64, changes: bool) -> Outcome {
         let (author, seq) = (entry.author(), entry.seq());
         if !self.below_fork(author, seq) || !self.membership.folds(author, seq) {
             return Outcome::Skipped;
@@ -113,7 +114,11 @@ impl Folding {
         if self.membership.apply(author, &ops) {
             return Outcome::MembershipChanged;
         }
-        let changes = ops.clone();
+        let changes = if changes {
+            ops.iter().filter_map(SessionChange::of).collect()
+        } else {
+            Vec::new()
+        };
         match self.view.offer(author, seq, entry.timestamp(), ops, now_ms) {
             crate::view::Offered::Folded => Outcome::Folded(changes),
             crate::view::Offered::HeldBack => Outcome::Skipped,
@@ -178,11 +183,12 @@ impl LiveView {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut folded = Vec::new();
+        let listened = self.changes.receiver_count() > 0;
         {
             let mut state = self.write();
             for (entry, payload) in records {
-                match state.offer(entry, payload, now_ms) {
-                    Outcome::Folded(ops) => folded.push(ops),
+                match state.offer(entry, payload, now_ms, listened) {
+                    Outcome::Folded(changes) => folded.extend(changes),
                     Outcome::Skipped => {}
                     Outcome::MembershipChanged => {
                         drop(state);
@@ -192,7 +198,9 @@ impl LiveView {
                 }
             }
         }
-        self.announce(folded.iter().flatten());
+        for change in folded {
+            let _ = self.changes.send(change);
+        }
         Ok(false)
     }
 
@@ -242,15 +250,6 @@ impl LiveView {
             removed_members: state.membership.members().filter(|m| m.until_seq.is_some()).count(),
         }
     }
-
-    fn announce<'a>(&self, ops: impl Iterator<Item = &'a Op>) {
-        if self.changes.receiver_count() == 0 {
-            return;
-        }
-        for change in ops.filter_map(SessionChange::of) {
-            let _ = self.changes.send(change);
-        }
-    }
 }
 
 /// Folds every entry `store` holds under the rules of spec/SESSIONS.md:
@@ -281,7 +280,7 @@ fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Fol
         for_each_record(store, feed, latest, |entry, payload| {
             // The membership is complete: an admin's entry offered again
             // changes nothing, so the outcome is a fold or a skip.
-            let _ = state.offer(entry, payload, now_ms);
+            let _ = state.offer(entry, payload, now_ms, false);
         })?;
     }
     Ok(state)

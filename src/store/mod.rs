@@ -92,6 +92,20 @@ pub trait Store: Send + Sync {
     /// several feeds may be interleaved.
     fn append(&self, records: &[Verified]) -> Result<AppendReport, StoreError>;
 
+    /// Like [`Store::append`] (atomic, the same checks), but a crash may
+    /// lose the commit until the next durable append or [`Store::sync`]:
+    /// the store then holds exactly what it held at that earlier point. For
+    /// records that can be fetched again (other authors' entries), so that
+    /// they need not wait for a disk flush each. The default is durable.
+    fn append_unsynced(&self, records: &[Verified]) -> Result<AppendReport, StoreError> {
+        self.append(records)
+    }
+
+    /// Makes every earlier [`Store::append_unsynced`] durable.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The entry of `feed` at `seq`, if held.
     fn entry(&self, feed: &FeedId, seq: u64) -> Result<Option<Entry>, StoreError>;
 

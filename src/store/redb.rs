@@ -25,9 +25,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
 };
 
 use super::{AppendReport, ChainReader, FeedClock, Record, Store, StoreError, plan_append};
@@ -67,6 +69,12 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The `META` key of the schema version.
 const SCHEMA_KEY: &str = "schema_version";
 
+/// The page cache of a store: 64 MiB. redb's default (1 GiB) would grow a
+/// node's memory with its store, while a node mostly reads what it has just
+/// written (replication) and reads everything only once, at start (the
+/// view's rebuild).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Holds feeds in a redb database file.
 ///
 /// One process at a time may open a file (redb locks it). The store is
@@ -75,6 +83,8 @@ const SCHEMA_KEY: &str = "schema_version";
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    /// Whether a commit since the last durable one was not durable.
+    unsynced: AtomicBool,
 }
 
 impl fmt::Debug for RedbStore {
@@ -253,8 +263,45 @@ impl RedbStore {
         RedbStore::open_with(path.as_ref(), true)
     }
 
+    /// Appends in one transaction committed with `durability`.
+    fn append_with(&self, records: &[Verified], durability: Durability) -> Result<AppendReport, StoreError> {
+        if records.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        let mut txn = self.begin_write()?;
+        txn.set_durability(durability)
+            .map_err(|e| StoreError::Backend(format!("redb: setting durability: {e}")))?;
+        let appended = match write_append(&txn, records) {
+            Ok(appended) => appended,
+            Err(error) => {
+                // Nothing of the batch may remain. An abort that fails leaves
+                // the transaction to be dropped, which aborts it too; the
+                // refusal is the error worth reporting.
+                let _ = txn.abort();
+                if let StoreError::Fork { proof, .. } = &error {
+                    self.record_fork(proof)?;
+                }
+                return Err(error);
+            }
+        };
+        if appended == 0 {
+            // Everything was already held: no commit (and no fsync) needed.
+            txn.abort().map_err(redb_error("ending an empty append"))?;
+        } else {
+            txn.commit().map_err(redb_error("committing an append"))?;
+            // A durable commit makes every earlier one durable too.
+            self.unsynced
+                .store(matches!(durability, Durability::None), Ordering::SeqCst);
+        }
+        Ok(AppendReport {
+            appended,
+            already_held: records.len() - appended,
+        })
+    }
+
     fn open_with(path: &Path, check_integrity: bool) -> Result<RedbStore, StoreError> {
         let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .set_check_integrity_on_open(check_integrity)
             .create(path)
             .map_err(|e| match e.into() {
@@ -302,6 +349,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             path: path.to_owned(),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -323,33 +371,19 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn append(&self, records: &[Verified]) -> Result<AppendReport, StoreError> {
-        if records.is_empty() {
-            return Ok(AppendReport::default());
+        self.append_with(records, Durability::Immediate)
+    }
+
+    fn append_unsynced(&self, records: &[Verified]) -> Result<AppendReport, StoreError> {
+        self.append_with(records, Durability::None)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        if !self.unsynced.swap(false, Ordering::SeqCst) {
+            return Ok(());
         }
         let txn = self.begin_write()?;
-        let appended = match write_append(&txn, records) {
-            Ok(appended) => appended,
-            Err(error) => {
-                // Nothing of the batch may remain. An abort that fails leaves
-                // the transaction to be dropped, which aborts it too; the
-                // refusal is the error worth reporting.
-                let _ = txn.abort();
-                if let StoreError::Fork { proof, .. } = &error {
-                    self.record_fork(proof)?;
-                }
-                return Err(error);
-            }
-        };
-        if appended == 0 {
-            // Everything was already held: no commit (and no fsync) needed.
-            txn.abort().map_err(redb_error("ending an empty append"))?;
-        } else {
-            txn.commit().map_err(redb_error("committing an append"))?;
-        }
-        Ok(AppendReport {
-            appended,
-            already_held: records.len() - appended,
-        })
+        txn.commit().map_err(redb_error("committing a sync"))
     }
 
     fn entry(&self, feed: &FeedId, seq: u64) -> Result<Option<Entry>, StoreError> {

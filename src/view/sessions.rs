@@ -163,7 +163,13 @@ impl SessionView {
     /// Folds one entry's operations now, whatever its timestamp (the caller
     /// has checked the drift; see [`SessionView::offer`]). Idempotent.
     pub fn apply(&mut self, author: FeedId, entry_seq: u64, timestamp: Timestamp, ops: &[Op]) {
-        for (position, op) in ops.iter().enumerate() {
+        self.apply_owned(author, entry_seq, timestamp, ops.to_vec());
+    }
+
+    /// [`SessionView::apply`] taking the operations, so that their values
+    /// move into the view instead of being copied.
+    fn apply_owned(&mut self, author: FeedId, entry_seq: u64, timestamp: Timestamp, ops: Vec<Op>) {
+        for (position, op) in ops.into_iter().enumerate() {
             let id = OpId {
                 timestamp,
                 author,
@@ -194,7 +200,7 @@ impl SessionView {
             self.held.entry((timestamp, author, entry_seq)).or_default().push(ops);
             Offered::HeldBack
         } else {
-            self.apply(author, entry_seq, timestamp, &ops);
+            self.apply_owned(author, entry_seq, timestamp, ops);
             Offered::Folded
         }
     }
@@ -225,7 +231,7 @@ impl SessionView {
         let mut released = 0;
         for key in &due {
             for ops in self.held.remove(key).unwrap_or_default() {
-                self.apply(key.1, key.2, key.0, &ops);
+                self.apply_owned(key.1, key.2, key.0, ops);
                 released += 1;
             }
         }
@@ -237,10 +243,10 @@ impl SessionView {
         self.held.values().map(Vec::len).sum()
     }
 
-    fn apply_op(&mut self, id: OpId, seq: u64, op: &Op) {
+    fn apply_op(&mut self, id: OpId, seq: u64, mut op: Op) {
         let wall = id.timestamp.wall_ms();
-        let key = match op {
-            Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => key,
+        let key = match &mut op {
+            Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => std::mem::take(key),
             Op::RevokeOwner { owner } => {
                 let mark = self.watermarks.entry(owner.clone()).or_insert(id);
                 *mark = (*mark).max(id);
@@ -259,7 +265,10 @@ impl SessionView {
             // Membership (spec/SESSIONS.md §5) touches no key.
             Op::AddMember { .. } | Op::RemoveMember { .. } => return,
         };
-        let record = self.records.entry(key.clone()).or_default();
+        let record = match self.records.get_mut(&key) {
+            Some(record) => record,
+            None => self.records.entry(key.clone()).or_default(),
+        };
         record.horizon_ms = record.horizon_ms.max(wall);
         if record.revoked {
             return;
@@ -270,7 +279,7 @@ impl SessionView {
                 value, ttl_ms, owner, ..
             } => {
                 let session = Session {
-                    value: value.clone(),
+                    value,
                     expires_at_ms: 0,
                     owner: owner.clone(),
                     author: id.author,
@@ -279,11 +288,11 @@ impl SessionView {
                 };
                 let put = Put {
                     session,
-                    expiry: expiry_of(id.timestamp, *ttl_ms),
+                    expiry: expiry_of(id.timestamp, ttl_ms),
                 };
                 record.expiry = record.expiry.max(put.expiry);
                 if let Some(owner) = owner {
-                    match record.owners.binary_search_by(|(o, _)| o.as_slice().cmp(owner)) {
+                    match record.owners.binary_search_by(|(o, _)| o.cmp(&owner)) {
                         Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
                         Err(i) => {
                             record.owners.insert(i, (owner.clone(), id));
@@ -298,7 +307,7 @@ impl SessionView {
                     record.revoke();
                 }
             }
-            Op::Touch { ttl_ms, .. } => record.expiry = record.expiry.max(expiry_of(id.timestamp, *ttl_ms)),
+            Op::Touch { ttl_ms, .. } => record.expiry = record.expiry.max(expiry_of(id.timestamp, ttl_ms)),
             Op::Revoke { .. } => record.revoke(),
             Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
