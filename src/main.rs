@@ -24,6 +24,7 @@ use feedmesh::writer::FeedWriter;
 use serde_json::json;
 
 mod audit_cli;
+mod bench_cli;
 mod demo;
 mod session_cli;
 
@@ -162,6 +163,11 @@ enum Command {
     Audit(audit_cli::AuditArgs),
     /// Check an evidence bundle offline and print the report it backs.
     VerifyBundle(audit_cli::VerifyBundleArgs),
+    /// Benchmarks on real nodes (separate processes on loopback): `bench
+    /// sessions` (throughput, replication lag, gets, memory, disk) and `bench
+    /// catchup` (a restarted node catching up).
+    #[command(subcommand)]
+    Bench(bench_cli::BenchCommand),
     /// Show feedmesh working: two nodes, appends, export, import, tampering.
     Demo {
         /// Where to create the demo's nodes (default: a new temporary directory).
@@ -382,6 +388,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Session(command) => session_cli::run(command, &mut out)?,
         Command::Audit(args) => audit_cli::run(args, &mut out)?,
         Command::VerifyBundle(args) => audit_cli::verify(args, &mut out)?,
+        Command::Bench(command) => bench_cli::run(command, &mut out)?,
         Command::Demo { dir } => demo::run(dir.as_deref(), &mut out)?,
     }
     out.flush()?;
