@@ -26,6 +26,7 @@ use serde_json::json;
 mod audit_cli;
 mod bench_cli;
 mod demo;
+mod member_cli;
 mod session_cli;
 
 #[derive(Parser)]
@@ -168,6 +169,9 @@ enum Command {
     /// catchup` (a restarted node catching up).
     #[command(subcommand)]
     Bench(bench_cli::BenchCommand),
+    /// Admit or remove a member (admins only; the node must be stopped).
+    #[command(subcommand)]
+    Member(member_cli::MemberCommand),
     /// Show feedmesh working: two nodes, appends, export, import, tampering.
     Demo {
         /// Where to create the demo's nodes (default: a new temporary directory).
@@ -389,6 +393,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(args) => audit_cli::run(args, &mut out)?,
         Command::VerifyBundle(args) => audit_cli::verify(args, &mut out)?,
         Command::Bench(command) => bench_cli::run(command, &mut out)?,
+        Command::Member(command) => member_cli::run(command, &mut out)?,
         Command::Demo { dir } => demo::run(dir.as_deref(), &mut out)?,
     }
     out.flush()?;

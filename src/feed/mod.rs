@@ -31,6 +31,6 @@ pub use verify::{
 };
 
 pub(crate) use cbor::{
-    Reader as CborReader, write_array_head as cbor_write_array_head, write_bytes as cbor_write_bytes,
-    write_bytes_head as cbor_write_bytes_head, write_uint as cbor_write_uint,
+    Reader as CborReader, head_len as cbor_head_len, write_array_head as cbor_write_array_head,
+    write_bytes as cbor_write_bytes, write_bytes_head as cbor_write_bytes_head, write_uint as cbor_write_uint,
 };

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{SessionError, Written};
 use crate::feed::{Entry, MAX_PAYLOAD};
 use crate::node::NodeError;
-use crate::view::{MAX_OPS, Op, encode_ops};
+use crate::view::{MAX_OPS, Op, OpsError, encode_ops};
 
 /// How many requests may wait for the committer before writers wait to queue.
 pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -38,13 +38,19 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Checks `ops` against the limits of one entry and pairs them with the
-    /// reply channel.
+    /// Checks `ops` (each already checked with [`Op::check`]) against the
+    /// limits of one entry and pairs them with the reply channel.
     pub(crate) fn new(
         ops: Vec<Op>,
         reply: oneshot::Sender<Result<Written, SessionError>>,
     ) -> Result<Pending, SessionError> {
-        let encoded_len = encode_ops(&ops)?.len();
+        if ops.len() > MAX_OPS {
+            return Err(OpsError::TooManyOps.into());
+        }
+        let encoded_len = ops.iter().map(Op::encoded_len).sum();
+        if encoded_len >= MAX_PAYLOAD as usize {
+            return Err(OpsError::TooLarge.into());
+        }
         Ok(Pending {
             ops,
             encoded_len,

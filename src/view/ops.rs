@@ -20,7 +20,8 @@
 //! limit before reading, and rejects non-canonical forms and trailing bytes.
 
 use crate::feed::{
-    CborReader, DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ, cbor_write_array_head, cbor_write_bytes, cbor_write_uint,
+    CborReader, DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ, cbor_head_len, cbor_write_array_head, cbor_write_bytes,
+    cbor_write_uint,
 };
 
 /// Maximum length of a session key, in bytes (keys are non-empty).
@@ -184,6 +185,28 @@ impl Op {
         }
     }
 
+    /// The length of this operation's encoding (without the batch's array head).
+    pub fn encoded_len(&self) -> usize {
+        let uint = |n: u64| cbor_head_len(n);
+        let bytes = |b: &[u8]| cbor_head_len(b.len() as u64) + b.len();
+        // Every operation is an array of fewer than 24 items: a 1-byte head,
+        // and its kind is a 1-byte uint.
+        2 + match self {
+            Op::Put {
+                key,
+                value,
+                ttl_ms,
+                owner,
+            } => bytes(key) + bytes(value) + uint(*ttl_ms) + owner.as_deref().map_or(1, bytes),
+            Op::Touch { key, ttl_ms } => bytes(key) + uint(*ttl_ms),
+            Op::Revoke { key } => bytes(key),
+            Op::RevokeOwner { owner } => bytes(owner),
+            Op::AddMember { feed, from_seq } | Op::RemoveMember { feed, from_seq } => {
+                bytes(feed.as_bytes()) + uint(*from_seq)
+            }
+        }
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Op::Put {
@@ -239,12 +262,14 @@ pub fn encode_ops(ops: &[Op]) -> Result<Vec<u8>, OpsError> {
     if ops.len() > MAX_OPS {
         return Err(OpsError::TooManyOps);
     }
-    let mut out = Vec::new();
+    let len = cbor_head_len(ops.len() as u64) + ops.iter().map(Op::encoded_len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
     cbor_write_array_head(&mut out, ops.len() as u64);
     for op in ops {
         op.check()?;
         op.write(&mut out);
     }
+    debug_assert_eq!(out.len(), len, "Op::encoded_len disagrees with the encoding");
     if out.len() as u64 > MAX_PAYLOAD {
         return Err(OpsError::TooLarge);
     }
@@ -344,6 +369,48 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let long = vec![7u8; 300];
+        let ops = [
+            Op::Put {
+                key: b"k".to_vec(),
+                value: long.clone(),
+                ttl_ms: 1,
+                owner: None,
+            },
+            Op::Put {
+                key: long[..128].to_vec(),
+                value: vec![],
+                ttl_ms: MAX_TTL_MS,
+                owner: Some(b"o".to_vec()),
+            },
+            Op::Touch {
+                key: b"k".to_vec(),
+                ttl_ms: 70_000,
+            },
+            Op::Revoke { key: b"k".to_vec() },
+            Op::RevokeOwner {
+                owner: long[..24].to_vec(),
+            },
+            Op::AddMember {
+                feed: FeedId([1; 32]),
+                from_seq: 1,
+            },
+            Op::RemoveMember {
+                feed: FeedId([2; 32]),
+                from_seq: MAX_SEQ,
+            },
+        ];
+        for op in ops {
+            assert_eq!(
+                encode_ops(std::slice::from_ref(&op)).unwrap().len(),
+                1 + op.encoded_len(),
+                "{op:?}"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_and_exact_bytes() {
