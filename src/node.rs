@@ -628,7 +628,19 @@ impl Inner {
                 () = tokio::time::sleep(VIEW_TICK) => {}
             }
             let now = system_time_ms();
-            self.view.release(now);
+            if self.view.release(now) {
+                let inner = self.clone();
+                let rebuilt = tokio::task::spawn_blocking(move || {
+                    let _writer = lock(&inner.writer);
+                    inner.view.rebuild(&*inner.store, system_time_ms())
+                })
+                .await;
+                match rebuilt {
+                    Ok(Ok(())) => self.evict_removed(),
+                    Ok(Err(error)) => tracing::error!(%error, "re-folding the view failed"),
+                    Err(error) => tracing::error!(%error, "the re-fold task failed"),
+                }
+            }
             ticks += 1;
             if ticks.is_multiple_of(VIEW_EXPIRE_EVERY) {
                 self.view.expire(now);

@@ -14,8 +14,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
+use crate::clock::Timestamp;
 use crate::feed::{Entry, FeedId, Hash};
 use crate::store::{Store, StoreError};
+use crate::view::sessions::is_beyond_drift;
 use crate::view::{Membership, Op, SessionView, decode_ops};
 
 /// How many records a rebuild reads from the store at a time.
@@ -67,6 +69,10 @@ pub(crate) struct Folding {
     frozen: BTreeMap<FeedId, u64>,
     /// Entries whose payload is not a valid batch of operations.
     malformed: u64,
+    /// The earliest wall time of an admin's entry held back for clock drift:
+    /// its membership operations count only once it is due (§5.3), by a
+    /// re-fold then.
+    admin_held_until: Option<u64>,
 }
 
 /// What offering an entry did.
@@ -86,7 +92,19 @@ impl Folding {
             membership,
             frozen,
             malformed: 0,
+            admin_held_until: None,
         }
+    }
+
+    /// Whether `entry` is an admin's, dated too far ahead to count yet (and
+    /// if so, remembers when it falls due).
+    fn admin_entry_held(&mut self, entry: &Entry, now_ms: u64) -> bool {
+        let held = self.membership.is_admin(&entry.author()) && is_beyond_drift(entry.timestamp(), now_ms);
+        if held {
+            let wall = entry.timestamp().wall_ms();
+            self.admin_held_until = Some(self.admin_held_until.map_or(wall, |w| w.min(wall)));
+        }
+        held
     }
 
     fn below_fork(&self, author: FeedId, seq: u64) -> bool {
@@ -111,7 +129,7 @@ impl Folding {
         let Some(ops) = self.decode(payload) else {
             return Outcome::Skipped;
         };
-        if self.membership.apply(author, &ops) {
+        if !self.admin_entry_held(entry, now_ms) && self.membership.apply(author, &ops) {
             return Outcome::MembershipChanged;
         }
         let changes = if changes {
@@ -209,13 +227,20 @@ impl LiveView {
         self.read().membership.is_removed(feed)
     }
 
-    /// Folds the held-back entries that are due at `now_ms`.
-    pub(crate) fn release(&self, now_ms: u64) -> usize {
-        let released = self.write().view.release(now_ms);
+    /// Folds the held-back entries that are due at `now_ms`. Returns true if
+    /// one of them is an admin's: the membership may change, and the caller
+    /// must [`LiveView::rebuild`] (with the writer lock).
+    pub(crate) fn release(&self, now_ms: u64) -> bool {
+        let mut state = self.write();
+        let released = state.view.release(now_ms);
+        let admin_due = state
+            .admin_held_until
+            .is_some_and(|wall| !is_beyond_drift(Timestamp::new(wall, 0), now_ms));
+        drop(state);
         if released > 0 {
             let _ = self.changes.send(SessionChange::Rebuilt);
         }
-        released
+        admin_due
     }
 
     /// Drops records past the retention horizon (see [`SessionView::expire`]).
@@ -267,6 +292,7 @@ fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Fol
         for (&feed, &latest) in clock.iter().filter(|(feed, _)| admins.is_admin(feed)) {
             for_each_record(store, feed, latest, |entry, payload| {
                 if state.below_fork(feed, entry.seq())
+                    && !state.admin_entry_held(entry, now_ms)
                     && let Some(ops) = state.decode(payload)
                 {
                     state.membership.apply(feed, &ops);
@@ -305,4 +331,39 @@ fn for_each_record(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::Keypair;
+    use crate::store::MemoryStore;
+    use crate::view::encode_ops;
+    use crate::writer::FeedWriter;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn an_admins_entry_dated_ahead_changes_the_membership_only_once_due() {
+        let store = MemoryStore::new();
+        let admin = Keypair::generate().unwrap();
+        let member = FeedId([9; 32]);
+        let ahead = NOW + 2 * crate::clock::MAX_DRIFT_MS;
+        let mut writer = FeedWriter::open(&store, admin.clone()).unwrap();
+        let payload = encode_ops(&[Op::AddMember {
+            feed: member,
+            from_seq: 1,
+        }])
+        .unwrap();
+        writer.append(&store, &[&payload], ahead).unwrap();
+
+        let admins = [admin.feed_id()];
+        let view = LiveView::open(&store, &admins, NOW).unwrap();
+        assert_eq!(view.read().membership.admitted_from(&member), None, "held back");
+        assert!(!view.release(NOW + 1), "not due yet");
+        assert!(view.release(ahead), "due: the caller re-folds");
+        view.rebuild(&store, ahead).unwrap();
+        assert_eq!(view.read().membership.admitted_from(&member), Some(1));
+        assert!(!view.release(ahead + 1));
+    }
 }
