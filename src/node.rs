@@ -247,6 +247,8 @@ struct Inner {
     view: Arc<LiveView>,
     /// The queue of the group committer of session writes.
     commits: mpsc::Sender<Pending>,
+    /// The network's admins (the node directory's `admins` file).
+    admins: Vec<FeedId>,
 }
 
 /// The node's sender choice, and how to wake each connection when its want
@@ -301,6 +303,7 @@ impl Node {
         };
         let (store, writer, view) = {
             let keys = keys.clone();
+            let admins = admins.clone();
             tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
                 let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
                 let writer = FeedWriter::open(&*store, keys)?;
@@ -348,6 +351,7 @@ impl Node {
             traffic: Mutex::new(BTreeMap::new()),
             view,
             commits,
+            admins,
             config,
             network,
         });
@@ -398,6 +402,12 @@ impl Node {
     /// The node's store (reads; write through [`Node::append`]).
     pub fn store(&self) -> Arc<dyn Store> {
         self.inner.store.clone()
+    }
+
+    /// The network's admins, as the node directory's `admins` file named
+    /// them at start (empty: an open network).
+    pub fn admins(&self) -> &[FeedId] {
+        &self.inner.admins
     }
 
     /// Asks the connected peer `peer` for entries `from..=to` of `feed` (at

@@ -8,6 +8,8 @@
 //! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`entry_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
 //! | `GET /v1/peers/{PEER_ID}/feeds/{FEED_ID}?from=N&to=M&timeout_ms=T` | entries `N..=M` (default `to`: `N`; at most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE) of them) fetched from the connected peer `PEER_ID` with their certificate path and verified ([`Node::fetch_range`]), as JSON lines like `GET /v1/feeds`; not stored. Fewer lines than asked: the peer holds no more (or its answer was cut to one frame). 404 if not connected to that peer, 502 if the fetch failed, 504 after `T` ms (default [`DEFAULT_FETCH_TIMEOUT`]) |
 //! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
+//! | `GET /v1/audit/sessions/{KEY}`, `GET /v1/audit/members/{FEED_ID}?since=MS&until=MS`, `GET /v1/audit/health` | the audit reports (spec/AUDIT.md §2) as JSON lines; the module doc of `src/api/audit.rs` has the details |
+//! | `GET /audit` | the audit page (HTML, served without the token: it holds no data and sends the token the user gives it) |
 //! | `PUT`, `GET`, `DELETE /v1/sessions/{KEY}`, `POST /v1/sessions/{KEY}/touch`, `DELETE /v1/owners/{OWNER}/sessions`, `GET /v1/view/digest` | the session store ([`Node::sessions`]); the module doc of `src/api/sessions.rs` has the bodies, answers and errors |
 //!
 //! Every error is `{"error": "..."}` with its status: 400 for a malformed
@@ -21,9 +23,11 @@
 //! # Authentication
 //!
 //! With an [`ApiToken`], every request needs `Authorization: Bearer TOKEN`
-//! (compared in constant time). [`ApiServer::bind`] refuses an address that
-//! is not loopback without a token ([`requires_token`]).
+//! (compared in constant time), except `GET /audit` (static HTML, no
+//! data). [`ApiServer::bind`] refuses an address that is not loopback
+//! without a token ([`requires_token`]).
 
+mod audit;
 mod config;
 mod metrics;
 mod sessions;
@@ -170,10 +174,12 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
         .route("/v1/peers/{peer}/feeds/{feed}", get(peer_feed))
         .route("/metrics", get(metrics_text))
         .merge(sessions::routes())
+        .merge(audit::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .merge(audit::page())
         .with_state(state)
 }
 

@@ -85,8 +85,17 @@ impl Request {
             head.push_str("\r\n");
             stream.write_all(head.as_bytes()).await.expect("write request");
             stream.write_all(&self.body).await.expect("write body");
+            // To the end of the body by its Content-Length, or of the stream:
+            // some servers (chromedriver) keep the connection open.
             let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await.expect("read response");
+            let mut chunk = [0; 16 * 1024];
+            while !Response::complete(&raw) {
+                let read = stream.read(&mut chunk).await.expect("read response");
+                if read == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&chunk[..read]);
+            }
             raw
         };
         let raw = tokio::time::timeout(DEADLINE, exchange)
@@ -109,6 +118,20 @@ pub(crate) struct Response {
 }
 
 impl Response {
+    /// Whether `raw` holds the whole head and a body as long as its
+    /// `Content-Length` (`false` without one: read to the end).
+    fn complete(raw: &[u8]) -> bool {
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let length = String::from_utf8_lossy(&raw[..split])
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        length.is_some_and(|length| raw.len() >= split + 4 + length)
+    }
+
     fn parse(raw: &[u8]) -> Response {
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
         let head = String::from_utf8(raw[..split].to_vec()).expect("utf-8 head");
