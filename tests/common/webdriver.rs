@@ -15,9 +15,11 @@
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -58,12 +60,15 @@ pub(crate) fn browser_available() -> bool {
     );
 }
 
-/// A running `chromedriver`, killed on drop, with the temporary directory
-/// holding its log and the browser profiles.
+/// A running `chromedriver`, with the temporary directory holding its log
+/// and the browser profiles. On drop (a test that panicked included) it
+/// ends the sessions not ended by [`Browser::quit`] (Chromium outlives a
+/// killed chromedriver), then kills chromedriver.
 pub(crate) struct Driver {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    sessions: Mutex<Vec<String>>,
 }
 
 impl Driver {
@@ -87,6 +92,7 @@ impl Driver {
             child,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             dir,
+            sessions: Mutex::new(Vec::new()),
         };
         let start = Instant::now();
         loop {
@@ -124,12 +130,17 @@ impl Driver {
             .as_str()
             .expect("sessionId")
             .to_string();
+        self.sessions.lock().expect("sessions").push(id.clone());
         Browser { driver: self, id }
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let open = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in open {
+            delete_session_blocking(self.addr, &id);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
@@ -140,6 +151,19 @@ impl Drop for Driver {
                 eprintln!("  {line}");
             }
         }
+    }
+}
+
+/// `DELETE /session/{id}` without async (for [`Drop`]): waits, at most
+/// 10 s, for the first bytes of the answer; ignores every error.
+fn delete_session_blocking(driver: SocketAddr, id: &str) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&driver, Duration::from_secs(2)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("DELETE /session/{id} HTTP/1.1\r\nHost: {driver}\r\nContent-Length: 0\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read(&mut [0; 256]);
     }
 }
 
@@ -264,5 +288,6 @@ impl Browser<'_> {
     /// Ends the session (closes the browser).
     pub(crate) async fn quit(self) {
         self.run("DELETE", "", None).await;
+        (self.driver.sessions.lock().expect("sessions")).retain(|id| *id != self.id);
     }
 }
