@@ -142,7 +142,10 @@ fn a_line_of_serve_processes_converges_and_a_killed_node_catches_up() {
     });
 
     // C dies hard; A stops cleanly, writes more offline and comes back on
-    // the same address, where B redials it.
+    // the same address, where B redials it. C's received entries are
+    // durable within SYNC_INTERVAL of being stored (spec/SESSIONS.md §6.3):
+    // give it that, with a wide margin for a loaded machine, before the kill.
+    std::thread::sleep(feedmesh::node::SYNC_INTERVAL * 50);
     node_c.kill();
     node_a.terminate();
     append(&a_dir, 4, "a later");
