@@ -246,9 +246,14 @@ impl Sessions {
         }))
     }
 
-    /// The live session `key` as the view holds it (value still encoded).
-    pub fn get_raw(&self, key: impl AsRef<[u8]>) -> Option<Session> {
-        self.view.read().view.get(key.as_ref(), system_time_ms()).cloned()
+    /// The live session `key` as the view holds it (value still encoded):
+    /// a shared snapshot, handed out without copying.
+    pub fn get_raw(&self, key: impl AsRef<[u8]>) -> Option<Arc<Session>> {
+        self.view
+            .read()
+            .view
+            .get_shared(key.as_ref(), system_time_ms())
+            .cloned()
     }
 
     /// Whether `key` has been revoked (by key or by owner).

@@ -8,6 +8,7 @@
 //! - [`members`]: membership, which feeds' entries are folded
 //!   (spec/SESSIONS.md §5).
 
+mod key;
 pub mod members;
 pub mod ops;
 pub mod sessions;

@@ -28,7 +28,9 @@
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use super::key::Key;
 use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
 use crate::clock::{MAX_DRIFT_MS, Timestamp};
 use crate::feed::{FeedId, Hash};
@@ -80,7 +82,8 @@ pub enum Offered {
 #[derive(Clone, Debug)]
 struct Put {
     /// The session as read; `expires_at_ms` is kept equal to the record's expiry.
-    session: Session,
+    /// Shared, so that a read hands out the session without copying it.
+    session: Arc<Session>,
     /// This put's own expiry (timestamp + ttl).
     expiry: u64,
 }
@@ -134,11 +137,11 @@ pub struct SessionView {
     /// One record per key ever operated on (until [`SessionView::expire`]
     /// drops it). A hash map: a read is one hash and one or two probes,
     /// where a tree of a million keys costs a cache miss per level.
-    records: HashMap<Vec<u8>, Record>,
+    records: HashMap<Key, Record>,
     /// The keys each owner has put (possibly stale: revoked or dropped
     /// keys stay until [`SessionView::expire`]), so that a `RevokeOwner`
     /// visits only that owner's keys.
-    by_owner: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    by_owner: HashMap<Vec<u8>, Vec<Key>>,
     /// How many records hold a value ([`SessionView::len`]).
     holding: usize,
     watermarks: BTreeMap<Vec<u8>, OpId>,
@@ -254,7 +257,7 @@ impl SessionView {
                 *mark = (*mark).max(id);
                 let watermarks = &self.watermarks;
                 for key in self.by_owner.get(owner).into_iter().flatten() {
-                    if let Some(record) = self.records.get_mut(key)
+                    if let Some(record) = self.records.get_mut(key.as_slice())
                         && !record.revoked
                         && record.revoked_by(watermarks)
                     {
@@ -267,7 +270,8 @@ impl SessionView {
             // Membership (spec/SESSIONS.md §5) touches no key.
             Op::AddMember { .. } | Op::RemoveMember { .. } => return,
         };
-        let record = match self.records.get_mut(&key) {
+        let key = Key::new(&key);
+        let record = match self.records.get_mut(key.as_slice()) {
             Some(record) => record,
             None => self.records.entry(key.clone()).or_default(),
         };
@@ -280,14 +284,14 @@ impl SessionView {
             Op::Put {
                 value, ttl_ms, owner, ..
             } => {
-                let session = Session {
+                let session = Arc::new(Session {
                     value,
                     expires_at_ms: 0,
                     owner: owner.clone(),
                     author: id.author,
                     seq,
                     id,
-                };
+                });
                 let put = Put {
                     session,
                     expiry: expiry_of(id.timestamp, ttl_ms),
@@ -314,8 +318,10 @@ impl SessionView {
             Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
         let expiry = record.expiry;
-        if let Some(put) = &mut record.put {
-            put.session.expires_at_ms = expiry;
+        if let Some(put) = &mut record.put
+            && put.session.expires_at_ms != expiry
+        {
+            Arc::make_mut(&mut put.session).expires_at_ms = expiry;
         }
         match (held, record.put.is_some()) {
             (false, true) => self.holding += 1,
@@ -327,6 +333,12 @@ impl SessionView {
     /// The live session under `key` at `now_ms`: `None` if it was never put,
     /// is revoked, or has expired (`expires_at_ms <= now_ms`).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Session> {
+        self.get_shared(key, now_ms).map(|session| &**session)
+    }
+
+    /// [`SessionView::get`], as a shared handle: cheap to clone and to keep
+    /// after the view changes (it is a snapshot).
+    pub fn get_shared(&self, key: &[u8], now_ms: u64) -> Option<&Arc<Session>> {
         let session = &self.records.get(key)?.put.as_ref()?.session;
         (session.expires_at_ms > now_ms).then_some(session)
     }
@@ -367,7 +379,7 @@ impl SessionView {
         self.by_owner.retain(|owner, keys| {
             keys.retain(|key| {
                 records
-                    .get(key)
+                    .get(key.as_slice())
                     .is_some_and(|r| r.owners.iter().any(|(o, _)| o == owner))
             });
             !keys.is_empty()
@@ -391,7 +403,7 @@ impl SessionView {
             h.update(id.author.as_bytes());
             h.update(&id.position.to_le_bytes());
         };
-        let mut records: Vec<(&Vec<u8>, &Record)> = self.records.iter().collect();
+        let mut records: Vec<(&[u8], &Record)> = self.records.iter().map(|(k, r)| (k.as_slice(), r)).collect();
         records.sort_unstable_by(|a, b| a.0.cmp(b.0));
         h.update(&(records.len() as u64).to_le_bytes());
         for (key, r) in records {
