@@ -10,7 +10,7 @@
 //! | `{"cmd":"write","writers","ops","prefix","value_bytes"}` | `{"event":"written","origin":[[seq,us,ops]...],"first_seq","last_seq","entry_bytes"}` |
 //! | `{"cmd":"await_sessions","sessions"}` | `{"event":"progress","sessions"}`..., then `{"event":"holding","at_us","observed":[[author,seq,us]...]}` |
 //! | `{"cmd":"await_feed","feed","seq"}` | `{"event":"holding","at_us","bytes_in"}` |
-//! | `{"cmd":"measure","prefix","writers","ops"}` | `{"event":"measured","get_p50_ns","get_p99_ns","rss_bytes","disk_bytes","sessions"}` |
+//! | `{"cmd":"measure","prefix","writers","ops"}` | `{"event":"measured","get_p50_ns","get_p99_ns","rss_bytes" (growth since start),"disk_bytes","sessions"}` |
 //! | `{"cmd":"quit"}` or end of input | the process exits after a graceful shutdown |
 //!
 //! Times are microseconds since the Unix epoch (one clock for every process
@@ -73,6 +73,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
             let _ = api_stopped.await;
         }));
         let observed = observe(&node);
+        let rss_at_start = rss_bytes();
         emit(&json!({
             "event": "ready",
             "id": node.id().to_string(),
@@ -95,7 +96,7 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 }
                 "measure" => {
                     let prefix = command["prefix"].as_str().unwrap_or("k");
-                    measure(&node, &args.dir, prefix, number("writers"), number("ops"))?;
+                    measure(&node, &args.dir, prefix, number("writers"), number("ops"), rss_at_start)?;
                 }
                 "quit" => break,
                 other => anyhow::bail!("unknown command {other:?}"),
@@ -224,9 +225,10 @@ async fn await_feed(node: &Node, feed: FeedId, seq: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times embedded gets of this node's own keys, and reads its memory and
-/// disk use.
-fn measure(node: &Node, dir: &Path, prefix: &str, writers: u64, ops: u64) -> anyhow::Result<()> {
+/// Times embedded gets of this node's own keys, and reads its memory
+/// growth since it started (the view, the store's page cache, buffers) and
+/// its store's size.
+fn measure(node: &Node, dir: &Path, prefix: &str, writers: u64, ops: u64, rss_at_start: u64) -> anyhow::Result<()> {
     let sessions = node.sessions();
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     let keys: Vec<String> = (0..GET_SAMPLES)
@@ -251,7 +253,7 @@ fn measure(node: &Node, dir: &Path, prefix: &str, writers: u64, ops: u64) -> any
         "event": "measured",
         "get_p50_ns": percentile(&nanos, 50.0),
         "get_p99_ns": percentile(&nanos, 99.0),
-        "rss_bytes": rss_bytes(),
+        "rss_bytes": rss_bytes().saturating_sub(rss_at_start),
         "disk_bytes": std::fs::metadata(dir.join("store.redb")).map(|m| m.len()).unwrap_or(0),
         "sessions": sessions.stats().sessions,
     }));
