@@ -3,6 +3,8 @@
 //! in the health report), and the `/audit` page driven in headless Chromium
 //! through chromedriver (W3C WebDriver; `common/webdriver.rs`).
 
+#[path = "common/api.rs"]
+mod api;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/nodes.rs"]
@@ -13,7 +15,8 @@ mod webdriver;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use feedmesh::api::{ApiServer, ApiToken};
+use api::serve_api;
+use feedmesh::api::ApiToken;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use http::{DEADLINE, Request, Response, get};
@@ -33,16 +36,6 @@ struct Fixture {
     api: SocketAddr,
     key: NetworkKey,
     tmp: tempfile::TempDir,
-}
-
-/// Serves the API of `node` on loopback until the test ends.
-async fn serve_api(node: &Node, token: Option<ApiToken>) -> SocketAddr {
-    let server = ApiServer::bind(nodes::localhost(), node.clone(), token)
-        .await
-        .expect("bind the API");
-    let addr = server.local_addr();
-    tokio::spawn(server.run(std::future::pending()));
-    addr
 }
 
 async fn fixture() -> Fixture {

@@ -3,6 +3,8 @@
 //! on the other, acknowledgements, digests, the 400 cases and the token
 //! rule; and `feedmesh session ...` against a real `feedmesh serve`.
 
+#[path = "common/api.rs"]
+mod api;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/nodes.rs"]
@@ -14,22 +16,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use feedmesh::api::{ApiServer, ApiToken};
+use api::serve_api;
+use feedmesh::api::ApiToken;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use http::{DEADLINE, Request, Response, get};
 use process::{ServeProcess, feedmesh, path_arg};
 use serde_json::{Value, json};
-
-/// Serves the API of `node` on loopback until the test ends.
-async fn serve_api(node: &Node, token: Option<ApiToken>) -> SocketAddr {
-    let server = ApiServer::bind(nodes::localhost(), node.clone(), token)
-        .await
-        .expect("bind the API");
-    let addr = server.local_addr();
-    tokio::spawn(server.run(std::future::pending()));
-    addr
-}
 
 async fn put(api: SocketAddr, key: &str, body: Value) -> Response {
     Request::new("PUT", &format!("/v1/sessions/{key}"))
