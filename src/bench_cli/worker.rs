@@ -58,7 +58,15 @@ fn emit(event: &Value) {
 
 /// Runs the worker until `quit` or the end of standard input.
 pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // One async worker thread per node (commits still run on the blocking
+    // pool): the benchmark's nodes share this machine's cores, where a real
+    // deployment gives each node machine its own; more threads per process
+    // only add context switches here.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let mut config = NodeConfig::new(&args.dir);
         config.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
