@@ -8,6 +8,7 @@
 //!
 //! `FEEDMESH_BENCH_SESSIONS=N` changes the 1,000,000 (say, for a quick run).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use feedmesh::net::NetworkKey;
@@ -166,6 +167,21 @@ fn get_raw_latency(node: &Node, keys: &[SampleKey]) -> (u128, u128) {
     }))
 }
 
+/// Median and 99th percentile of a read (value cloned) from a plain std
+/// `HashMap` of `count` sessions like the view's: this machine's floor for
+/// a random read of that much memory, measured in the same run.
+fn plain_map_latency(count: usize, keys: &[SampleKey]) -> (u128, u128) {
+    let value = feedmesh::view::encode_value(&value()).expect("value");
+    let map: HashMap<Vec<u8>, Vec<u8>> = (0..count).map(|i| (session_key(i), value.clone())).collect();
+    percentiles(keys.iter().map(|key| {
+        let began = Instant::now();
+        let found = map.get(key.as_slice()).cloned();
+        let nanos = began.elapsed().as_nanos();
+        assert!(found.is_some(), "a filled key is missing");
+        nanos
+    }))
+}
+
 #[tokio::main]
 async fn main() {
     let sessions_count: usize = std::env::var("FEEDMESH_BENCH_SESSIONS")
@@ -203,6 +219,8 @@ async fn main() {
     println!("  embedded get (value decoded into a struct): p50 {p50} ns, p99 {p99} ns");
     let (p50, p99) = get_raw_latency(&node, &keys);
     println!("  embedded get_raw (value as stored):        p50 {p50} ns, p99 {p99} ns");
+    let (p50, p99) = plain_map_latency(sessions_count, &keys);
+    println!("  for scale, a plain std HashMap<Vec<u8>, Vec<u8>> of as many sessions: p50 {p50} ns, p99 {p99} ns");
     let digest = node.sessions().digest();
     node.shutdown().await;
     drop(node);
