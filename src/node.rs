@@ -555,7 +555,7 @@ impl Node {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let _writer = lock(&inner.writer);
-            if let Err(error) = inner.store.sync() {
+            if let Err(error) = inner.store.sync(Duration::ZERO) {
                 tracing::error!(%error, "the last sync of received entries failed");
             }
         })
@@ -607,18 +607,21 @@ impl Inner {
         }
     }
 
-    /// Makes received entries durable every [`SYNC_INTERVAL`] (one flush
-    /// for all that arrived meanwhile), until shutdown.
+    /// Makes received entries durable within [`SYNC_INTERVAL`] (one flush
+    /// for all that arrived meanwhile), until shutdown. Checks every half
+    /// interval and flushes only what has waited half an interval: a node
+    /// that appends its own entries flushes through them, and the sync then
+    /// stays out of their way (a flush holds the store's write lock).
     async fn sync_received(self: Arc<Inner>) {
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(SYNC_INTERVAL) => {}
+                () = tokio::time::sleep(SYNC_INTERVAL / 2) => {}
             }
             let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.sync()).await {
+            match tokio::task::spawn_blocking(move || store.sync(SYNC_INTERVAL / 2)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(%error, "syncing received entries failed"),
                 Err(error) => tracing::error!(%error, "the sync task failed"),

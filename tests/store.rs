@@ -100,7 +100,31 @@ suite!(
     header_only_records,
     batch_interleaving_two_feeds,
     empty_append_and_unknown_feeds,
+    unsynced_appends_are_checked_held_and_kept_once_synced,
 );
+
+/// `append_unsynced` checks and stores like `append`; once synced (or
+/// followed by a durable append) what it stored survives a reopen.
+fn unsynced_appends_are_checked_held_and_kept_once_synced<H: Harness>() {
+    let mut h = H::new();
+    let records = chain(1, 12);
+    assert_eq!(h.store().append_unsynced(&records[..4]).unwrap(), report(4, 0));
+    assert_eq!(h.store().append_unsynced(&records[..6]).unwrap(), report(2, 4));
+    let (index, _) = expect_rejected(h.store().append_unsynced(&records[7..]));
+    assert_eq!(index, 0, "a gap is refused as by append");
+    assert_eq!(h.store().latest(&feed(1)).unwrap(), Some(6));
+    // Too young to need a sync: nothing happens, nothing is lost either.
+    h.store().sync(std::time::Duration::from_secs(3600)).unwrap();
+    h.store().sync(std::time::Duration::ZERO).unwrap();
+    h.reopen();
+    assert_eq!(h.store().latest(&feed(1)).unwrap(), Some(6));
+    // A durable append makes the unsynced ones before it durable too.
+    h.store().append_unsynced(&records[6..9]).unwrap();
+    h.store().append(&chain(2, 2)).unwrap();
+    h.reopen();
+    assert_eq!(h.store().latest(&feed(1)).unwrap(), Some(9));
+    assert_chain_verifies(h.store(), &feed(1));
+}
 
 // ---------------------------------------------------------------------------
 // Building entries

@@ -25,7 +25,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -83,8 +84,9 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
-    /// Whether a commit since the last durable one was not durable.
-    unsynced: AtomicBool,
+    /// When the first commit since the last durable one that was not
+    /// durable was made (`None`: everything committed is durable).
+    unsynced_since: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for RedbStore {
@@ -263,6 +265,23 @@ impl RedbStore {
         RedbStore::open_with(path.as_ref(), true)
     }
 
+    /// When the oldest commit not yet durable was made.
+    fn unsynced(&self) -> Option<Instant> {
+        *self.unsynced_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_unsynced(&self, since: Option<Instant>) {
+        *self.unsynced_since.lock().unwrap_or_else(|p| p.into_inner()) = since;
+    }
+
+    /// Commits `txn`; if that fails, what it was to make durable may not be.
+    fn commit_or_mark_unsynced(&self, txn: WriteTransaction, what: &'static str) -> Result<(), StoreError> {
+        txn.commit().map_err(|error| {
+            self.set_unsynced(Some(self.unsynced().unwrap_or_else(Instant::now)));
+            redb_error(what)(error)
+        })
+    }
+
     /// Appends in one transaction committed with `durability`.
     fn append_with(&self, records: &[Verified], durability: Durability) -> Result<AppendReport, StoreError> {
         if records.is_empty() {
@@ -288,10 +307,14 @@ impl RedbStore {
             // Everything was already held: no commit (and no fsync) needed.
             txn.abort().map_err(redb_error("ending an empty append"))?;
         } else {
-            txn.commit().map_err(redb_error("committing an append"))?;
-            // A durable commit makes every earlier one durable too.
-            self.unsynced
-                .store(matches!(durability, Durability::None), Ordering::SeqCst);
+            // Updated while this transaction holds the write lock, so that no
+            // other commit comes between; a durable commit makes every
+            // earlier one durable too.
+            self.set_unsynced(match durability {
+                Durability::None => self.unsynced().or_else(|| Some(Instant::now())),
+                _ => None,
+            });
+            self.commit_or_mark_unsynced(txn, "committing an append")?;
         }
         Ok(AppendReport {
             appended,
@@ -349,7 +372,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             path: path.to_owned(),
-            unsynced: AtomicBool::new(false),
+            unsynced_since: Mutex::new(None),
         })
     }
 
@@ -378,12 +401,18 @@ impl Store for RedbStore {
         self.append_with(records, Durability::None)
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
-        if !self.unsynced.swap(false, Ordering::SeqCst) {
+    fn sync(&self, older_than: Duration) -> Result<(), StoreError> {
+        let due = || self.unsynced().is_some_and(|since| since.elapsed() >= older_than);
+        if !due() {
             return Ok(());
         }
         let txn = self.begin_write()?;
-        txn.commit().map_err(redb_error("committing a sync"))
+        // Under the write lock: a durable commit in between may have done it.
+        if !due() {
+            return txn.abort().map_err(redb_error("ending an unneeded sync"));
+        }
+        self.set_unsynced(None);
+        self.commit_or_mark_unsynced(txn, "committing a sync")
     }
 
     fn entry(&self, feed: &FeedId, seq: u64) -> Result<Option<Entry>, StoreError> {
