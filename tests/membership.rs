@@ -5,6 +5,10 @@
 //! node's sessions come back exactly as they were, and the rogue is refused
 //! by the transport); a forked feed folds only below the fork.
 
+#[path = "common/api.rs"]
+mod api;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/nodes.rs"]
 mod nodes;
 
@@ -291,4 +295,53 @@ async fn member_add_and_remove_from_the_command_line() {
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("is not an admin"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[tokio::test]
+async fn an_admins_node_changes_the_membership_over_http() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let (admin_path, admin_id) = admin_dir(root.path(), &key);
+    let admin = start(&admin_path, vec![]).await;
+    let member = start(&member_dir(root.path(), "member", &key, admin_id), vec![addr(&admin)]).await;
+    let (admin_api, member_api) = (api::serve_api(&admin, None).await, api::serve_api(&member, None).await);
+    let path = format!("/v1/members/{}", member.id());
+
+    let added = http::post(admin_api, &path, b"").await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    assert_eq!(added.json()["seq"].as_u64(), Some(1));
+    let listed = http::get(admin_api, "/v1/members").await.json();
+    assert_eq!(listed["open"], false);
+    assert_eq!(listed["admins"][0], admin_id.to_string());
+    assert_eq!(listed["members"][0]["feed"], member.id().to_string());
+    assert_eq!(listed["members"][0]["from_seq"], 1);
+    assert!(listed["members"][0]["until_seq"].is_null());
+
+    // The member's write folds on the admin's node, then the removal from
+    // its next entry on stops the ones after.
+    let before = member.sessions().put("k", &"v".to_string(), HOUR, None).await.unwrap();
+    eventually("the member's put on the admin", || {
+        value(&admin.sessions(), "k").is_some()
+    })
+    .await;
+    let body = format!(r#"{{"from_seq": {}}}"#, before.seq + 1);
+    // (No acks asked: the only peer is the member, whom the removal cuts off.)
+    let removed = http::post(admin_api, &format!("{path}/remove"), body.as_bytes()).await;
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    let listed = http::get(admin_api, "/v1/members").await.json();
+    assert_eq!(listed["members"][0]["until_seq"], before.seq + 1);
+    assert_eq!(
+        value(&admin.sessions(), "k").as_deref(),
+        Some("v"),
+        "what came before stays"
+    );
+
+    // Only an admin may; a malformed id or body is refused.
+    let refused = http::post(member_api, &path, b"").await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(http::post(admin_api, "/v1/members/feed_nope", b"").await.status, 400);
+    assert_eq!(http::post(admin_api, &path, b"{\"from\": 1}").await.status, 400);
+    assert_eq!(http::post(admin_api, &path, b"{\"from_seq\": 0}").await.status, 400);
+    admin.shutdown().await;
+    member.shutdown().await;
 }

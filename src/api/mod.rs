@@ -11,6 +11,7 @@
 //! | `GET /v1/audit/sessions/{KEY}`, `GET /v1/audit/members/{FEED_ID}?since=MS&until=MS`, `GET /v1/audit/health` | the audit reports (spec/AUDIT.md §2) as JSON lines; the module doc of `src/api/audit.rs` has the details |
 //! | `GET /audit` | the audit page (HTML, served without the token: it holds no data and sends the token the user gives it) |
 //! | `PUT`, `GET`, `DELETE /v1/sessions/{KEY}`, `POST /v1/sessions/{KEY}/touch`, `DELETE /v1/owners/{OWNER}/sessions`, `GET /v1/view/digest` | the session store ([`Node::sessions`]); the module doc of `src/api/sessions.rs` has the bodies, answers and errors |
+//! | `GET /v1/members`, `POST /v1/members/{FEED_ID}`, `POST /v1/members/{FEED_ID}/remove` | the membership (spec/SESSIONS.md §5): listed, or changed by an admin's node; the module doc of `src/api/members.rs` has the details |
 //!
 //! Every error is `{"error": "..."}` with its status: 400 for a malformed
 //! request (feed id, query, session key, owner, ttl or body), 401 without
@@ -29,6 +30,7 @@
 
 mod audit;
 mod config;
+mod members;
 mod metrics;
 mod sessions;
 
@@ -174,6 +176,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
         .route("/v1/peers/{peer}/feeds/{feed}", get(peer_feed))
         .route("/metrics", get(metrics_text))
         .merge(sessions::routes())
+        .merge(members::routes())
         .merge(audit::routes())
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })

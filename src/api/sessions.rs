@@ -63,6 +63,7 @@ impl From<SessionError> for Failure {
             SessionError::Invalid(_) | SessionError::Value(_) => StatusCode::BAD_REQUEST,
             SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            SessionError::NotAdmin => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure::new(status, error)
@@ -87,7 +88,7 @@ struct TouchBody {
 
 /// The `{key}` or `{owner}` path segment, percent-decoded (400 if it is
 /// not UTF-8).
-struct Segment(String);
+pub(super) struct Segment(pub(super) String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Segment {
     type Rejection = Failure;
@@ -128,7 +129,7 @@ fn ttl(ttl_secs: u64) -> Result<Duration, Failure> {
 }
 
 /// Where a write landed: `{"author", "seq"}`.
-fn written_json(written: &Written) -> Value {
+pub(super) fn written_json(written: &Written) -> Value {
     json!({ "author": written.author.to_string(), "seq": written.seq })
 }
 
