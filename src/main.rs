@@ -79,8 +79,13 @@ enum Command {
     /// The HTTP API (--api): GET /v1/status, POST /v1/append (body: the
     /// payload; ?acks=K&timeout_ms=T waits for K peers), GET
     /// /v1/feeds/FEED_ID?from=N&to=M (JSON lines), GET /metrics
-    /// (Prometheus). It binds loopback addresses only, unless given a bearer
-    /// token with --api-token-file.
+    /// (Prometheus); the session store: PUT, GET, DELETE
+    /// /v1/sessions/KEY, POST /v1/sessions/KEY/touch, DELETE
+    /// /v1/owners/OWNER/sessions, GET /v1/view/digest; membership: GET
+    /// /v1/members, POST /v1/members/FEED_ID[/remove]; the audit: GET
+    /// /v1/audit/sessions/KEY, /v1/audit/members/FEED_ID, /v1/audit/health,
+    /// and the page /audit. It binds loopback addresses only, unless given a
+    /// bearer token with --api-token-file.
     ///
     /// Settings can also come from a TOML config file, DIR/feedmesh.toml by
     /// default (--config FILE for another); flags override it (--peer flags
