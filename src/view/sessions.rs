@@ -339,8 +339,11 @@ impl SessionView {
     /// [`SessionView::get`], as a shared handle: cheap to clone and to keep
     /// after the view changes (it is a snapshot).
     pub fn get_shared(&self, key: &[u8], now_ms: u64) -> Option<&Arc<Session>> {
-        let session = &self.records.get(key)?.put.as_ref()?.session;
-        (session.expires_at_ms > now_ms).then_some(session)
+        // The record's expiry is the session's (kept equal by every fold);
+        // checked where the table holds it, a miss does not read the session.
+        let record = self.records.get(key)?;
+        let session = &record.put.as_ref()?.session;
+        (record.expiry > now_ms).then_some(session)
     }
 
     /// Whether `key` is revoked (a tombstone is held for it).
