@@ -965,6 +965,10 @@ impl Host for Inner {
         Ok(())
     }
 
+    fn own(&self) -> Option<FeedId> {
+        Some(self.id)
+    }
+
     fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>) {
         self.schedule(|s, now| s.claims(conn, clock.iter().map(|(&feed, &seq)| (feed, seq)), now));
         let mut peers = lock(&self.peers);

@@ -58,7 +58,7 @@ use tokio::time::Instant;
 use crate::feed::{FeedId, ForkProof, ValidationError, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
+    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
     PeerSync, ProtocolError, pack_chunk, pack_records, record_size,
 };
 
@@ -68,7 +68,11 @@ use super::{SecureReader, SecureWriter, StreamError};
 pub const OUTBOX_FRAMES: usize = 8;
 /// The most ranges waiting to be read and sent, per connection; a peer whose
 /// requests queue more is disconnected ([`ProtocolError::Flooding`]).
-pub const MAX_PENDING_RANGES: usize = 4096;
+/// The ranges of a feed are coalesced, so an honest peer (one live stream and
+/// at most one Request per feed, at most [`MAX_FEEDS_PER_PEER`] feeds) never
+/// comes near it, whatever the node holds (spec/PROTOCOL.md §2.2,
+/// MAX_QUEUED_RANGES).
+pub const MAX_PENDING_RANGES: usize = 2 * MAX_FEEDS_PER_PEER;
 /// The fewest records read from the store at once (four maximum-size records
 /// fill one Records message).
 pub const MIN_CHUNK: usize = 4;
@@ -85,8 +89,6 @@ pub const IDLE_TIMEOUT_MS: u64 = 3 * KEEPALIVE_MS;
 /// Records messages with at least this many records are checked on a
 /// blocking thread.
 const BLOCKING_RECORDS: usize = 16;
-/// How many pending ranges are searched for one to extend.
-const COALESCE_WINDOW: usize = 32;
 
 /// A fetch the node asks a connection to make ([`PeerSync::fetch_range`]),
 /// sent through the channel given to [`run_connection`].
@@ -142,6 +144,12 @@ pub trait Host: Send + Sync + 'static {
     fn append_received(&self, records: &[Verified]) -> Result<AppendReport, StoreError>;
     /// Records a fork proof received from a peer and publishes it. Blocking.
     fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError>;
+    /// The node's own feed, if it writes one: a peer claiming more of it
+    /// than the store holds is disconnected ([`ProtocolError::FalseClaim`]).
+    /// `None` (the default): no such check.
+    fn own(&self) -> Option<FeedId> {
+        None
+    }
     /// The clock of `peer` as connection `conn` knows it changed.
     fn peer_clock(&self, peer: FeedId, conn: u64, clock: BTreeMap<FeedId, u64>);
     /// The byte counters of `peer`, asked once per connection; `None` (the
@@ -259,7 +267,7 @@ where
         start: Instant::now(),
         peeked: None,
         frames: VecDeque::new(),
-        ranges: VecDeque::new(),
+        ranges: SendQueue::default(),
         chunk: MIN_CHUNK,
         traffic,
         wants: None,
@@ -432,8 +440,8 @@ struct Driver {
     peeked: Option<Message>,
     /// Encoded Records messages of the current chunk, waiting for slots.
     frames: VecDeque<Vec<u8>>,
-    /// Ranges to read and send: (feed, from, to).
-    ranges: VecDeque<(FeedId, u64, u64)>,
+    /// Ranges to read and send.
+    ranges: SendQueue,
     /// Records to read at once (adapted to their sizes).
     chunk: usize,
     /// Byte counters of the peer (metrics), if the host keeps them.
@@ -478,6 +486,9 @@ impl Driver {
             self.sync = PeerSync::managed();
             self.wants = Some(wants);
             self.apply_wants();
+        }
+        if let Some(own) = self.host.own() {
+            self.sync.set_own(own);
         }
         self.sync.start(&clock, now);
         let wants = self.wants.clone();
@@ -723,21 +734,14 @@ impl Driver {
     }
 
     fn queue_range(&mut self, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
-        for range in self.ranges.iter_mut().rev().take(COALESCE_WINDOW) {
-            if range.0 == feed && range.1 <= from && from <= range.2.saturating_add(1) {
-                range.2 = range.2.max(to);
-                return Ok(());
-            }
+        if self.ranges.push(feed, from, to) {
+            return Ok(());
         }
-        if self.ranges.len() >= MAX_PENDING_RANGES {
-            let error = ProtocolError::Flooding {
-                max: MAX_PENDING_RANGES,
-            };
-            tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
-            return Err(Closed::Protocol(error));
-        }
-        self.ranges.push_back((feed, from, to));
-        Ok(())
+        let error = ProtocolError::Flooding {
+            max: MAX_PENDING_RANGES,
+        };
+        tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
+        Err(Closed::Protocol(error))
     }
 
     /// Starts appending verified records through the host on a blocking
@@ -808,7 +812,7 @@ impl Driver {
             permit.send(frame);
             return Ok(());
         }
-        let Some(&(feed, from, to)) = self.ranges.front() else {
+        let Some((feed, from, to)) = self.ranges.front() else {
             return Ok(());
         };
         let store = self.store.clone();
@@ -817,8 +821,8 @@ impl Driver {
         let last = records.last().map_or(0, |(entry, _)| entry.seq());
         if records.len() < limit || last >= to {
             self.ranges.pop_front();
-        } else if let Some(front) = self.ranges.front_mut() {
-            front.1 = last + 1;
+        } else {
+            self.ranges.advance_front(last + 1);
         }
         let largest = records
             .iter()
@@ -833,5 +837,82 @@ impl Driver {
         }
         self.frames.extend(messages);
         Ok(())
+    }
+}
+
+/// The ranges a connection has to read and send, per feed in the order the
+/// feeds were first queued, each feed's ranges in order. A range that starts
+/// inside or right after the last one queued for its feed extends it, so the
+/// live stream of a feed is one range however often the feed grows.
+#[derive(Debug, Default)]
+struct SendQueue {
+    /// Feeds with ranges waiting, the next to send first.
+    order: VecDeque<FeedId>,
+    /// The waiting ranges of each feed in `order`: (from, to).
+    ranges: BTreeMap<FeedId, VecDeque<(u64, u64)>>,
+    /// How many ranges wait, over all feeds.
+    len: usize,
+}
+
+impl SendQueue {
+    /// Queues `from..=to` of `feed`; false (and nothing queued) if that
+    /// would make more than [`MAX_PENDING_RANGES`] ranges.
+    fn push(&mut self, feed: FeedId, from: u64, to: u64) -> bool {
+        if let Some(last) = self.ranges.get_mut(&feed).and_then(|r| r.back_mut())
+            && last.0 <= from
+            && from <= last.1.saturating_add(1)
+        {
+            last.1 = last.1.max(to);
+            return true;
+        }
+        if self.len >= MAX_PENDING_RANGES {
+            return false;
+        }
+        let ranges = self.ranges.entry(feed).or_default();
+        if ranges.is_empty() {
+            self.order.push_back(feed);
+        }
+        ranges.push_back((from, to));
+        self.len += 1;
+        true
+    }
+
+    /// Whether nothing waits.
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next range to send: (feed, from, to).
+    fn front(&self) -> Option<(FeedId, u64, u64)> {
+        let feed = *self.order.front()?;
+        let &(from, to) = self.ranges.get(&feed)?.front()?;
+        Some((feed, from, to))
+    }
+
+    /// The front range was sent up to `next - 1`: it goes on from `next`.
+    fn advance_front(&mut self, next: u64) {
+        if let Some(range) = self
+            .order
+            .front()
+            .and_then(|feed| self.ranges.get_mut(feed))
+            .and_then(|r| r.front_mut())
+        {
+            range.0 = next;
+        }
+    }
+
+    /// The front range was sent whole: drops it; the feed goes to the back
+    /// if it has more, so that one busy feed does not hold up the others.
+    fn pop_front(&mut self) {
+        let Some(feed) = self.order.pop_front() else { return };
+        let Some(ranges) = self.ranges.get_mut(&feed) else { return };
+        if ranges.pop_front().is_some() {
+            self.len -= 1;
+        }
+        if ranges.is_empty() {
+            self.ranges.remove(&feed);
+        } else {
+            self.order.push_back(feed);
+        }
     }
 }

@@ -80,6 +80,19 @@ pub enum ProtocolError {
         /// The limit.
         max: usize,
     },
+    /// The peer claims more of this node's own feed than the node has
+    /// written ([`PeerSync::set_own`]): nobody can hold more of a feed than
+    /// its author, so the claim is false (and would count as an
+    /// acknowledgement).
+    #[error("claims {feed} up to {claimed}, but its author wrote {held}")]
+    FalseClaim {
+        /// The node's own feed.
+        feed: FeedId,
+        /// What the peer claimed.
+        claimed: u64,
+        /// What the node has written.
+        held: u64,
+    },
     /// The peer's messages queued more than [`MAX_QUEUED_ACTIONS`] actions.
     #[error("more than {max} actions queued")]
     Flooding {
@@ -127,6 +140,7 @@ impl ProtocolError {
             ProtocolError::OutOfOrder { .. } => "out-of-order",
             ProtocolError::MissingPayload { .. } => "missing-payload",
             ProtocolError::TooManyFeeds { .. } => "too-many-feeds",
+            ProtocolError::FalseClaim { .. } => "false-claim",
             ProtocolError::Flooding { .. } => "flooding",
             ProtocolError::UnaskedChunk { .. } => "unasked-chunk",
             ProtocolError::BadChunk { .. } => "bad-chunk",
@@ -331,6 +345,8 @@ pub struct PeerSync {
     closed: bool,
     /// Wants only what [`PeerSync::set_want`] says (see [`PeerSync::managed`]).
     managed: bool,
+    /// The node's own feed, if told ([`PeerSync::set_own`]).
+    own: Option<FeedId>,
     /// What the node holds: from `start` and `local_advanced`.
     local: BTreeMap<FeedId, u64>,
     /// Feeds for which this side has announced want = true.
@@ -375,6 +391,14 @@ impl PeerSync {
             managed: true,
             ..PeerSync::default()
         }
+    }
+
+    /// Tells the machine which feed is the node's own: a peer claiming more
+    /// of it than the node has written (what [`PeerSync::start`] and
+    /// [`PeerSync::local_advanced`] reported) is disconnected with
+    /// [`ProtocolError::FalseClaim`]. Call it before [`PeerSync::start`].
+    pub fn set_own(&mut self, feed: FeedId) {
+        self.own = Some(feed);
     }
 
     /// Changes the want flag this side announces for `feed` (queues a Clock
@@ -688,6 +712,16 @@ impl PeerSync {
     fn on_clock(&mut self, feeds: Vec<ClockEntry>, now: u64) {
         for line in feeds {
             let feed = line.feed;
+            if self.own == Some(feed) {
+                let held = self.local.get(&feed).copied().unwrap_or(0);
+                if line.latest > held {
+                    return self.disconnect(ProtocolError::FalseClaim {
+                        feed,
+                        claimed: line.latest,
+                        held,
+                    });
+                }
+            }
             if !self.remote.contains_key(&feed) && self.remote.len() >= MAX_FEEDS_PER_PEER {
                 return self.disconnect(ProtocolError::TooManyFeeds {
                     max: MAX_FEEDS_PER_PEER,

@@ -311,16 +311,17 @@ impl ReplicationScheduler {
             }
         }
         let stalled = &state.stalled;
+        let held = self.held.get(&feed).is_some_and(|&seq| seq > 0);
         let best = self
             .peers
             .iter()
-            .filter(|(conn, _)| !stalled.contains(conn))
+            .filter(|(conn, p)| !stalled.contains(conn) && (held || offers(p, &feed)))
             .min_by_key(|(_, p)| {
                 let claim = p.claims.get(&feed).copied().unwrap_or(0);
                 (p.id != feed, std::cmp::Reverse(claim), p.order)
             })
             .map(|(&conn, _)| conn);
-        let new = best.or(old.filter(|c| self.peers.contains_key(c)));
+        let new = best.or(old.filter(|c| self.peers.get(c).is_some_and(|p| held || offers(p, &feed))));
         state.sender = new;
         state.since = now;
         if old != new {
@@ -330,6 +331,11 @@ impl ReplicationScheduler {
             if let Some(new) = new {
                 self.outbox.entry(new).or_default().insert(feed, true);
             }
+        }
+        if new.is_none() && !held {
+            // Neither held nor claimed by a connected peer: forgotten.
+            self.feeds.remove(&feed);
+            return;
         }
         self.refresh(feed, now);
     }
@@ -358,6 +364,12 @@ impl ReplicationScheduler {
             self.choose(feed, now);
         }
     }
+}
+
+/// Whether `peer` may be asked for `feed` though the node holds none of it:
+/// it is the feed's author or claims to hold some of it.
+fn offers(peer: &Peer, feed: &FeedId) -> bool {
+    peer.id == *feed || peer.claims.get(feed).is_some_and(|&claim| claim > 0)
 }
 
 #[cfg(test)]
@@ -448,5 +460,28 @@ mod tests {
         assert_eq!(s.sender(&id(8)), Some(3));
         s.tick(6000);
         assert_eq!(s.sender(&id(8)), Some(4));
+    }
+
+    #[test]
+    fn claimed_but_never_held_feeds_are_kept_only_for_their_claimer() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.connect(1, id(1), 0);
+        s.connect(2, id(2), 0);
+        // Peer 2 claims feeds nobody else has; only it is asked for them.
+        s.claims(2, (10..20).map(|n| (id(n), 1)), 0);
+        assert_eq!(s.take_wants(2), (10..20).map(|n| (id(n), true)).collect::<Vec<_>>());
+        assert!(s.take_wants(1).is_empty(), "not wanted from a peer that never claimed them");
+        s.local(id(10), 1, 1);
+        // It leaves: the feeds the node never held are forgotten, not wanted
+        // from the others (nor from a newcomer); the held one moves.
+        s.disconnect(2, 2);
+        assert_eq!(s.take_wants(1), vec![(id(10), true)]);
+        s.connect(3, id(3), 3);
+        assert!(s.take_wants(3).is_empty());
+        assert!((11..20).all(|n| s.sender(&id(n)).is_none()));
+        assert_eq!(s.feeds.len(), 1, "only the held feed is remembered");
+        // Claimed again by a connected peer, it is wanted from that peer.
+        s.claims(3, [(id(11), 4)], 4);
+        assert_eq!(s.take_wants(3), vec![(id(11), true)]);
     }
 }
