@@ -1079,3 +1079,32 @@ fn fetches_are_bounded_and_time_out() {
     assert_eq!(machine.poll_timeout(), None);
     assert!(!machine.is_closed());
 }
+
+#[test]
+fn a_peer_claiming_more_of_our_own_feed_than_we_wrote_is_disconnected() {
+    let own = node_feed(0);
+    let mut machine = PeerSync::managed();
+    machine.set_own(own);
+    machine.start(&BTreeMap::from([(own, 3)]), 0);
+    let claim = |latest| Message::Clock {
+        feeds: vec![ClockEntry {
+            feed: own,
+            latest,
+            want: true,
+        }],
+    };
+    // Holding what we wrote is an acknowledgement, not a lie.
+    machine.handle_message(claim(3), 1);
+    assert!(!machine.is_closed());
+    assert_eq!(machine.peer_latest(&own), 3);
+    machine.handle_message(claim(4), 2);
+    assert_eq!(
+        actions(&mut machine).last(),
+        Some(&Action::Disconnect(ProtocolError::FalseClaim {
+            feed: own,
+            claimed: 4,
+            held: 3
+        }))
+    );
+    assert_eq!(machine.peer_latest(&own), 3, "the false claim is not counted");
+}
