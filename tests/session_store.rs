@@ -336,6 +336,7 @@ async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_o
     let b = start_with_clock(&dir_b, vec![addr(&c)], skewed_clock(behind)).await;
     holds(&b, &c, 1).await;
     b.shutdown().await;
+    drop(b);
 
     let b = start_with_clock(&dir_b, vec![], skewed_clock(behind)).await;
     b.sessions().put("other", &4u32, HOUR, None).await.unwrap();
