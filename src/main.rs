@@ -540,8 +540,10 @@ fn read_input(file: Option<&Path>, limit: u64) -> anyhow::Result<Vec<u8>> {
 fn append(dir: &Path, payload: &[u8]) -> anyhow::Result<Entry> {
     let node = NodeDir::open(dir)?;
     let store = node.open_store()?;
+    let now = system_time_ms();
     let mut writer = FeedWriter::open(&store, node.keys().clone())?;
-    let mut entries = writer.append(&store, &[payload], system_time_ms())?;
+    writer.observe_stored(&store, now)?;
+    let mut entries = writer.append(&store, &[payload], now)?;
     entries.pop().context("no entry was written")
 }
 
