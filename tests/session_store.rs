@@ -281,14 +281,23 @@ fn skewed_clock(offset_ms: i64) -> WallClock {
 
 /// The timestamp of the head of `node`'s own feed.
 fn own_head_time(node: &Node) -> Timestamp {
-    node.store().head(&node.id()).expect("head").expect("an entry").timestamp()
+    node.store()
+        .head(&node.id())
+        .expect("head")
+        .expect("an entry")
+        .timestamp()
 }
 
 /// Waits until `node` stores `seq` entries of `feed`.
 async fn holds(node: &Node, feed: &Node, seq: u64) {
     let began = Instant::now();
     while node.clock().unwrap().get(&feed.id()) != Some(&seq) {
-        assert!(began.elapsed() < DEADLINE, "{} never held {seq} entries of {}", node.id(), feed.id());
+        assert!(
+            began.elapsed() < DEADLINE,
+            "{} never held {seq} entries of {}",
+            node.id(),
+            feed.id()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -319,7 +328,10 @@ async fn a_node_restarted_with_its_clock_behind_orders_its_writes_after_what_it_
     assert!(sb.get::<Login>("k1").unwrap().is_some(), "b did not hold k1");
     sb.revoke_owner("u").await.unwrap();
     sb.put("cart", &2u32, HOUR, None).await.unwrap();
-    assert!(sb.get::<Login>("k1").unwrap().is_none(), "log out everywhere left k1 alive");
+    assert!(
+        sb.get::<Login>("k1").unwrap().is_none(),
+        "log out everywhere left k1 alive"
+    );
     assert_eq!(sb.get::<u32>("cart").unwrap().unwrap().value, 2, "cart v2 lost to v1");
     b.shutdown().await;
     a.shutdown().await;
@@ -341,7 +353,10 @@ async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_o
     let b = start_with_clock(&dir_b, vec![], skewed_clock(behind)).await;
     b.sessions().put("other", &4u32, HOUR, None).await.unwrap();
     let stamped = own_head_time(&b);
-    assert!(stamped > own_head_time(&c), "not ordered after c's entry, within the bound");
+    assert!(
+        stamped > own_head_time(&c),
+        "not ordered after c's entry, within the bound"
+    );
     assert!(stamped < own_head_time(&a), "dragged to a's time, beyond the bound");
     b.shutdown().await;
     c.shutdown().await;
