@@ -109,7 +109,9 @@ fn bundle_of(records: &[Record]) -> Vec<u8> {
 /// Imports `records` as one bundle; returns the error that stopped it.
 fn import_records(store: &MemoryStore, records: &[Record]) -> Option<bundle::BundleError> {
     let bytes = bundle_of(records);
-    bundle::import(store, bytes.as_slice(), ImportOptions::default()).unwrap().error
+    bundle::import(store, bytes.as_slice(), ImportOptions::default())
+        .unwrap()
+        .error
 }
 
 fn held(store: &MemoryStore, records: &[Record]) -> Vec<Record> {
@@ -150,7 +152,10 @@ fn a_fork_inside_one_bundle_keeps_the_valid_prefix_and_the_proof() {
     assert_forked(import_records(&store, &main), 4, &main, 5, 5);
     // An export of the frozen feed holds the valid prefix only.
     let mut exported = Vec::new();
-    assert_eq!(bundle::export(&store, &main[0].0.author(), 1, &mut exported).unwrap(), 4);
+    assert_eq!(
+        bundle::export(&store, &main[0].0.author(), 1, &mut exported).unwrap(),
+        4
+    );
     assert_eq!(exported, bundle_of(&main[..4]));
 }
 
