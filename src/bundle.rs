@@ -363,12 +363,7 @@ fn add(total: &mut AppendReport, more: AppendReport) {
 pub fn export(store: &dyn Store, feed: &FeedId, from: u64, out: impl Write) -> Result<usize, BundleError> {
     const PAGE: usize = 4096;
     let store_error = |error| BundleError::Store { index: 0, error };
-    let fork = store
-        .forks()
-        .map_err(store_error)?
-        .into_iter()
-        .find(|p| p.author() == *feed);
-    let to = fork.map_or(u64::MAX, |proof| proof.seq() - 1);
+    let to = store.frozen_at(feed).map_err(store_error)?.map_or(u64::MAX, |n| n - 1);
     let mut writer = BundleWriter::new(out)?;
     let mut next = from.max(1);
     while next <= to {

@@ -1,6 +1,9 @@
 //! Bundles under tampering: whatever single byte of an exported bundle is
 //! changed, import stores nothing but a byte-identical prefix of the real feed.
 
+#[path = "common/fork.rs"]
+mod fork;
+
 use feedmesh::bundle::{self, ImportOptions};
 use feedmesh::feed::Keypair;
 use feedmesh::store::{MemoryStore, Record, Store};
@@ -81,21 +84,6 @@ fn missing_payloads_are_refused_unless_allowed() {
     assert_eq!(store.payload(&keys.feed_id(), 1).unwrap(), None);
 }
 
-/// The records of feed `seed` at `1..=len`, written by a fresh writer; the
-/// entries from `fork_at` on carry `branch` in their payloads, so two calls
-/// with one seed and different branches fork the feed at `fork_at`.
-fn branch(seed: u8, len: u64, fork_at: u64, branch: &str) -> Vec<Record> {
-    let keys = Keypair::from_seed([seed; 32]);
-    let store = MemoryStore::new();
-    let mut writer = FeedWriter::open(&store, keys.clone()).unwrap();
-    for seq in 1..=len {
-        let tag = if seq >= fork_at { branch } else { "" };
-        let payload = format!("{{\"seq\":{seq},\"branch\":\"{tag}\"}}");
-        writer.append(&store, &[payload.as_bytes()], 10_000 + seq).unwrap();
-    }
-    store.range(&keys.feed_id(), 1, u64::MAX, usize::MAX).unwrap()
-}
-
 fn bundle_of(records: &[Record]) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = bundle::BundleWriter::new(&mut bytes).unwrap();
@@ -137,8 +125,8 @@ fn assert_forked(error: Option<bundle::BundleError>, index: usize, feed: &[Recor
 
 #[test]
 fn a_fork_inside_one_bundle_keeps_the_valid_prefix_and_the_proof() {
-    let main = branch(1, 6, 5, "a");
-    let other = branch(1, 6, 5, "b");
+    let main = fork::branch(1, 6, 5, "a");
+    let other = fork::branch(1, 6, 5, "b");
     let store = MemoryStore::new();
     let records: Vec<Record> = main[..5].iter().chain(&other[4..5]).cloned().collect();
     // The first record at or after the fork point is the first not stored.
@@ -161,9 +149,9 @@ fn a_fork_inside_one_bundle_keeps_the_valid_prefix_and_the_proof() {
 
 #[test]
 fn a_fork_after_other_feeds_records_keeps_them_and_the_prefix() {
-    let other_feed = branch(2, 3, u64::MAX, "");
-    let main = branch(1, 4, 3, "a");
-    let forked = branch(1, 4, 3, "b");
+    let other_feed = fork::branch(2, 3, u64::MAX, "");
+    let main = fork::branch(1, 4, 3, "a");
+    let forked = fork::branch(1, 4, 3, "b");
     let records: Vec<Record> = other_feed
         .iter()
         .chain(&main[..3])
@@ -179,8 +167,8 @@ fn a_fork_after_other_feeds_records_keeps_them_and_the_prefix() {
 
 #[test]
 fn entries_below_the_fork_point_import_after_the_proof() {
-    let main = branch(1, 6, 4, "a");
-    let forked = branch(1, 6, 4, "b");
+    let main = fork::branch(1, 6, 4, "a");
+    let forked = fork::branch(1, 6, 4, "b");
     let first = MemoryStore::new();
     assert!(import_records(&first, &main[..4]).is_none());
     assert_forked(import_records(&first, &forked[3..4]), 0, &main, 4, 4);

@@ -131,6 +131,16 @@ pub trait Store: Send + Sync {
     /// Every fork proof held, at most one per feed (the lowest sequence).
     fn forks(&self) -> Result<Vec<ForkProof>, StoreError>;
 
+    /// The sequence at which `feed` forked (`None`: no proof held, the feed
+    /// is not frozen).
+    fn frozen_at(&self, feed: &FeedId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .forks()?
+            .iter()
+            .find(|proof| proof.author() == *feed)
+            .map(ForkProof::seq))
+    }
+
     /// Drops the payloads of `feed`'s entries `1..=up_to`, keeping the
     /// headers. Returns how many payloads were dropped.
     fn drop_payloads(&self, feed: &FeedId, up_to: u64) -> Result<usize, StoreError>;
