@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Import verifies records in order (signatures in batches) and stores every
-//! record before the first invalid one and nothing from it on. What it stores
+//! record before the first invalid one and nothing from it on; a fork at
+//! sequence `n` stops it at the first record of that feed at or after `n`. What it stores
 //! is exactly the bytes the author signed.
 
 use std::io::{self, Read, Write};
@@ -54,7 +55,19 @@ pub enum BundleError {
         /// The record's feed and sequence.
         position: Option<(FeedId, u64)>,
     },
-    /// The store refused or failed (a fork, or an I/O error).
+    /// Record `index` is at or after the fork point `fork_seq` of its feed:
+    /// the feed forked there (the proof is now recorded) or was frozen
+    /// already (spec §1.7). Entries of the feed below `fork_seq` still import.
+    #[error("record {index}{}: the feed is frozen by a fork at sequence {fork_seq}", at(.position))]
+    Forked {
+        /// Index of the record in the bundle.
+        index: usize,
+        /// The record's feed and sequence.
+        position: Option<(FeedId, u64)>,
+        /// The sequence at which the feed forked.
+        fork_seq: u64,
+    },
+    /// The store failed (a damaged database, an I/O error).
     #[error("record {index}: {error}")]
     Store {
         /// Index of the record in the bundle.
@@ -272,8 +285,11 @@ fn store_batch(store: &dyn Store, batch: Vec<BundleRecord>, outcome: &mut Import
     }
 }
 
-/// Appends `verified`; if the store refuses record `i`, appends `..i` and
-/// reports the refusal.
+/// Appends `verified`; if the store refuses a record, appends the records
+/// before the first one it cannot take and reports why. After a fork at
+/// sequence `n`, that is the first record of the forked feed at or after `n`
+/// (the same feed's records below `n` and other feeds' records before it
+/// are stored, spec §1.8).
 fn append_prefix(
     store: &dyn Store,
     verified: &[Verified],
@@ -290,9 +306,8 @@ fn append_prefix(
         Err(error) => error,
     };
     let index = match &refused {
-        StoreError::Rejected { index, .. } | StoreError::Fork { index, .. } | StoreError::Frozen { index, .. } => {
-            *index
-        }
+        StoreError::Rejected { index, .. } | StoreError::Frozen { index, .. } => *index,
+        StoreError::Fork { index, proof } => first_at_or_after(&positions[..*index], proof.author(), proof.seq()),
         _ => {
             return Err(BundleError::Store {
                 index: first_index,
@@ -306,17 +321,35 @@ fn append_prefix(
     })?;
     add(&mut outcome.report, report);
     outcome.records += index;
+    let position = Some(positions[index]);
+    let index = first_index + index;
     Err(match refused {
         StoreError::Rejected { error, .. } => BundleError::Invalid {
-            index: first_index + index,
-            position: Some(positions[index]),
+            index,
+            position,
             error: Box::new(error),
         },
-        other => BundleError::Store {
-            index: first_index + index,
-            error: other,
+        StoreError::Fork { proof, .. } => BundleError::Forked {
+            index,
+            position,
+            fork_seq: proof.seq(),
         },
+        StoreError::Frozen { seq, .. } => BundleError::Forked {
+            index,
+            position,
+            fork_seq: seq,
+        },
+        other => BundleError::Store { index, error: other },
     })
+}
+
+/// The index of the first of `positions` in `feed` at or after `seq`, or
+/// `positions.len()` if there is none.
+fn first_at_or_after(positions: &[(FeedId, u64)], feed: FeedId, seq: u64) -> usize {
+    positions
+        .iter()
+        .position(|&(f, s)| f == feed && s >= seq)
+        .unwrap_or(positions.len())
 }
 
 fn add(total: &mut AppendReport, more: AppendReport) {
@@ -325,18 +358,19 @@ fn add(total: &mut AppendReport, more: AppendReport) {
 }
 
 /// Writes entries `from..` of `feed` from `store` as a bundle; returns the
-/// number of records written.
+/// number of records written. Of a feed frozen by a fork at `n`, only the
+/// entries below `n` are written (spec §1.8).
 pub fn export(store: &dyn Store, feed: &FeedId, from: u64, out: impl Write) -> Result<usize, BundleError> {
     const PAGE: usize = 4096;
+    let store_error = |error| BundleError::Store { index: 0, error };
+    let to = store.frozen_at(feed).map_err(store_error)?.map_or(u64::MAX, |n| n - 1);
     let mut writer = BundleWriter::new(out)?;
     let mut next = from.max(1);
-    loop {
-        let page = store
-            .range(feed, next, u64::MAX, PAGE)
-            .map_err(|error| BundleError::Store {
-                index: writer.records,
-                error,
-            })?;
+    while next <= to {
+        let page = store.range(feed, next, to, PAGE).map_err(|error| BundleError::Store {
+            index: writer.records,
+            error,
+        })?;
         let Some((last, _)) = page.last() else { break };
         next = last.seq() + 1;
         for (entry, payload) in &page {

@@ -8,6 +8,7 @@
 //! wall clock says.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Bits of the logical counter in a [`Timestamp`].
 pub const LOGICAL_BITS: u32 = 16;
@@ -124,6 +125,41 @@ pub fn system_time_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where a node reads wall-clock time: the system clock
+/// ([`WallClock::system`], the default) or, for tests and simulations, any
+/// function returning milliseconds since the Unix epoch.
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl WallClock {
+    /// The system clock ([`system_time_ms`]).
+    pub fn system() -> WallClock {
+        WallClock(Arc::new(system_time_ms))
+    }
+
+    /// A clock reading `now` (milliseconds since the Unix epoch).
+    pub fn from_fn(now: impl Fn() -> u64 + Send + Sync + 'static) -> WallClock {
+        WallClock(Arc::new(now))
+    }
+
+    /// The current reading, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> WallClock {
+        WallClock::system()
+    }
+}
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WallClock({})", self.now_ms())
+    }
 }
 
 #[cfg(test)]

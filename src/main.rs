@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use feedmesh::api::{self, ApiError, ApiServer, ApiToken, CONFIG_FILE, ServeConfig, entry_json, requires_token};
+use feedmesh::api::{self, ApiError, ApiServer, ApiToken, CONFIG_FILE, ServeConfig, log_json, requires_token};
 use feedmesh::bundle::{self, ImportOptions};
 use feedmesh::clock::system_time_ms;
 use feedmesh::feed::{Entry, FeedId, MAX_PAYLOAD};
@@ -110,7 +110,8 @@ enum Command {
         /// The payload file.
         file: Option<PathBuf>,
     },
-    /// Print stored entries as JSON lines.
+    /// Print stored entries as JSON lines. An entry at or after the fork
+    /// point N of a feed frozen by a fork proof carries `"frozen": N`.
     Log {
         /// The node directory.
         #[arg(long)]
@@ -540,18 +541,21 @@ fn read_input(file: Option<&Path>, limit: u64) -> anyhow::Result<Vec<u8>> {
 fn append(dir: &Path, payload: &[u8]) -> anyhow::Result<Entry> {
     let node = NodeDir::open(dir)?;
     let store = node.open_store()?;
+    let now = system_time_ms();
     let mut writer = FeedWriter::open(&store, node.keys().clone())?;
-    let mut entries = writer.append(&store, &[payload], system_time_ms())?;
+    writer.observe_stored(&store, now)?;
+    let mut entries = writer.append(&store, &[payload], now)?;
     entries.pop().context("no entry was written")
 }
 
 fn print_log(store: &dyn Store, feed: &FeedId, from: u64, to: u64, out: &mut impl Write) -> anyhow::Result<()> {
     const PAGE: usize = 4096;
+    let frozen_at = store.frozen_at(feed)?;
     let mut next = from.max(1);
     while next <= to {
         let page = store.range(feed, next, to, PAGE)?;
         for (entry, _) in &page {
-            writeln!(out, "{}", entry_json(entry))?;
+            writeln!(out, "{}", log_json(entry, frozen_at))?;
         }
         match page.last() {
             Some((last, _)) if page.len() == PAGE => next = last.seq() + 1,

@@ -45,7 +45,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::clock::{Timestamp, system_time_ms};
+use crate::clock::{WallClock, system_time_ms};
 use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
@@ -111,6 +111,9 @@ pub struct NodeConfig {
     /// Seed of the reconnect jitter; `None` (the default): drawn from the
     /// OS. Set it for reproducible runs (simulations).
     pub jitter_seed: Option<u64>,
+    /// Where the node reads wall-clock time: for its hybrid clock, the drift
+    /// bound and the session view (default [`WallClock::system`]).
+    pub wall_clock: WallClock,
 }
 
 impl Default for NodeConfig {
@@ -124,6 +127,7 @@ impl Default for NodeConfig {
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
             jitter_seed: None,
+            wall_clock: WallClock::default(),
         }
     }
 }
@@ -226,8 +230,6 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Serialises every append (local or received) with its publication.
     writer: Mutex<FeedWriter>,
-    /// The latest timestamp seen on a received entry (observed by the writer).
-    seen: AtomicU64,
     local: broadcast::Sender<LocalEvent>,
     entries: broadcast::Sender<Entry>,
     peers: Mutex<HashMap<FeedId, Connected>>,
@@ -304,10 +306,12 @@ impl Node {
         let (store, writer, view) = {
             let keys = keys.clone();
             let admins = admins.clone();
+            let now = config.wall_clock.now_ms();
             tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
                 let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
-                let writer = FeedWriter::open(&*store, keys)?;
-                let view = LiveView::open(&*store, &admins, system_time_ms())?;
+                let mut writer = FeedWriter::open(&*store, keys)?;
+                writer.observe_stored(&*store, now)?;
+                let view = LiveView::open(&*store, &admins, now)?;
                 Ok((store, writer, Arc::new(view)))
             })
             .await
@@ -336,7 +340,6 @@ impl Node {
             network_key,
             store,
             writer: Mutex::new(writer),
-            seen: AtomicU64::new(0),
             local: broadcast::channel(LOCAL_EVENTS_CAPACITY).0,
             entries: broadcast::channel(SUBSCRIBE_CAPACITY).0,
             peers: Mutex::new(HashMap::new()),
@@ -573,6 +576,11 @@ impl Node {
 }
 
 impl Inner {
+    /// The node's wall-clock reading ([`NodeConfig::wall_clock`]).
+    fn now_ms(&self) -> u64 {
+        self.config.wall_clock.now_ms()
+    }
+
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut tasks = lock(&self.tasks);
         while tasks.try_join_next().is_some() {}
@@ -640,12 +648,12 @@ impl Inner {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(VIEW_TICK) => {}
             }
-            let now = system_time_ms();
+            let now = self.now_ms();
             if self.view.release(now) {
                 let inner = self.clone();
                 let rebuilt = tokio::task::spawn_blocking(move || {
                     let _writer = lock(&inner.writer);
-                    inner.view.rebuild(&*inner.store, system_time_ms())
+                    inner.view.rebuild(&*inner.store, inner.now_ms())
                 })
                 .await;
                 match rebuilt {
@@ -681,11 +689,7 @@ impl Inner {
         if self.closing.load(Ordering::SeqCst) {
             return Err(NodeError::ShuttingDown);
         }
-        let now = system_time_ms();
-        let seen = self.seen.load(Ordering::Relaxed);
-        if seen > 0 {
-            writer.observe(Timestamp::from_u64(seen), now);
-        }
+        let now = self.now_ms();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let entries = writer.append(&*self.store, &refs, now)?;
         if self
@@ -905,7 +909,7 @@ impl Host for Inner {
 
     fn append_received(&self, records: &[Verified]) -> Result<AppendReport, StoreError> {
         let mut before: BTreeMap<FeedId, u64> = BTreeMap::new();
-        let _writer = lock(&self.writer);
+        let mut writer = lock(&self.writer);
         for record in records {
             let feed = record.entry().author();
             if let std::collections::btree_map::Entry::Vacant(slot) = before.entry(feed) {
@@ -923,15 +927,16 @@ impl Host for Inner {
                     .filter(|e| e.seq() > before.get(&e.author()).copied().unwrap_or(0))
                     .cloned()
                     .collect();
-                if let Some(latest) = new.iter().map(|e| e.timestamp().as_u64()).max() {
-                    self.seen.fetch_max(latest, Ordering::Relaxed);
+                let now = self.now_ms();
+                for entry in &new {
+                    writer.observe(entry.timestamp(), now);
                 }
                 let stored = records.iter().filter_map(|r| {
                     let entry = r.entry();
                     let fresh = entry.seq() > before.get(&entry.author()).copied().unwrap_or(0);
                     Some((entry, r.payload().filter(|_| fresh)?))
                 });
-                if self.view.on_stored(&*self.store, stored, system_time_ms())? {
+                if self.view.on_stored(&*self.store, stored, now)? {
                     self.evict_removed();
                 }
                 self.publish(&new);
@@ -948,7 +953,7 @@ impl Host for Inner {
                 Ok(report)
             }
             Err(StoreError::Fork { index, proof }) => {
-                self.view.rebuild(&*self.store, system_time_ms())?;
+                self.view.rebuild(&*self.store, self.now_ms())?;
                 let _ = self.local.send(LocalEvent::Fork(Arc::new((*proof).clone())));
                 Err(StoreError::Fork { index, proof })
             }
@@ -959,7 +964,7 @@ impl Host for Inner {
     fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError> {
         let _writer = lock(&self.writer);
         if self.store.record_fork(proof)? {
-            self.view.rebuild(&*self.store, system_time_ms())?;
+            self.view.rebuild(&*self.store, self.now_ms())?;
             let _ = self.local.send(LocalEvent::Fork(Arc::new(proof.clone())));
         }
         Ok(())

@@ -30,11 +30,27 @@ pub struct FeedWriter {
 }
 
 impl FeedWriter {
-    /// A writer for `keys`'s feed, continuing from what `store` holds.
+    /// A writer for `keys`'s feed, continuing from what `store` holds: its
+    /// clock starts after the feed's own head (see also
+    /// [`FeedWriter::observe_stored`]).
     pub fn open(store: &dyn Store, keys: Keypair) -> Result<FeedWriter, StoreError> {
         let head = store.head(&keys.feed_id())?;
         let clock = HybridClock::starting_after(head.as_ref().map_or(Timestamp::default(), Entry::timestamp));
         Ok(FeedWriter { keys, clock, head })
+    }
+
+    /// Observes, at wall time `now_ms`, the head of every other feed `store`
+    /// holds (a feed's latest timestamp, rule V11), so the next local entry
+    /// is ordered after every stored entry within the drift bound
+    /// (spec/PROTOCOL.md §1.5). A node calls it once at start.
+    pub fn observe_stored(&mut self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
+        let own = self.keys.feed_id();
+        for feed in store.clock()?.into_keys().filter(|feed| *feed != own) {
+            if let Some(head) = store.head(&feed)? {
+                self.clock.observe(head.timestamp(), now_ms);
+            }
+        }
+        Ok(())
     }
 
     /// The key pair this writer signs with.

@@ -4,6 +4,8 @@
 //! file. Every wait is bounded and every child is killed when its test ends,
 //! passing or not.
 
+#[path = "common/fork.rs"]
+mod fork;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/process.rs"]
@@ -13,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use feedmesh::store::Store;
 use http::{Request, get, post};
 use process::{DEADLINE, ServeProcess, feedmesh, path_arg};
 use serde_json::Value;
@@ -300,4 +303,53 @@ async fn with_a_token_from_the_config_file_every_request_needs_it() {
     let status = Request::new("GET", "/v1/status").bearer("s3cret-token").send(api).await;
     assert_eq!(status.status, 200, "{}", status.text());
     assert!(status.json()["id"].is_string());
+}
+
+/// Parses JSON lines.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_frozen_feed_is_marked_in_the_feed_list_its_pages_and_the_log() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("key");
+    network_key(&key);
+    let dir = tmp.path().join("a");
+    init(&dir, &key);
+    let forked = {
+        let store = feedmesh::node_dir::NodeDir::open(&dir).unwrap().open_store().unwrap();
+        let healthy = fork::branch(8, 2, u64::MAX, "");
+        store.append(&feedmesh::feed::verify_batch(healthy).unwrap()).unwrap();
+        fork::store_forked(&store, 9, 4, 3)
+    };
+    let node = Serve::start(&dir, &["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
+
+    let list = get(node.api, "/v1/feeds").await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let feeds = list.json()["feeds"].as_array().expect("a list").clone();
+    assert_eq!(feeds.len(), 2, "{feeds:?}");
+    for feed in &feeds {
+        let frozen = if feed["id"] == forked.to_string() {
+            Value::from(3)
+        } else {
+            Value::Null
+        };
+        assert_eq!(feed["frozen"], frozen, "{feed}");
+    }
+
+    // Entries at and after the fork point carry the marker; those below do not.
+    let page = get(node.api, &format!("/v1/feeds/{forked}")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let lines = json_lines(&page.text());
+    let marks: Vec<&Value> = lines.iter().map(|l| &l["frozen"]).collect();
+    assert_eq!(marks, [&Value::Null, &Value::Null, &Value::from(3), &Value::from(3)]);
+
+    node.terminate();
+    let log = feedmesh(&["log", "--dir", path_arg(&dir), "--feed", &forked.to_string()]);
+    assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
+    let logged = json_lines(&String::from_utf8(log.stdout).expect("utf-8"));
+    assert_eq!(logged, lines, "`feedmesh log` marks the same entries");
 }

@@ -6,13 +6,15 @@
 #[path = "common/nodes.rs"]
 mod nodes;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use feedmesh::sessions::{SessionChange, SessionError, Sessions};
 use feedmesh::view::{Op, decode_ops};
-use nodes::{addr, make_dir, start};
+use nodes::{addr, make_dir, start, start_with_clock};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -270,4 +272,93 @@ async fn a_write_can_wait_for_peers_to_hold_it() {
     for node in [a, b, c] {
         node.shutdown().await;
     }
+}
+
+/// The system clock shifted by `offset_ms` (negative: behind).
+fn skewed_clock(offset_ms: i64) -> WallClock {
+    WallClock::from_fn(move || system_time_ms().saturating_add_signed(offset_ms))
+}
+
+/// The timestamp of the head of `node`'s own feed.
+fn own_head_time(node: &Node) -> Timestamp {
+    node.store()
+        .head(&node.id())
+        .expect("head")
+        .expect("an entry")
+        .timestamp()
+}
+
+/// Waits until `node` stores `seq` entries of `feed`.
+async fn holds(node: &Node, feed: &Node, seq: u64) {
+    let began = Instant::now();
+    while node.clock().unwrap().get(&feed.id()) != Some(&seq) {
+        assert!(
+            began.elapsed() < DEADLINE,
+            "{} never held {seq} entries of {}",
+            node.id(),
+            feed.id()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Two nodes: `a` on the system clock, `b` started on `clock_b`, dialing
+/// `a`; `a` puts a session of owner "u" and `cart` v1, `b` stores both and
+/// stops. Returns `a`, `b`'s directory and the network key.
+async fn b_holds_a_login_and_cart_v1(root: &TempDir, clock_b: WallClock) -> (Node, PathBuf, NetworkKey) {
+    let key = NetworkKey::generate().expect("key");
+    let dir_a = make_dir(root.path(), "a", &key);
+    let dir_b = make_dir(root.path(), "b", &key);
+    let a = start(&dir_a, vec![]).await;
+    let b = start_with_clock(&dir_b, vec![addr(&a)], clock_b).await;
+    let sa = a.sessions();
+    sa.put("k1", &login("u"), HOUR, Some("u")).await.unwrap();
+    sa.put("cart", &1u32, HOUR, None).await.unwrap();
+    holds(&b, &a, 2).await;
+    b.shutdown().await;
+    (a, dir_b, key)
+}
+
+#[tokio::test]
+async fn a_node_restarted_with_its_clock_behind_orders_its_writes_after_what_it_held() {
+    let root = TempDir::new().unwrap();
+    let (a, dir_b, _) = b_holds_a_login_and_cart_v1(&root, WallClock::system()).await;
+    let b = start_with_clock(&dir_b, vec![], skewed_clock(-2_000)).await;
+    let sb = b.sessions();
+    assert!(sb.get::<Login>("k1").unwrap().is_some(), "b did not hold k1");
+    sb.revoke_owner("u").await.unwrap();
+    sb.put("cart", &2u32, HOUR, None).await.unwrap();
+    assert!(
+        sb.get::<Login>("k1").unwrap().is_none(),
+        "log out everywhere left k1 alive"
+    );
+    assert_eq!(sb.get::<u32>("cart").unwrap().unwrap().value, 2, "cart v2 lost to v1");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_others_are() {
+    let root = TempDir::new().unwrap();
+    // b runs behind a by more than the drift bound; c runs 1 s ahead of b.
+    let behind = -i64::try_from(MAX_DRIFT_MS + 10_000).unwrap();
+    let (a, dir_b, key) = b_holds_a_login_and_cart_v1(&root, skewed_clock(behind)).await;
+    let c = start_with_clock(&make_dir(root.path(), "c", &key), vec![], skewed_clock(behind + 1_000)).await;
+    c.sessions().put("cart", &3u32, HOUR, None).await.unwrap();
+    let b = start_with_clock(&dir_b, vec![addr(&c)], skewed_clock(behind)).await;
+    holds(&b, &c, 1).await;
+    b.shutdown().await;
+    drop(b);
+
+    let b = start_with_clock(&dir_b, vec![], skewed_clock(behind)).await;
+    b.sessions().put("other", &4u32, HOUR, None).await.unwrap();
+    let stamped = own_head_time(&b);
+    assert!(
+        stamped > own_head_time(&c),
+        "not ordered after c's entry, within the bound"
+    );
+    assert!(stamped < own_head_time(&a), "dragged to a's time, beyond the bound");
+    b.shutdown().await;
+    c.shutdown().await;
+    a.shutdown().await;
 }

@@ -441,8 +441,10 @@ fn fork_is_recorded_and_freezes_the_feed<H: Harness>() {
     assert_eq!(hashes, expected);
     assert_eq!(h.store().forks().unwrap(), vec![(*proof).clone()]);
 
-    // The feed is frozen: nothing more goes in, not even a held entry.
-    for batch in [&main[5..6], &main[..1], &other[2..3]] {
+    // The feed is frozen: nothing at or after 3 goes in, not even a held
+    // entry; entries below 3 stay valid (a held one is skipped).
+    assert_eq!(h.store().append(&main[..2]).unwrap(), report(0, 2));
+    for batch in [&main[5..6], &main[2..3], &other[2..3]] {
         match h.store().append(batch) {
             Err(StoreError::Frozen {
                 index: 0,
@@ -476,11 +478,13 @@ fn fork_inside_one_batch<H: Harness>() {
         Err(StoreError::Fork { index: 2, proof }) => assert_eq!(proof.seq(), 2),
         other => panic!("expected a fork, got {other:?}"),
     }
-    // The batch was refused as a whole, the proof kept.
+    // The batch was refused as a whole, the proof kept; the entry below
+    // the fork point still goes in, the one at it does not.
     assert_eq!(store.latest(&feed(1)).unwrap(), None);
     assert_eq!(store.forks().unwrap().len(), 1);
+    assert_eq!(store.append(&main[..1]).unwrap(), report(1, 0));
     assert!(matches!(
-        store.append(&main[..1]),
+        store.append(&main[1..2]),
         Err(StoreError::Frozen { seq: 2, .. })
     ));
 }
@@ -500,11 +504,12 @@ fn record_fork_keeps_the_lowest<H: Harness>() {
     assert_eq!(store.forks().unwrap(), vec![proof_at(4)]);
     assert!(store.record_fork(&proof_at(2)).unwrap());
     assert_eq!(store.forks().unwrap(), vec![proof_at(2)]);
-    // A recorded proof freezes the feed even with nothing stored.
+    // A recorded proof freezes the feed from 2 even with nothing stored.
     assert!(matches!(
-        store.append(&main[..1]),
-        Err(StoreError::Frozen { seq: 2, .. })
+        store.append(&main[..2]),
+        Err(StoreError::Frozen { index: 1, seq: 2, .. })
     ));
+    assert_eq!(store.append(&main[..1]).unwrap(), report(1, 0));
 }
 
 fn drop_payloads_keeps_headers<H: Harness>() {
@@ -831,7 +836,7 @@ impl Model {
         let mut done = AppendReport::default();
         for (index, record) in records.iter().enumerate() {
             let entry = record.entry();
-            if self.forks.contains_key(&entry.author()) {
+            if self.forks.get(&entry.author()).is_some_and(|&at| entry.seq() >= at) {
                 return Outcome::Frozen(index);
             }
             let log = next.entry(entry.author()).or_default();

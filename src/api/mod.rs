@@ -5,7 +5,8 @@
 //! | `GET /v1/status` | `{"id": FEED_ID, "clock": {FEED_ID: SEQ, ...}, "peers": [{"id", "addr", "clock"}]}` |
 //! | `POST /v1/append` (body: the payload bytes, at most [`MAX_PAYLOAD`]) | `{"feed", "seq", "hash"}` once stored durably |
 //! | `POST /v1/append?acks=K&timeout_ms=T` | the same (with `"acked"`) once `K` connected peers hold the entry; 504 after `T` ms (default [`DEFAULT_ACK_TIMEOUT`]) |
-//! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`entry_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
+//! | `GET /v1/feeds` | `{"feeds": [{"id": FEED_ID, "latest": SEQ, "frozen": N or null}, ...]}`: every feed held, with the sequence it forked at if a fork proof freezes it (spec §1.7) |
+//! | `GET /v1/feeds/{FEED_ID}?from=N&to=M&limit=L` | entries `N..=M` as JSON lines ([`log_json`], like `feedmesh log`), at most `L` (default and maximum [`MAX_PAGE`]); when the page is full, the [`NEXT_FROM_HEADER`] header says where the next page starts |
 //! | `GET /v1/peers/{PEER_ID}/feeds/{FEED_ID}?from=N&to=M&timeout_ms=T` | entries `N..=M` (default `to`: `N`; at most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE) of them) fetched from the connected peer `PEER_ID` with their certificate path and verified ([`Node::fetch_range`]), as JSON lines like `GET /v1/feeds`; not stored. Fewer lines than asked: the peer holds no more (or its answer was cut to one frame). 404 if not connected to that peer, 502 if the fetch failed, 504 after `T` ms (default [`DEFAULT_FETCH_TIMEOUT`]) |
 //! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
 //! | `GET /v1/audit/sessions/{KEY}`, `GET /v1/audit/members/{FEED_ID}?since=MS&until=MS`, `GET /v1/audit/health` | the audit reports (spec/AUDIT.md §2) as JSON lines; the module doc of `src/api/audit.rs` has the details |
@@ -86,6 +87,18 @@ pub fn entry_json(entry: &Entry) -> Value {
         "payload_len": header.payload_len,
         "payload_hash": header.payload_hash.to_string(),
     })
+}
+
+/// An entry of a feed that forked at `frozen_at` (if it did) as JSON: the
+/// object of [`entry_json`], with `"frozen": N` added when the entry is at
+/// or after the fork point `N` (so no longer valid, spec §1.7). The lines
+/// `feedmesh log` prints and `GET /v1/feeds/{id}` answers with.
+pub fn log_json(entry: &Entry, frozen_at: Option<u64>) -> Value {
+    let mut value = entry_json(entry);
+    if let Some(n) = frozen_at.filter(|&n| entry.seq() >= n) {
+        value["frozen"] = json!(n);
+    }
+    value
 }
 
 /// Errors of setting the API up.
@@ -172,6 +185,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/append", post(append))
+        .route("/v1/feeds", get(feeds))
         .route("/v1/feeds/{feed}", get(feed))
         .route("/v1/peers/{peer}/feeds/{feed}", get(peer_feed))
         .route("/metrics", get(metrics_text))
@@ -432,6 +446,26 @@ struct RangeQuery {
     limit: Option<usize>,
 }
 
+async fn feeds(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
+    let store = state.node.store();
+    blocking(move || {
+        let frozen: std::collections::BTreeMap<FeedId, u64> = store
+            .forks()
+            .map_err(NodeError::from)?
+            .iter()
+            .map(|proof| (proof.author(), proof.seq()))
+            .collect();
+        let feeds: Vec<Value> = store
+            .clock()
+            .map_err(NodeError::from)?
+            .into_iter()
+            .map(|(feed, latest)| json!({"id": feed.to_string(), "latest": latest, "frozen": frozen.get(&feed)}))
+            .collect();
+        Ok(axum::Json(json!({ "feeds": feeds })))
+    })
+    .await
+}
+
 async fn feed(
     State(state): State<AppState>,
     path: Result<axum::extract::Path<String>, PathRejection>,
@@ -447,7 +481,7 @@ async fn feed(
     let to = query.to.unwrap_or(u64::MAX);
     let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let store = state.node.store();
-    let (page, latest) = blocking(move || {
+    let (page, latest, frozen_at) = blocking(move || {
         let Some(latest) = store.latest(&feed).map_err(NodeError::from)? else {
             return Err(Failure::new(
                 StatusCode::NOT_FOUND,
@@ -459,12 +493,12 @@ async fn feed(
         } else {
             Vec::new()
         };
-        Ok((page, latest))
+        Ok((page, latest, store.frozen_at(&feed).map_err(NodeError::from)?))
     })
     .await?;
     let mut body = String::new();
     for (entry, _) in &page {
-        body.push_str(&entry_json(entry).to_string());
+        body.push_str(&log_json(entry, frozen_at).to_string());
         body.push('\n');
     }
     let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();

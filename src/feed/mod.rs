@@ -14,6 +14,7 @@ mod id;
 mod keys;
 mod lipmaa;
 mod record;
+pub mod signature;
 mod verify;
 
 pub use crate::clock::Timestamp;

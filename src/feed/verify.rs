@@ -1,12 +1,12 @@
 //! Signature, payload and chain verification (spec/PROTOCOL.md §1.6).
 //!
-//! Single entries are verified with strict ed25519 (`verify_strict`). Runs of
-//! entries go through [`verify_batch`], which uses ed25519 batch verification
-//! and falls back to single verification only to name the first bad entry.
-
-use ed25519_dalek::{Signature, VerifyingKey};
+//! Signatures follow the one rule of [`signature`] (cofactored ed25519 with
+//! canonical encodings). Runs of entries go through [`verify_batch`], which
+//! checks all signatures in one batch equation and falls back to single checks
+//! only to name the first bad entry; the verdict is the single check's.
 
 use super::lipmaa::lipmaa;
+use super::signature::{self, SignedMessage};
 use super::{Entry, FeedId, Hash, ValidationError};
 
 /// An entry whose signature verified, with its payload when present (and then
@@ -64,12 +64,15 @@ pub fn check_payload(entry: &Entry, payload: &[u8]) -> Result<(), ValidationErro
     Ok(())
 }
 
-/// Rule V6 for one entry: strict ed25519 verification under the author's key.
+/// Rule V6 for one entry: the signature rule of [`signature`] under the
+/// author's key.
 pub fn check_signature(entry: &Entry) -> Result<(), ValidationError> {
-    let key = VerifyingKey::from_bytes(entry.author().as_bytes()).map_err(|_| ValidationError::BadSignature)?;
-    let signature = Signature::from_bytes(&entry.header().signature);
-    key.verify_strict(&entry.signed_message(), &signature)
-        .map_err(|_| ValidationError::BadSignature)
+    signature::check(&SignedMessage {
+        key: entry.header().author.as_bytes(),
+        signature: &entry.header().signature,
+        message: &entry.signed_message(),
+    })
+    .map_err(|_| ValidationError::BadSignature)
 }
 
 /// Verifies one entry's signature and, when given, its payload.
@@ -117,7 +120,7 @@ pub fn verify_prefix(records: Vec<(Entry, Option<Vec<u8>>)>) -> (Vec<Verified>, 
 
 /// Rule V6 for a run of entries, batched.
 pub fn check_signatures(entries: &[&Entry]) -> Result<(), BatchError> {
-    if batch_signatures_hold(entries).is_err() {
+    if !batch_signatures_hold(entries) {
         for (index, entry) in entries.iter().enumerate() {
             check_signature(entry).map_err(|error| BatchError { index, error })?;
         }
@@ -125,32 +128,18 @@ pub fn check_signatures(entries: &[&Entry]) -> Result<(), BatchError> {
     Ok(())
 }
 
-fn batch_signatures_hold(entries: &[&Entry]) -> Result<(), ()> {
-    let mut messages = Vec::with_capacity(entries.len());
-    let mut signatures = Vec::with_capacity(entries.len());
-    let mut keys: Vec<VerifyingKey> = Vec::with_capacity(entries.len());
-    // Feeds are mostly verified in runs by one author: decompress each key once.
-    let mut cached: Option<(FeedId, VerifyingKey)> = None;
-    for entry in entries {
-        let author = entry.author();
-        let key = match &cached {
-            Some((id, key)) if *id == author => *key,
-            _ => {
-                let key = VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| ())?;
-                // verify_strict refuses small-order keys; so must the batch path.
-                if key.is_weak() {
-                    return Err(());
-                }
-                cached = Some((author, key));
-                key
-            }
-        };
-        keys.push(key);
-        messages.push(entry.signed_message());
-        signatures.push(Signature::from_bytes(&entry.header().signature));
-    }
-    let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).map_err(|_| ())
+fn batch_signatures_hold(entries: &[&Entry]) -> bool {
+    let messages: Vec<Vec<u8>> = entries.iter().map(|entry| entry.signed_message()).collect();
+    let batch: Vec<SignedMessage<'_>> = entries
+        .iter()
+        .zip(&messages)
+        .map(|(entry, message)| SignedMessage {
+            key: entry.header().author.as_bytes(),
+            signature: &entry.header().signature,
+            message,
+        })
+        .collect();
+    signature::batch_holds(&batch)
 }
 
 /// Rules V7, V8, V9 and V11: `next` directly follows `prev` in one feed.

@@ -21,7 +21,7 @@
 use std::io;
 use std::time::Duration;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use crate::feed::signature::{self, SignedMessage};
 use snow::HandshakeState;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -190,11 +190,11 @@ fn check_proof(
     let (id, signature) = proof.split_at(32);
     let id: [u8; 32] = id.try_into().map_err(|_| HandshakeError::BadIdentityProof)?;
     let signature: [u8; 64] = signature.try_into().map_err(|_| HandshakeError::BadIdentityProof)?;
-    let key = VerifyingKey::from_bytes(&id).map_err(|_| HandshakeError::BadIdentityProof)?;
-    key.verify_strict(
-        &identity_proof_message(handshake_hash, role),
-        &Signature::from_bytes(&signature),
-    )
+    signature::check(&SignedMessage {
+        key: &id,
+        signature: &signature,
+        message: &identity_proof_message(handshake_hash, role),
+    })
     .map_err(|_| HandshakeError::BadIdentityProof)?;
     Ok(FeedId(id))
 }

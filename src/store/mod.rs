@@ -18,7 +18,8 @@
 //!   are on disk (fsync'd): a crash afterwards loses none of them.
 //! - **Frozen forks.** An entry that conflicts with a held one at the same
 //!   sequence is refused with [`StoreError::Fork`], and the proof is recorded;
-//!   from then on the feed takes no more entries.
+//!   from then on the feed takes no entry at or after the fork point (entries
+//!   below it still go in, spec §1.7).
 
 mod memory;
 mod redb;
@@ -67,7 +68,8 @@ pub enum StoreError {
         /// Both conflicting entries.
         proof: Box<ForkProof>,
     },
-    /// Record `index` belongs to a feed that is frozen by a fork proof.
+    /// Record `index` is at or after the fork point of a feed frozen by a
+    /// fork proof; nothing of the batch was stored.
     #[error("record {index}: feed {feed} is frozen by a fork at sequence {seq}")]
     Frozen {
         /// Index of the offending record in the batch.
@@ -129,6 +131,16 @@ pub trait Store: Send + Sync {
     /// Every fork proof held, at most one per feed (the lowest sequence).
     fn forks(&self) -> Result<Vec<ForkProof>, StoreError>;
 
+    /// The sequence at which `feed` forked (`None`: no proof held, the feed
+    /// is not frozen).
+    fn frozen_at(&self, feed: &FeedId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .forks()?
+            .iter()
+            .find(|proof| proof.author() == *feed)
+            .map(ForkProof::seq))
+    }
+
     /// Drops the payloads of `feed`'s entries `1..=up_to`, keeping the
     /// headers. Returns how many payloads were dropped.
     fn drop_payloads(&self, feed: &FeedId, up_to: u64) -> Result<usize, StoreError>;
@@ -174,7 +186,7 @@ pub(crate) fn plan_append(reader: &impl ChainReader, records: &[Verified]) -> Re
     for (index, record) in records.iter().enumerate() {
         let entry = record.entry();
         let feed = entry.author();
-        if let Some(seq) = reader.frozen_at(&feed)? {
+        if let Some(seq) = reader.frozen_at(&feed)?.filter(|&at| entry.seq() >= at) {
             return Err(StoreError::Frozen { index, feed, seq });
         }
         let state = match pending.entry(feed) {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use feedmesh::clock::WallClock;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
@@ -23,11 +24,17 @@ pub(crate) fn make_dir(root: &Path, name: &str, key: &NetworkKey) -> PathBuf {
 
 /// Starts the node of `dir` on loopback, dialing `peers`, with quick redials.
 pub(crate) async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    start_with_clock(dir, peers, WallClock::system()).await
+}
+
+/// [`start`] with the node reading wall-clock time from `wall_clock`.
+pub(crate) async fn start_with_clock(dir: &Path, peers: Vec<SocketAddr>, wall_clock: WallClock) -> Node {
     let mut config = NodeConfig::new(dir);
     config.listen = Some(localhost());
     config.peers = peers;
     config.reconnect_min = Duration::from_millis(20);
     config.reconnect_max = Duration::from_millis(300);
+    config.wall_clock = wall_clock;
     Node::start(config).await.expect("start node")
 }
 

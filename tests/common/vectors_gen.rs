@@ -117,6 +117,19 @@ strings in lowercase hex, integers up to 2^64 - 1.
   `reason`. Covered: non-canonical heads and orders, trailing and missing
   bytes, counts over their limits or beyond the bytes present, values out of
   range, items of the wrong CBOR type or length, and bad fork proofs.
+
+## signatures.json
+
+The signature rule V6 (PROTOCOL.md §1.3) on the ten edge cases of \"Taming the
+many EdDSAs\" (Chalkias et al. 2020: small-order and mixed-order keys and `R`,
+non-canonical `S` and `R`), copied from the paper's published cases. Each case
+has `message`, `pub_key` and `signature` (hex, the signature over the message
+bytes as given, without `SIGNING_CONTEXT`), `valid`, and for an invalid one
+`fault`: the first check of §1.3 that fails, taking them in the order key
+(`bad-key-encoding`, `small-order-key`), `S` (`non-canonical-s`), `R`
+(`bad-r-encoding`, `small-order-r`), equation (`equation`). `tests/signatures.rs`
+checks each case alone and inside batches of 1, 2, 63 and 1,024 honest
+signatures at 1,000 positions: the verdict is always the one given here.
 ";
 
 #[derive(Serialize)]

@@ -1,0 +1,38 @@
+//! Forked feeds for the tests: two branches of one author's feed that share
+//! a prefix and differ from a chosen sequence on.
+
+// Each test file is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use feedmesh::feed::Keypair;
+use feedmesh::store::{MemoryStore, Record, Store};
+use feedmesh::writer::FeedWriter;
+
+/// The records of feed `seed` at `1..=len`, written by a fresh writer; the
+/// entries from `fork_at` on carry `branch` in their payloads, so two calls
+/// with one seed and different branches fork the feed at `fork_at`.
+pub(crate) fn branch(seed: u8, len: u64, fork_at: u64, branch: &str) -> Vec<Record> {
+    let keys = Keypair::from_seed([seed; 32]);
+    let store = MemoryStore::new();
+    let mut writer = FeedWriter::open(&store, keys.clone()).unwrap();
+    for seq in 1..=len {
+        let tag = if seq >= fork_at { branch } else { "" };
+        let payload = format!("{{\"seq\":{seq},\"branch\":\"{tag}\"}}");
+        writer.append(&store, &[payload.as_bytes()], 10_000 + seq).unwrap();
+    }
+    store.range(&keys.feed_id(), 1, u64::MAX, usize::MAX).unwrap()
+}
+
+/// Stores branch "a" of feed `seed` (`1..=len`) in `store`, then branch
+/// "b"'s entry at `fork_at`: the store records the proof and freezes the
+/// feed there. Returns the feed.
+pub(crate) fn store_forked(store: &dyn Store, seed: u8, len: u64, fork_at: u64) -> feedmesh::feed::FeedId {
+    let verified = |records: &[Record]| feedmesh::feed::verify_batch(records.to_vec()).expect("valid records");
+    let main = branch(seed, len, fork_at, "a");
+    let other = branch(seed, len, fork_at, "b");
+    store.append(&verified(&main)).expect("branch a");
+    let at = (fork_at - 1) as usize;
+    let error = store.append(&verified(&other[at..=at])).expect_err("a fork");
+    assert!(matches!(error, feedmesh::store::StoreError::Fork { .. }), "{error}");
+    main[0].0.author()
+}
