@@ -58,8 +58,8 @@ use tokio::time::Instant;
 use crate::feed::{FeedId, ForkProof, ValidationError, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
-    PeerSync, ProtocolError, pack_chunk, pack_records, record_size,
+    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
+    MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, pack_chunk, pack_records, record_size,
 };
 
 use super::{SecureReader, SecureWriter, StreamError};
@@ -905,7 +905,9 @@ impl SendQueue {
     /// if it has more, so that one busy feed does not hold up the others.
     fn pop_front(&mut self) {
         let Some(feed) = self.order.pop_front() else { return };
-        let Some(ranges) = self.ranges.get_mut(&feed) else { return };
+        let Some(ranges) = self.ranges.get_mut(&feed) else {
+            return;
+        };
         if ranges.pop_front().is_some() {
             self.len -= 1;
         }

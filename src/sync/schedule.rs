@@ -470,7 +470,10 @@ mod tests {
         // Peer 2 claims feeds nobody else has; only it is asked for them.
         s.claims(2, (10..20).map(|n| (id(n), 1)), 0);
         assert_eq!(s.take_wants(2), (10..20).map(|n| (id(n), true)).collect::<Vec<_>>());
-        assert!(s.take_wants(1).is_empty(), "not wanted from a peer that never claimed them");
+        assert!(
+            s.take_wants(1).is_empty(),
+            "not wanted from a peer that never claimed them"
+        );
         s.local(id(10), 1, 1);
         // It leaves: the feeds the node never held are forgotten, not wanted
         // from the others (nor from a newcomer); the held one moves.
