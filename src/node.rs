@@ -55,7 +55,7 @@ use crate::net::{
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
-use crate::sync::{FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
+use crate::sync::{Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
 use crate::writer::{FeedWriter, WriteError};
 
 /// Default [`NodeConfig::max_connections`].
@@ -102,6 +102,11 @@ pub struct NodeConfig {
     /// Most inbound connections at once (default [`DEFAULT_MAX_CONNECTIONS`]);
     /// at least 1.
     pub max_connections: usize,
+    /// In an open network (no admins), how many feeds the node takes from
+    /// peers before it takes only its connected peers' own feeds (default
+    /// [`DEFAULT_FEED_BUDGET`]; see [`Admission::Open`]). Ignored with
+    /// admins, where only the admins' and members' feeds are taken.
+    pub max_feeds: usize,
     /// Time allowed for a handshake, each direction (default 10 s).
     pub handshake_timeout: Duration,
     /// First reconnect delay (default [`DEFAULT_RECONNECT_MIN`], 100 ms).
@@ -123,6 +128,7 @@ impl Default for NodeConfig {
             listen: None,
             peers: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_feeds: DEFAULT_FEED_BUDGET,
             handshake_timeout: HandshakeConfig::default().timeout,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
@@ -358,6 +364,7 @@ impl Node {
             config,
             network,
         });
+        inner.update_admission();
         if let (Some(listener), Some(addr)) = (listener, local_addr) {
             tracing::info!(id = %inner.id, %addr, "listening");
             let task = Inner::listen(inner.clone(), listener);
@@ -657,7 +664,7 @@ impl Inner {
                 })
                 .await;
                 match rebuilt {
-                    Ok(Ok(())) => self.evict_removed(),
+                    Ok(Ok(())) => self.membership_changed(),
                     Ok(Err(error)) => tracing::error!(%error, "re-folding the view failed"),
                     Err(error) => tracing::error!(%error, "the re-fold task failed"),
                 }
@@ -696,7 +703,7 @@ impl Inner {
             .view
             .on_stored(&*self.store, entries.iter().zip(refs.iter().copied()), now)?
         {
-            self.evict_removed();
+            self.membership_changed();
         }
         self.publish(&entries);
         Ok(entries)
@@ -729,6 +736,24 @@ impl Inner {
             drop(peers);
             self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));
         }
+    }
+
+    /// Tells the sender choice which feeds the membership lets the node take.
+    fn update_admission(&self) {
+        let admission = match self.view.taken_feeds() {
+            Some(feeds) => Admission::Only(feeds),
+            None => Admission::Open {
+                budget: self.config.max_feeds,
+            },
+        };
+        self.schedule(|s, now| s.set_admission(admission, now));
+    }
+
+    /// The membership changed: closes the connections of removed members
+    /// and updates which feeds the node takes.
+    fn membership_changed(&self) {
+        self.evict_removed();
+        self.update_admission();
     }
 
     /// Closes the connections of peers removed from the membership.
@@ -937,7 +962,7 @@ impl Host for Inner {
                     Some((entry, r.payload().filter(|_| fresh)?))
                 });
                 if self.view.on_stored(&*self.store, stored, now)? {
-                    self.evict_removed();
+                    self.membership_changed();
                 }
                 self.publish(&new);
                 if tracing::enabled!(tracing::Level::DEBUG) {

@@ -222,6 +222,14 @@ impl LiveView {
         Ok(false)
     }
 
+    /// The feeds the membership lets the node take (the admins' and every
+    /// admitted member's), or `None` in an open network.
+    pub(crate) fn taken_feeds(&self) -> Option<std::collections::BTreeSet<FeedId>> {
+        let state = self.read();
+        let membership = &state.membership;
+        (!membership.is_open()).then(|| membership.admins().copied().chain(membership.members().map(|m| m.feed)).collect())
+    }
+
     /// Whether `feed` has been removed from the membership.
     pub(crate) fn is_removed(&self, feed: &FeedId) -> bool {
         self.read().membership.is_removed(feed)

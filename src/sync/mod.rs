@@ -29,4 +29,4 @@ pub use peer::{
     Action, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, MAX_QUEUED_ACTIONS,
     PeerSync, ProtocolError, RequestError, STALL_TIMEOUT_MS,
 };
-pub use schedule::{ConnId, ReplicationScheduler};
+pub use schedule::{Admission, ConnId, DEFAULT_FEED_BUDGET, ReplicationScheduler};

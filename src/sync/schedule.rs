@@ -15,6 +15,40 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::feed::FeedId;
 
+use super::MAX_FEEDS_PER_PEER;
+
+/// How many feeds a node of an open network takes from peers, own feed and
+/// held feeds included, before it takes only feeds whose author is
+/// connected ([`Admission::Open`]): [`MAX_FEEDS_PER_PEER`] less a reserve of
+/// 1,024 for directly connected authors.
+pub const DEFAULT_FEED_BUDGET: usize = MAX_FEEDS_PER_PEER - 1024;
+
+/// Which feeds the node takes from its peers: wants, stores and announces
+/// (spec/PROTOCOL.md §2.2 "Which feeds a node takes"). A feed the node
+/// already holds, and its own, are always taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// An open network: any claimed feed while the node knows fewer than
+    /// `budget` feeds; beyond that only the feed of a connected author, and
+    /// never more than [`MAX_FEEDS_PER_PEER`] feeds in all, so that what the
+    /// node announces always fits its peers' limit.
+    Open {
+        /// Feeds known before only connected authors' feeds are taken.
+        budget: usize,
+    },
+    /// An administered network: only these feeds (the admins' and the
+    /// admitted members').
+    Only(BTreeSet<FeedId>),
+}
+
+impl Default for Admission {
+    fn default() -> Admission {
+        Admission::Open {
+            budget: DEFAULT_FEED_BUDGET,
+        }
+    }
+}
+
 /// A connection as the scheduler knows it: an id chosen by the caller,
 /// unique among the connections it reports (the node uses its connection
 /// counter).
@@ -109,6 +143,8 @@ pub struct ReplicationScheduler {
     peers: BTreeMap<ConnId, Peer>,
     held: BTreeMap<FeedId, u64>,
     feeds: BTreeMap<FeedId, Feed>,
+    /// Which claimed feeds become known.
+    admission: Admission,
     /// Want changes not yet taken, per connection (the latest per feed).
     outbox: BTreeMap<ConnId, BTreeMap<FeedId, bool>>,
 }
@@ -124,7 +160,27 @@ impl ReplicationScheduler {
             peers: BTreeMap::new(),
             held: BTreeMap::new(),
             feeds: BTreeMap::new(),
+            admission: Admission::default(),
             outbox: BTreeMap::new(),
+        }
+    }
+
+    /// Changes which feeds claims make known (the default is
+    /// [`Admission::Open`] with [`DEFAULT_FEED_BUDGET`]). Feeds already
+    /// known stay; claims of connected peers that the new rule takes are
+    /// considered again.
+    pub fn set_admission(&mut self, admission: Admission, now: u64) {
+        if self.admission == admission {
+            return;
+        }
+        self.admission = admission;
+        let claimed: BTreeSet<FeedId> = self
+            .peers
+            .values()
+            .flat_map(|p| p.claims.iter().filter(|(_, seq)| **seq > 0).map(|(&feed, _)| feed))
+            .collect();
+        for feed in claimed {
+            self.know(feed, now);
         }
     }
 
@@ -274,7 +330,7 @@ impl ReplicationScheduler {
 
     /// Makes sure `feed` has a sender, and updates whether the node is behind.
     fn know(&mut self, feed: FeedId, now: u64) {
-        if feed == self.own {
+        if feed == self.own || !(self.feeds.contains_key(&feed) || self.held.contains_key(&feed) || self.takes(&feed)) {
             return;
         }
         let state = self.feeds.entry(feed).or_default();
@@ -282,6 +338,18 @@ impl ReplicationScheduler {
             self.choose(feed, now);
         } else {
             self.refresh(feed, now);
+        }
+    }
+
+    /// Whether a feed the node neither holds nor knows may become known.
+    fn takes(&self, feed: &FeedId) -> bool {
+        match &self.admission {
+            Admission::Only(feeds) => feeds.contains(feed),
+            Admission::Open { budget } => {
+                // The own feed is not in `feeds` but is announced.
+                let known = self.feeds.len() + 1;
+                known < *budget || (known < MAX_FEEDS_PER_PEER && self.peers.values().any(|p| p.id == *feed))
+            }
         }
     }
 
@@ -345,10 +413,18 @@ impl ReplicationScheduler {
     /// author if connected and not stalled on it.
     fn refresh(&mut self, feed: FeedId, now: u64) {
         let held = self.held.get(&feed).copied().unwrap_or(0);
-        let behind = self
+        // A connected author contradicts any claim above its own.
+        let author_claim = self
             .peers
             .values()
-            .any(|p| p.claims.get(&feed).is_some_and(|&c| c > held));
+            .filter(|p| p.id == feed)
+            .filter_map(|p| p.claims.get(&feed).copied())
+            .max();
+        let behind = self.peers.values().any(|p| {
+            p.claims
+                .get(&feed)
+                .is_some_and(|&c| c > held && author_claim.is_none_or(|author| c <= author))
+        });
         let Some(state) = self.feeds.get_mut(&feed) else { return };
         if behind && !state.behind {
             state.since = now;
@@ -486,5 +562,54 @@ mod tests {
         // Claimed again by a connected peer, it is wanted from that peer.
         s.claims(3, [(id(11), 4)], 4);
         assert_eq!(s.take_wants(3), vec![(id(11), true)]);
+    }
+
+    #[test]
+    fn an_open_node_takes_feeds_up_to_its_budget_then_only_connected_authors() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.set_admission(Admission::Open { budget: 4 }, 0);
+        s.connect(1, id(1), 0);
+        s.claims(1, (10..20).map(|n| (id(n), 1)), 0);
+        // Own feed + 3 known = the budget: the other 7 claims are not wanted.
+        let wanted: Vec<FeedId> = (10..20).map(id).filter(|f| s.sender(f).is_some()).collect();
+        assert_eq!(wanted, vec![id(10), id(11), id(12)]);
+        // A connected author's own feed is still taken, beyond the budget.
+        s.claims(1, [(id(1), 2)], 1);
+        assert_eq!(s.sender(&id(1)), Some(1));
+        // A feed the node stores (a bundle, a fetch) is always known.
+        s.local(id(30), 1, 2);
+        assert!(s.feeds.contains_key(&id(30)));
+    }
+
+    #[test]
+    fn with_admins_only_members_feeds_are_taken_and_new_members_are_wanted_at_once() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.set_admission(Admission::Only([id(1)].into()), 0);
+        s.connect(1, id(1), 0);
+        s.claims(1, [(id(1), 3), (id(7), 2), (id(8), 2)], 0);
+        assert_eq!(s.take_wants(1), vec![(id(1), true)]);
+        assert_eq!(s.sender(&id(7)), None, "not a member: not wanted");
+        // An admin admits feed 7: the claim still held for the connection counts.
+        s.set_admission(Admission::Only([id(1), id(7)].into()), 1);
+        assert_eq!(s.take_wants(1), vec![(id(7), true)]);
+        assert_eq!(s.sender(&id(8)), None);
+    }
+
+    #[test]
+    fn a_claim_above_the_connected_authors_own_does_not_stall_the_feed() {
+        let mut s = ReplicationScheduler::new(id(0), 1000);
+        s.connect(1, id(1), 0);
+        s.connect(2, id(2), 0);
+        s.local(id(1), 5, 0);
+        s.claims(1, [(id(1), 5)], 0);
+        // Peer 2 claims more of feed 1 than its author: nobody holds more
+        // than the author, so the node is not behind and nothing fails over.
+        s.claims(2, [(id(1), 9)], 1);
+        assert_eq!(s.poll_timeout(), None);
+        s.tick(5000);
+        assert_eq!(s.sender(&id(1)), Some(1));
+        // The author claiming more makes the node behind again.
+        s.claims(1, [(id(1), 6)], 6000);
+        assert_eq!(s.poll_timeout(), Some(7000));
     }
 }
