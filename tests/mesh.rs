@@ -2,17 +2,19 @@
 //! in-process: line, star and mesh topologies, a late joiner under load,
 //! acknowledged writes, and a wrong network key.
 
+#[path = "common/hostile.rs"]
+mod hostile;
 #[path = "common/nodes.rs"]
 mod nodes;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig, NodeError};
 use feedmesh::store::Store;
+use hostile::Rogue;
 use nodes::{addr, localhost, make_dir, start};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -307,30 +309,6 @@ async fn two_nodes_dialing_each_other_keep_one_connection() {
     shutdown(&[&a, &b]).await;
 }
 
-/// Opens an authenticated connection to `addr` as a fresh identity holding
-/// the network key: a peer that can then misbehave.
-async fn rogue(
-    addr: SocketAddr,
-    key: &NetworkKey,
-) -> (
-    feedmesh::feed::Keypair,
-    feedmesh::net::SecureStream<tokio::net::TcpStream>,
-) {
-    let keys = feedmesh::feed::Keypair::generate().expect("keys");
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let secure = feedmesh::net::initiate(stream, key, &keys, None, &feedmesh::net::HandshakeConfig::default())
-        .await
-        .expect("handshake");
-    (keys, secure)
-}
-
-/// Reads until the node closes the connection (bounded).
-async fn until_closed(stream: &mut feedmesh::net::SecureStream<tokio::net::TcpStream>) {
-    tokio::time::timeout(DEADLINE, async { while stream.recv().await.is_ok() {} })
-        .await
-        .expect("the node closes the connection");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_peers_are_cut_off_while_honest_ones_converge() {
     use feedmesh::feed::{NewEntry, Timestamp, sign};
@@ -342,12 +320,13 @@ async fn misbehaving_peers_are_cut_off_while_honest_ones_converge() {
     write(&a, 5, "a").await;
 
     // Garbage instead of a message.
-    let (_, mut garbage) = rogue(addr(&a), &net.key).await;
-    garbage.send(b"\xff\x00 not a message").await.expect("send");
-    until_closed(&mut garbage).await;
+    let mut garbage = Rogue::connect(addr(&a), &net.key).await;
+    garbage.stream.send(b"\xff\x00 not a message").await.expect("send");
+    garbage.until_closed().await;
 
     // Records of a feed nobody asked for.
-    let (keys, mut pushy) = rogue(addr(&a), &net.key).await;
+    let mut pushy = Rogue::connect(addr(&a), &net.key).await;
+    let keys = pushy.keys.clone();
     let record = sign(
         &keys,
         &NewEntry {
@@ -363,8 +342,8 @@ async fn misbehaving_peers_are_cut_off_while_honest_ones_converge() {
     let message = Message::Records {
         records: vec![(entry, payload)],
     };
-    pushy.send(&message.encode()).await.expect("send");
-    until_closed(&mut pushy).await;
+    pushy.send(&message).await;
+    pushy.until_closed().await;
 
     let disconnects = a.disconnects();
     assert_eq!(disconnects.get("malformed"), Some(&1), "{disconnects:?}");

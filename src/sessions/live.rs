@@ -227,7 +227,13 @@ impl LiveView {
     pub(crate) fn taken_feeds(&self) -> Option<std::collections::BTreeSet<FeedId>> {
         let state = self.read();
         let membership = &state.membership;
-        (!membership.is_open()).then(|| membership.admins().copied().chain(membership.members().map(|m| m.feed)).collect())
+        (!membership.is_open()).then(|| {
+            membership
+                .admins()
+                .copied()
+                .chain(membership.members().map(|m| m.feed))
+                .collect()
+        })
     }
 
     /// Whether `feed` has been removed from the membership.

@@ -1,0 +1,193 @@
+//! A hostile peer that holds the network key against a mesh of honest
+//! nodes over loopback (spec/PROTOCOL.md §2.2 "Which feeds a node takes",
+//! "Memory"): what it claims or offers must not make an honest node hold,
+//! want or announce more than its honest neighbours accept, and the honest
+//! nodes keep replicating to each other.
+
+#[path = "common/hostile.rs"]
+mod hostile;
+#[path = "common/nodes.rs"]
+mod nodes;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
+use feedmesh::net::NetworkKey;
+use feedmesh::node::{Node, NodeConfig};
+use feedmesh::sync::{ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, Message};
+use hostile::Rogue;
+use nodes::{addr, localhost, make_dir, start};
+use tokio::time::Instant;
+
+/// Every wait in these tests ends by this long.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until `node` holds `feed` up to `seq`.
+async fn until_holds(node: &Node, feed: FeedId, seq: u64) {
+    let started = Instant::now();
+    while node.clock().expect("clock").get(&feed).copied().unwrap_or(0) < seq {
+        assert!(started.elapsed() < DEADLINE, "{feed} never reached {seq}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Appends one entry on `from` and waits until `to` holds it: the honest
+/// path still carries entries.
+async fn delivered(from: &Node, to: &Node, payload: &str) {
+    let entry = from.append(payload.as_bytes()).await.expect("append");
+    until_holds(to, from.id(), entry.seq()).await;
+}
+
+/// No honest node cut another for going over a limit.
+fn no_limit_disconnects(nodes: &[&Node]) {
+    for node in nodes {
+        let disconnects = node.disconnects();
+        for reason in ["too-many-feeds", "flooding"] {
+            assert_eq!(disconnects.get(reason), None, "{}: {disconnects:?}", node.id());
+        }
+    }
+}
+
+/// `count` feed ids nobody holds, in ascending order (as Clocks list them).
+fn made_up_feeds(count: usize) -> Vec<FeedId> {
+    let feeds: BTreeSet<FeedId> = (0..count as u64)
+        .map(|i| FeedId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+        .collect();
+    feeds.into_iter().collect()
+}
+
+/// A Clock claiming entry 1 of each of `feeds` (ascending), wanting none.
+fn claim_first_entries(feeds: &[FeedId]) -> Message {
+    let feeds = feeds
+        .iter()
+        .map(|&feed| ClockEntry {
+            feed,
+            latest: 1,
+            want: false,
+        })
+        .collect();
+    Message::Clock { feeds }
+}
+
+/// Entry 1 of a fresh feed, timestamped now.
+fn first_entry(keys: &Keypair) -> (feedmesh::feed::Entry, Option<Vec<u8>>) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_millis() as u64;
+    let entry = NewEntry {
+        seq: 1,
+        prev: None,
+        skip: None,
+        timestamp: Timestamp::new(now, 0),
+        payload: b"one of many",
+    };
+    sign(keys, &entry).expect("sign").into_parts()
+}
+
+async fn start_with_budget(dir: &Path, max_feeds: usize) -> Node {
+    let mut config = NodeConfig::new(dir);
+    config.listen = Some(localhost());
+    config.max_feeds = max_feeds;
+    Node::start(config).await.expect("start")
+}
+
+struct Net {
+    _root: tempfile::TempDir,
+    key: NetworkKey,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+fn net(n: usize) -> Net {
+    let root = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dirs = (0..n).map(|i| make_dir(root.path(), &format!("n{i}"), &key)).collect();
+    Net { _root: root, key, dirs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_feeds_nobody_holds_die_with_the_claimer() {
+    // A - B - C in a line; the rogue claims MAX_FEEDS_PER_PEER made-up
+    // feeds to B, waits until B wants them, and leaves.
+    let net = net(3);
+    let b = start(&net.dirs[1], vec![]).await;
+    let a = start(&net.dirs[0], vec![addr(&b)]).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    b.append(b"own").await.expect("append");
+    delivered(&a, &c, "before").await;
+
+    let mut rogue = Rogue::connect(addr(&b), &net.key).await;
+    let claimed = made_up_feeds(MAX_FEEDS_PER_PEER);
+    for chunk in claimed.chunks(MAX_FEEDS_PER_CLOCK) {
+        rogue.send(&claim_first_entries(chunk)).await;
+    }
+    // B wants as many as its feed budget lets it, from the rogue only.
+    let wanted = rogue.until_wanted(60_000).await;
+    assert!(wanted.len() < MAX_FEEDS_PER_PEER - 2, "{} wanted", wanted.len());
+    drop(rogue);
+
+    // The claims left with the rogue: B wants none of them from A or C, so
+    // neither cuts B off, now or when C reconnects.
+    delivered(&a, &c, "after").await;
+    delivered(&c, &a, "back").await;
+    c.shutdown().await;
+    drop(c);
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    delivered(&a, &c, "after C restarted").await;
+    no_limit_disconnects(&[&a, &b, &c]);
+    let held: BTreeSet<FeedId> = b.clock().expect("clock").into_keys().collect();
+    assert_eq!(held, BTreeSet::from([a.id(), b.id(), c.id()]));
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_node_takes_no_more_feeds_than_its_budget_but_its_peers_own_feeds() {
+    const BUDGET: usize = 20;
+    let net = net(3);
+    let b = start_with_budget(&net.dirs[1], BUDGET).await;
+    b.append(b"own").await.expect("append");
+
+    // The rogue offers 50 one-entry feeds and sends what B asks for.
+    let mut rogue = Rogue::connect(addr(&b), &net.key).await;
+    let mut authors: Vec<Keypair> = (0..50).map(|_| Keypair::generate().expect("keys")).collect();
+    authors.sort_by_key(Keypair::feed_id);
+    let feeds: Vec<FeedId> = authors.iter().map(Keypair::feed_id).collect();
+    rogue.send(&claim_first_entries(&feeds)).await;
+    let wanted = rogue.until_wanted(BUDGET - 1).await;
+    assert_eq!(wanted.len(), BUDGET - 1, "the own feed counts in the budget");
+    let records = authors
+        .iter()
+        .filter(|keys| wanted.contains(&keys.feed_id()))
+        .map(first_entry)
+        .collect();
+    rogue.send(&Message::Records { records }).await;
+    let started = Instant::now();
+    while b.clock().expect("clock").len() < BUDGET {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "B never stored what it asked for: {:?}",
+            b.disconnects()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Honest peers connecting to the full node still get their own feeds
+    // through it, both ways.
+    let a = start(&net.dirs[0], vec![addr(&b)]).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    delivered(&a, &c, "a to c").await;
+    delivered(&c, &a, "c to a").await;
+    no_limit_disconnects(&[&a, &b, &c]);
+
+    let held = b.clock().expect("clock");
+    assert_eq!(held.len(), BUDGET + 2, "the budget, plus the connected authors' feeds");
+    for keys in &authors {
+        let feed = keys.feed_id();
+        assert_eq!(held.contains_key(&feed), wanted.contains(&feed), "{feed}");
+    }
+    drop(rogue);
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
