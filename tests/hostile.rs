@@ -4,6 +4,8 @@
 //! want or announce more than its honest neighbours accept, and the honest
 //! nodes keep replicating to each other.
 
+#[path = "common/admins.rs"]
+mod admins;
 #[path = "common/hostile.rs"]
 mod hostile;
 #[path = "common/nodes.rs"]
@@ -13,6 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
@@ -188,6 +191,44 @@ async fn an_open_node_takes_no_more_feeds_than_its_budget_but_its_peers_own_feed
     }
     drop(rogue);
     for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admins_a_node_takes_only_members_feeds() {
+    let net = net(0);
+    let root = net._root.path();
+    let (admin_path, admin_id) = admin_dir(root, &net.key);
+    let admin = start(&admin_path, vec![]).await;
+    let b = start(&member_dir(root, "b", &net.key, admin_id), vec![addr(&admin)]).await;
+    let outsider = start(&member_dir(root, "x", &net.key, admin_id), vec![addr(&b)]).await;
+    let sessions = admin.sessions();
+    sessions.add_member(b.id(), 1).await.expect("admit b");
+    until_holds(&b, admin_id, 1).await;
+
+    // A key holder no admin admitted writes; b is connected to it, yet
+    // neither b nor, through b, the admin takes its feed.
+    let written = outsider.append(b"not a member").await.expect("append");
+    let started = Instant::now();
+    while !b
+        .peers()
+        .iter()
+        .any(|p| p.clock.get(&outsider.id()) == Some(&written.seq()))
+    {
+        assert!(started.elapsed() < DEADLINE, "b never heard the outsider's claim");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    delivered(&b, &admin, "b's own").await;
+    assert_eq!(b.clock().expect("clock").get(&outsider.id()), None);
+    assert_eq!(admin.clock().expect("clock").get(&outsider.id()), None);
+
+    // Admitted, its feed is wanted at once from the peer that claimed it.
+    sessions.add_member(outsider.id(), 1).await.expect("admit x");
+    until_holds(&b, outsider.id(), written.seq()).await;
+    until_holds(&admin, outsider.id(), written.seq()).await;
+    no_limit_disconnects(&[&admin, &b, &outsider]);
+    for node in [admin, b, outsider] {
         node.shutdown().await;
     }
 }

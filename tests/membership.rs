@@ -5,6 +5,8 @@
 //! node's sessions come back exactly as they were, and the rogue is refused
 //! by the transport); a forked feed folds only below the fork.
 
+#[path = "common/admins.rs"]
+mod admins;
 #[path = "common/api.rs"]
 mod api;
 #[path = "common/http.rs"]
@@ -12,9 +14,10 @@ mod http;
 #[path = "common/nodes.rs"]
 mod nodes;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use admins::{admin_dir, member_dir};
 use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
@@ -36,22 +39,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(began.elapsed() < DEADLINE, "not in {DEADLINE:?}: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A node directory of a network whose only admin is `admin`.
-fn member_dir(root: &Path, name: &str, key: &NetworkKey, admin: FeedId) -> PathBuf {
-    let dir = make_dir(root, name, key);
-    NodeDir::open(&dir).unwrap().set_admins(&[admin]).unwrap();
-    dir
-}
-
-/// The admin's directory (its own id is the admin key).
-fn admin_dir(root: &Path, key: &NetworkKey) -> (PathBuf, FeedId) {
-    let dir = make_dir(root, "admin", key);
-    let opened = NodeDir::open(&dir).unwrap();
-    let id = opened.feed_id();
-    opened.set_admins(&[id]).unwrap();
-    (dir, id)
 }
 
 /// Every node holds what every other holds.
