@@ -13,9 +13,13 @@
 //! and `FEEDMESH_SIM_SEED=S` runs seed S alone (to replay a failure);
 //! `FEEDMESH_SIM_CHAOS_SECS` lengthens the chaos phase (default 10 s of
 //! simulated time) and `FEEDMESH_SIM_VERBOSE=1` prints each seed's events.
+//!
+//! A second simulation adds hostile peers that hold the network key and
+//! claim or offer feeds of their own making (spec/PROTOCOL.md §2.2 "Which
+//! feeds a node takes"): the honest feeds must converge regardless.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,11 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use feedmesh::feed::Keypair;
-use feedmesh::net::{BoxConnection, BoxFuture, Listener, Network, NetworkKey};
+use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
+use feedmesh::net::{BoxConnection, BoxFuture, HandshakeConfig, Listener, Network, NetworkKey, initiate};
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
 use feedmesh::store::{FeedClock, Store};
+use feedmesh::sync::{ClockEntry, Message};
 
 /// Seeds run by `cargo test`.
 const DEFAULT_SEEDS: u64 = 20;
@@ -121,15 +126,28 @@ struct Shared {
     starts: Mutex<Vec<u64>>,
     /// Per host: its node's disconnects by reason (this run of it).
     disconnects: Mutex<Vec<BTreeMap<&'static str, u64>>>,
+    /// The hosts' feed budget ([`NodeConfig::max_feeds`]), if not the default.
+    max_feeds: Option<usize>,
+    /// The hosts' own feeds: reports cover only these when hostile peers
+    /// offer feeds of their own (each host may take different ones).
+    honest: BTreeSet<FeedId>,
+    /// Set when reports cover only the honest feeds.
+    honest_only: bool,
+    /// Per host: the most feeds its store held.
+    most_feeds: Mutex<Vec<usize>>,
 }
 
 fn name(host: usize) -> String {
     format!("node{host}")
 }
 
-/// The clock and a digest of every record of `store`.
-fn report(store: &dyn Store) -> Report {
-    let clock = store.clock().expect("clock");
+/// The clock and a digest of every record of `store`, or of the honest
+/// feeds only.
+fn report(store: &dyn Store, shared: &Shared) -> Report {
+    let mut clock = store.clock().expect("clock");
+    if shared.honest_only {
+        clock.retain(|feed, _| shared.honest.contains(feed));
+    }
     let mut hasher = DefaultHasher::new();
     for feed in clock.keys() {
         for (entry, payload) in store.range(feed, 1, u64::MAX, usize::MAX).expect("range") {
@@ -159,6 +177,9 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     config.reconnect_max = Duration::from_secs(2);
     config.handshake_timeout = Duration::from_secs(3);
     config.jitter_seed = Some(rng.next());
+    if let Some(max_feeds) = shared.max_feeds {
+        config.max_feeds = max_feeds;
+    }
     let node = Node::start_with(config, Arc::new(SimNetwork)).await?;
     let store = node.store();
     let mut last: Option<FeedClock> = None;
@@ -181,9 +202,13 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
         }
         shared.disconnects.lock().expect("lock")[host] = node.disconnects();
         let clock = store.clock()?;
+        {
+            let mut most = shared.most_feeds.lock().expect("lock");
+            most[host] = most[host].max(clock.len());
+        }
         let unreported = shared.reports.lock().expect("lock")[host].is_none();
         if unreported || last.as_ref() != Some(&clock) {
-            let report = report(&*store);
+            let report = report(&*store, &shared);
             last = Some(report.0.clone());
             shared.reports.lock().expect("lock")[host] = Some(report);
         }
@@ -193,6 +218,16 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
 /// Node directories (seeded network key and identities) for `hosts` hosts,
 /// and their shared state; the generator continues the seed.
 fn setup(seed: u64, hosts: usize) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Shared>, Rng) {
+    setup_with(seed, hosts, None)
+}
+
+/// [`setup`] with hosts that take at most `max_feeds` feeds (reports then
+/// cover the honest feeds only).
+fn setup_with(
+    seed: u64,
+    hosts: usize,
+    max_feeds: Option<usize>,
+) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Shared>, Rng) {
     // In memory when possible: fsync is not what is tested here, and it
     // dominates the run time on disk.
     let shm = std::path::Path::new("/dev/shm");
@@ -205,6 +240,7 @@ fn setup(seed: u64, hosts: usize) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Share
     let mut rng = Rng(seed);
     let key = NetworkKey::from_bytes(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
     let mut dirs = Vec::new();
+    let mut honest = BTreeSet::new();
     for host in 0..hosts {
         let dir = root.path().join(name(host));
         NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
@@ -214,6 +250,7 @@ fn setup(seed: u64, hosts: usize) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Share
             chunk.copy_from_slice(&rng.next().to_le_bytes());
         }
         let keys = Keypair::from_seed(secret);
+        honest.insert(keys.feed_id());
         std::fs::write(dir.join("secret_key"), format!("{}\n", keys.seed_hex())).expect("write key");
         dirs.push(dir);
     }
@@ -223,6 +260,10 @@ fn setup(seed: u64, hosts: usize) -> (tempfile::TempDir, Vec<PathBuf>, Arc<Share
         reports: Mutex::new(vec![None; hosts]),
         starts: Mutex::new(vec![0; hosts]),
         disconnects: Mutex::new(vec![BTreeMap::new(); hosts]),
+        max_feeds,
+        honest,
+        honest_only: max_feeds.is_some(),
+        most_feeds: Mutex::new(vec![0; hosts]),
     });
     (root, dirs, shared, rng)
 }
@@ -432,4 +473,145 @@ fn a_connection_cut_by_a_partition_is_closed_and_redialled() {
         disconnects.iter().any(|d| d.contains_key("idle")),
         "the dead connection was closed as idle: {disconnects:?}"
     );
+}
+
+/// Feeds a hostile peer makes up per connection (claims only).
+const MADE_UP_FEEDS: u64 = 3000;
+/// Feeds a hostile peer offers per connection, and sends when asked.
+const OFFERED_FEEDS: u64 = 40;
+/// The honest hosts' feed budget in the hostile simulation.
+const HOSTILE_BUDGET: usize = 60;
+
+/// A hostile peer holding the network key: connects to a random honest
+/// host as a fresh identity, claims feeds nobody holds, offers feeds of
+/// its own making (sending entry 1 of each when asked), then leaves after a
+/// while; again and again, until the simulation ends.
+async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
+    let mut rng = Rng(seed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+        let host = rng.below(hosts as u64) as usize;
+        let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
+        let addr = SocketAddr::new(turmoil::lookup(name(host)), PORT);
+        let Ok(stream) = turmoil::net::TcpStream::connect(addr).await else {
+            continue;
+        };
+        let Ok(mut stream) = initiate(stream, &key, &identity, None, &HandshakeConfig::default()).await else {
+            continue;
+        };
+        let offered: BTreeMap<FeedId, Keypair> = (0..OFFERED_FEEDS)
+            .map(|_| Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes")))
+            .map(|keys| (keys.feed_id(), keys))
+            .collect();
+        let made_up = (0..MADE_UP_FEEDS).map(|_| FeedId(rng.next().to_le_bytes().repeat(4).try_into().expect("32")));
+        let claimed: BTreeSet<FeedId> = made_up.chain(offered.keys().copied()).collect();
+        let feeds = claimed
+            .into_iter()
+            .map(|feed| ClockEntry {
+                feed,
+                latest: 1,
+                want: false,
+            })
+            .collect();
+        if stream.send(&Message::Clock { feeds }.encode()).await.is_err() {
+            continue;
+        }
+        let stay = Duration::from_millis(200 + rng.below(2000));
+        let _ = tokio::time::timeout(stay, async {
+            while let Ok(bytes) = stream.recv().await {
+                let Ok(Message::Clock { feeds }) = Message::decode(&bytes) else {
+                    continue;
+                };
+                let records = feeds
+                    .iter()
+                    .filter(|line| line.want)
+                    .filter_map(|line| offered.get(&line.feed))
+                    .map(first_entry)
+                    .collect();
+                if stream.send(&Message::Records { records }.encode()).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Entry 1 of the feed of `keys`.
+fn first_entry(keys: &Keypair) -> (feedmesh::feed::Entry, Option<Vec<u8>>) {
+    let new = NewEntry {
+        seq: 1,
+        prev: None,
+        skip: None,
+        timestamp: Timestamp::new(1_767_225_600_000, 0),
+        payload: b"junk",
+    };
+    sign(keys, &new).expect("sign").into_parts()
+}
+
+/// Three honest hosts in a full mesh while three hostile peers come and go,
+/// claiming thousands of feeds nobody holds and offering junk feeds: every
+/// honest host ends with the same honest feeds, no host holds more than its
+/// budget plus its peers' own feeds, and no honest host cut another off for
+/// going over a limit.
+#[test]
+fn honest_hosts_converge_while_hostile_peers_claim_and_offer_feeds() {
+    const HONEST: usize = 3;
+    for seed in 0..4 {
+        let (_root, dirs, shared, mut rng) = setup_with(seed, HONEST, Some(HOSTILE_BUDGET));
+        let key = NetworkKey::read_file(&dirs[0].join("network_key")).expect("network key");
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(seed)
+            .tick_duration(TICK)
+            .simulation_duration(Duration::from_secs(120))
+            .min_message_latency(Duration::from_millis(1))
+            .max_message_latency(Duration::from_millis(20))
+            .build();
+        for (host, dir) in dirs.iter().enumerate() {
+            let (dir, shared) = (dir.clone(), shared.clone());
+            sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
+        }
+        for rogue in 0..3 {
+            let (seed, key) = (rng.next(), key.clone());
+            sim.client(format!("rogue{rogue}"), hostile(seed, key, HONEST));
+        }
+        for _ in 0..chaos().as_millis() / TICK.as_millis() {
+            sim.step().expect("step");
+        }
+        shared.writing.store(false, Ordering::SeqCst);
+        shared.reports.lock().expect("lock").fill(None);
+        let started = sim.elapsed();
+        while !converged(&shared) {
+            assert!(
+                sim.elapsed() - started < HEAL_LIMIT,
+                "seed {seed}: the honest feeds never converged: {:?}",
+                shared.reports.lock().expect("lock")
+            );
+            sim.step().expect("step");
+        }
+        let reports = shared.reports.lock().expect("lock");
+        assert_eq!(
+            reports[0].as_ref().map(|(clock, _)| clock.len()),
+            Some(HONEST),
+            "seed {seed}"
+        );
+        for (host, disconnects) in shared.disconnects.lock().expect("lock").iter().enumerate() {
+            for reason in ["too-many-feeds", "flooding"] {
+                assert_eq!(
+                    disconnects.get(reason),
+                    None,
+                    "seed {seed}: host {host}: {disconnects:?}"
+                );
+            }
+        }
+        let most = shared.most_feeds.lock().expect("lock");
+        assert!(
+            most.iter().all(|&n| n <= HOSTILE_BUDGET + HONEST),
+            "seed {seed}: feeds held {most:?}"
+        );
+        assert!(
+            most.iter().any(|&n| n > HONEST),
+            "seed {seed}: the hostile peers offered nothing"
+        );
+    }
 }
