@@ -524,6 +524,16 @@ impl Node {
             .collect()
     }
 
+    /// Message bytes waiting to be sent to each peer now (what a peer that
+    /// does not read makes the node hold: at most
+    /// [`OUTBOX_BYTES`](crate::net::OUTBOX_BYTES) plus one message each).
+    pub fn queued_out(&self) -> BTreeMap<FeedId, u64> {
+        lock(&self.inner.traffic)
+            .iter()
+            .map(|(&id, t)| (id, t.queued_out.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Waits until at least `k` connected peers report holding this node's
     /// feed at sequence `seq` or later; returns how many do. Fails with
     /// [`NodeError::AckTimeout`] after `timeout`. `k = 0` returns at once.

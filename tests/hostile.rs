@@ -17,9 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
-use feedmesh::net::NetworkKey;
+use feedmesh::net::{NetworkKey, OUTBOX_BYTES};
 use feedmesh::node::{Node, NodeConfig};
-use feedmesh::sync::{ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, Message};
+use feedmesh::sync::{
+    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, Message,
+};
 use hostile::Rogue;
 use nodes::{addr, localhost, make_dir, start};
 use tokio::time::Instant;
@@ -229,6 +231,58 @@ async fn with_admins_a_node_takes_only_members_feeds() {
     until_holds(&admin, outsider.id(), written.seq()).await;
     no_limit_disconnects(&[&admin, &b, &outsider]);
     for node in [admin, b, outsider] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_its_answers_gets_no_more_of_them_queued() {
+    let net = net(3);
+    let b = start(&net.dirs[1], vec![]).await;
+    let a = start(&net.dirs[0], vec![addr(&b)]).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    let payload = vec![0x5a_u8; 60_000];
+    for _ in 0..4 {
+        let batch: Vec<&[u8]> = vec![&payload; 50];
+        b.append_batch(&batch).await.expect("append");
+    }
+
+    // Four rogues each ask for the largest answers they may have
+    // outstanding (MAX_FETCHES_PER_PEER Fetches of MAX_FETCH_RANGE entries,
+    // megabytes each) and never read them.
+    let mut rogues = Vec::new();
+    for _ in 0..4 {
+        let mut rogue = Rogue::connect(addr(&b), &net.key).await;
+        for id in 0..MAX_FETCHES_PER_PEER as u64 {
+            let from = 1 + id;
+            rogue
+                .send(&Message::Fetch {
+                    id,
+                    feed: b.id(),
+                    from,
+                    to: from + MAX_FETCH_RANGE - 1,
+                })
+                .await;
+        }
+        rogues.push(rogue);
+    }
+    let queued = |rogue: &Rogue| b.queued_out().get(&rogue.keys.feed_id()).copied().unwrap_or(0) as usize;
+    let started = Instant::now();
+    while !rogues.iter().all(|r| queued(r) >= OUTBOX_BYTES) {
+        assert!(started.elapsed() < DEADLINE, "the answers never backed up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Honest traffic flows meanwhile, and what waits for each rogue stays
+    // within its outbox: OUTBOX_BYTES plus the one message built past it.
+    delivered(&a, &c, "a to c").await;
+    delivered(&c, &a, "c to a").await;
+    for rogue in &rogues {
+        assert!(queued(rogue) <= OUTBOX_BYTES + MAX_FRAME, "{} queued", queued(rogue));
+    }
+    no_limit_disconnects(&[&a, &b, &c]);
+    drop(rogues);
+    for node in [a, b, c] {
         node.shutdown().await;
     }
 }

@@ -21,6 +21,8 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 ///   `feedmesh_peer_sent_bytes_total{peer}` (counters): message bytes
 ///   exchanged with each peer since the node started
 ///   ([`crate::net::Traffic`]);
+/// - `feedmesh_peer_queued_bytes{peer}` (gauge): message bytes waiting to
+///   be sent to each peer ([`Node::queued_out`]);
 /// - `feedmesh_peer_lag_entries{peer}` (gauge): for each connected peer, the
 ///   sum over this node's feeds of how many entries it holds beyond what the
 ///   peer last claimed to hold;
@@ -75,6 +77,21 @@ pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
             "feedmesh_peer_sent_bytes_total",
             Some(("peer", &peer)),
             *bytes_out,
+        );
+    }
+
+    family(
+        &mut out,
+        "feedmesh_peer_queued_bytes",
+        "gauge",
+        "Message bytes waiting to be sent to each peer.",
+    );
+    for (peer, queued) in node.queued_out() {
+        sample(
+            &mut out,
+            "feedmesh_peer_queued_bytes",
+            Some(("peer", &peer.to_string())),
+            queued,
         );
     }
 

@@ -6,18 +6,22 @@
 //!            ┌──────────── driver task (biased select!) ────────────┐
 //! socket ──► │ 1. shutdown / eviction                               │
 //! (reader)   │ 2. local events (stored heads, fork proofs)           │
-//!            │ 3. a free outbox slot: next message to send           │ ──► outbox (bounded) ──► writer task ──► socket
+//!            │ 3. room in the outbox: next message to send           │ ──► outbox (bytes) ──► writer task ──► socket
 //!            │ 4. a frame from the peer                              │
 //!            │ 5. the PeerSync timer                                 │
 //!            └───────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`SecureWriter::send`] is not cancel-safe, so the writer lives in its own
-//! task fed by a bounded channel of encoded messages ([`OUTBOX_FRAMES`]).
-//! The driver only produces a message when the channel has room (it waits
-//! for a permit inside the `select!`), so it keeps reading while the peer is
-//! slow to read: two nodes sending each other bulk data cannot deadlock.
-//! Clock lines stay coalesced inside [`PeerSync`] while the outbox is full.
+//! task fed by a channel of encoded messages bounded in bytes
+//! ([`OUTBOX_BYTES`]). The driver only produces a message while fewer bytes
+//! than that wait for the writer (it waits for room inside the `select!`),
+//! so it keeps reading while the peer is slow to read: two nodes sending
+//! each other bulk data cannot deadlock, and a peer that does not read gets
+//! no more than that queued (plus the one message being built). Clock lines
+//! stay coalesced inside [`PeerSync`] while the outbox is full. The peer's
+//! Fetches wait as requests (at most [`MAX_FETCHES_PER_PEER`]); each Chunk is
+//! read from the store only when it is its turn to be sent.
 //!
 //! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
 //! [`MAX_PENDING_RANGES`]) and read from the store one chunk at a time, only
@@ -47,7 +51,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -64,8 +68,10 @@ use crate::sync::{
 
 use super::{SecureReader, SecureWriter, StreamError};
 
-/// Encoded messages waiting for the writer task, per connection.
-pub const OUTBOX_FRAMES: usize = 8;
+/// How many bytes of encoded messages may wait for the writer, per
+/// connection, before the driver builds another (which may take it past
+/// this by one message of at most [`MAX_FRAME`] bytes).
+pub const OUTBOX_BYTES: usize = 1 << 20;
 /// The most ranges waiting to be read and sent, per connection; a peer whose
 /// requests queue more is disconnected ([`ProtocolError::Flooding`]).
 /// The ranges of a feed are coalesced, so an honest peer (one live stream and
@@ -129,6 +135,9 @@ pub struct Traffic {
     pub bytes_in: AtomicU64,
     /// Message bytes sent to the peer (handed to the socket).
     pub bytes_out: AtomicU64,
+    /// Message bytes waiting to be sent to the peer now (a gauge; at most
+    /// [`OUTBOX_BYTES`] plus one message).
+    pub queued_out: AtomicU64,
 }
 
 /// What a connection needs from its node.
@@ -255,9 +264,9 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let peer = reader.remote_id();
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(OUTBOX_FRAMES);
     let traffic = host.traffic(peer);
-    let mut writer_task = tokio::spawn(write_loop(writer, rx, traffic.clone()));
+    let (tx, rx) = outbox(traffic.clone());
+    let mut writer_task = tokio::spawn(write_loop(writer, rx));
     let mut driver = Driver {
         peer,
         conn,
@@ -271,7 +280,7 @@ where
         chunk: MIN_CHUNK,
         traffic,
         wants: None,
-        chunks: VecDeque::new(),
+        fetches: VecDeque::new(),
         replies: BTreeMap::new(),
         storing: None,
     };
@@ -304,12 +313,11 @@ where
 /// direction once the driver drops the channel.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: SecureWriter<W>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    traffic: Option<Arc<Traffic>>,
+    mut rx: OutboxReceiver,
 ) -> Result<(), StreamError> {
     let keepalive = Duration::from_millis(KEEPALIVE_MS);
     loop {
-        let message = match tokio::time::timeout(keepalive, rx.recv()).await {
+        let message = match tokio::time::timeout(keepalive, rx.messages.recv()).await {
             Ok(Some(message)) => message,
             Ok(None) => break,
             Err(_) => {
@@ -318,11 +326,84 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         };
         writer.send(&message).await?;
-        if let Some(traffic) = &traffic {
-            traffic.bytes_out.fetch_add(message.len() as u64, Ordering::Relaxed);
-        }
+        rx.queue.sent(message.len());
     }
     writer.shutdown().await
+}
+
+/// The bytes waiting between a connection's driver and its writer.
+#[derive(Debug)]
+struct OutboxQueue {
+    /// Bytes handed to the writer and not yet written.
+    queued: AtomicUsize,
+    /// Notified when the writer wrote a message.
+    drained: Notify,
+    /// The peer's counters, if the host keeps them.
+    traffic: Option<Arc<Traffic>>,
+}
+
+impl OutboxQueue {
+    /// `len` more bytes wait.
+    fn queued(&self, len: usize) {
+        let now = self.queued.fetch_add(len, Ordering::SeqCst) + len;
+        if let Some(traffic) = &self.traffic {
+            traffic.queued_out.store(now as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A message of `len` bytes was handed to the socket.
+    fn sent(&self, len: usize) {
+        let now = self.queued.fetch_sub(len, Ordering::SeqCst) - len;
+        if let Some(traffic) = &self.traffic {
+            traffic.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+            traffic.queued_out.store(now as u64, Ordering::Relaxed);
+        }
+        self.drained.notify_one();
+    }
+}
+
+/// The driver's end of the outbox.
+struct Outbox {
+    messages: mpsc::UnboundedSender<Vec<u8>>,
+    queue: Arc<OutboxQueue>,
+}
+
+/// The writer's end of the outbox.
+struct OutboxReceiver {
+    messages: mpsc::UnboundedReceiver<Vec<u8>>,
+    queue: Arc<OutboxQueue>,
+}
+
+/// A new outbox, counting into `traffic`.
+fn outbox(traffic: Option<Arc<Traffic>>) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(OutboxQueue {
+        queued: AtomicUsize::new(0),
+        drained: Notify::new(),
+        traffic,
+    });
+    (
+        Outbox {
+            messages: tx,
+            queue: queue.clone(),
+        },
+        OutboxReceiver { messages: rx, queue },
+    )
+}
+
+impl Outbox {
+    /// Waits until fewer than [`OUTBOX_BYTES`] bytes wait for the writer.
+    async fn room(&self) {
+        while self.queue.queued.load(Ordering::SeqCst) >= OUTBOX_BYTES {
+            self.queue.drained.notified().await;
+        }
+    }
+
+    /// Hands `message` to the writer.
+    fn send(&self, message: Vec<u8>) -> Result<(), Closed> {
+        self.queue.queued(message.len());
+        self.messages.send(message).map_err(|_| Closed::PeerClosed)
+    }
 }
 
 /// Waits for `notify`, or forever without one.
@@ -448,9 +529,9 @@ struct Driver {
     traffic: Option<Arc<Traffic>>,
     /// Notified when the host changed the want flags ([`Host::attach`]).
     wants: Option<Arc<Notify>>,
-    /// Encoded Chunk messages answering the peer's fetches, waiting for slots
-    /// (at most [`MAX_FETCHES_PER_PEER`]).
-    chunks: VecDeque<Vec<u8>>,
+    /// The peer's fetches not answered yet, oldest first (at most
+    /// [`MAX_FETCHES_PER_PEER`]): (id, feed, from, to).
+    fetches: VecDeque<(u64, FeedId, u64, u64)>,
     /// Where to deliver the answers to this side's fetches, by id.
     replies: BTreeMap<u64, oneshot::Sender<Result<Fetched, FetchError>>>,
     /// The batch of received records being appended, at most one.
@@ -465,7 +546,7 @@ impl Driver {
     async fn run<R: AsyncRead + Unpin>(
         &mut self,
         mut reader: SecureReader<R>,
-        tx: &mpsc::Sender<Vec<u8>>,
+        tx: &Outbox,
         writer_task: &mut JoinHandle<Result<(), StreamError>>,
         mut shutdown: watch::Receiver<bool>,
         evict: Arc<Notify>,
@@ -506,7 +587,7 @@ impl Driver {
                 self.peeked = self.sync.poll_transmit();
             }
             let want_send =
-                self.peeked.is_some() || !self.chunks.is_empty() || !self.frames.is_empty() || !self.ranges.is_empty();
+                self.peeked.is_some() || !self.fetches.is_empty() || !self.frames.is_empty() || !self.ranges.is_empty();
             let timer = self.sync.poll_timeout();
             let deadline = self.start + Duration::from_millis(timer.unwrap_or(u64::from(u32::MAX)));
             let step: Result<(), Closed> = tokio::select! {
@@ -535,10 +616,7 @@ impl Driver {
                     self.fetch(command);
                     Ok(())
                 }
-                permit = tx.reserve(), if want_send => match permit {
-                    Ok(permit) => self.send_next(permit).await,
-                    Err(_) => Err(Closed::PeerClosed),
-                },
+                () = tx.room(), if want_send => self.send_next(tx).await,
                 frame = reader.recv() => match frame {
                     Ok(frame) => {
                         if let Some(traffic) = &self.traffic {
@@ -640,35 +718,17 @@ impl Driver {
         }
     }
 
-    /// Answers the peer's Fetch `id` from the store: the certificate path of
-    /// `from` below it (headers), then what is held of `from..=to`.
-    async fn serve(&mut self, id: u64, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
-        if self.chunks.len() >= MAX_FETCHES_PER_PEER {
+    /// Queues the answer to the peer's Fetch `id`; the Chunk is read from
+    /// the store when it is its turn to be sent ([`read_chunk`]).
+    fn serve(&mut self, id: u64, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
+        if self.fetches.len() >= MAX_FETCHES_PER_PEER {
             let error = ProtocolError::Flooding {
                 max: MAX_FETCHES_PER_PEER,
             };
             tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
             return Err(Closed::Protocol(error));
         }
-        let store = self.store.clone();
-        let message = blocking(move || {
-            let latest = store.latest(&feed)?.unwrap_or(0);
-            if latest < from {
-                return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new()));
-            }
-            let mut path = Vec::new();
-            for seq in certificate_path(from).into_iter().skip(1).rev() {
-                match store.entry(&feed, seq)? {
-                    Some(entry) => path.push(entry),
-                    None => return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new())),
-                }
-            }
-            let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
-            let range = store.range(&feed, from, to, limit)?;
-            Ok(pack_chunk(id, feed, latest, path, range))
-        })
-        .await?;
-        self.chunks.push_back(message.encode());
+        self.fetches.push_back((id, feed, from, to));
         Ok(())
     }
 
@@ -715,7 +775,7 @@ impl Driver {
                 }
                 Action::Serve { id, feed, from, to } => {
                     self.finish_store().await?;
-                    self.serve(id, feed, from, to).await?;
+                    self.serve(id, feed, from, to)?;
                 }
                 Action::Fetched { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
@@ -799,18 +859,17 @@ impl Driver {
     /// Puts the next message into the outbox: a message of the machine
     /// first (clocks, requests, fork proofs), then the current chunk's
     /// Records, then a new chunk read from the store.
-    async fn send_next(&mut self, permit: mpsc::Permit<'_, Vec<u8>>) -> Result<(), Closed> {
+    async fn send_next(&mut self, outbox: &Outbox) -> Result<(), Closed> {
         if let Some(message) = self.peeked.take() {
-            permit.send(message.encode());
-            return Ok(());
+            return outbox.send(message.encode());
         }
-        if let Some(frame) = self.chunks.pop_front() {
-            permit.send(frame);
-            return Ok(());
+        if let Some((id, feed, from, to)) = self.fetches.pop_front() {
+            let store = self.store.clone();
+            let chunk = blocking(move || read_chunk(&*store, id, feed, from, to)).await?;
+            return outbox.send(chunk.encode());
         }
         if let Some(frame) = self.frames.pop_front() {
-            permit.send(frame);
-            return Ok(());
+            return outbox.send(frame);
         }
         let Some((feed, from, to)) = self.ranges.front() else {
             return Ok(());
@@ -832,12 +891,33 @@ impl Driver {
             .max(1);
         self.chunk = (MAX_FRAME / largest).clamp(MIN_CHUNK, MAX_RECORDS_PER_MESSAGE);
         let mut messages = pack_records(records).into_iter().map(|m| m.encode());
-        if let Some(first) = messages.next() {
-            permit.send(first);
-        }
+        let first = messages.next();
         self.frames.extend(messages);
-        Ok(())
+        match first {
+            Some(first) => outbox.send(first),
+            None => Ok(()),
+        }
     }
+}
+
+/// The Chunk answering Fetch `id`: the certificate path of `from` below it
+/// (headers), then what `store` holds of `from..=to` (at most
+/// [`MAX_FETCH_RANGE`] records).
+fn read_chunk(store: &dyn Store, id: u64, feed: FeedId, from: u64, to: u64) -> Result<Message, StoreError> {
+    let latest = store.latest(&feed)?.unwrap_or(0);
+    if latest < from {
+        return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new()));
+    }
+    let mut path = Vec::new();
+    for seq in certificate_path(from).into_iter().skip(1).rev() {
+        match store.entry(&feed, seq)? {
+            Some(entry) => path.push(entry),
+            None => return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new())),
+        }
+    }
+    let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
+    let range = store.range(&feed, from, to, limit)?;
+    Ok(pack_chunk(id, feed, latest, path, range))
 }
 
 /// The ranges a connection has to read and send, per feed in the order the
