@@ -20,7 +20,8 @@ use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
 use feedmesh::net::{NetworkKey, OUTBOX_BYTES};
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::sync::{
-    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, Message,
+    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
+    MAX_RECORDS_PER_MESSAGE, Message,
 };
 use hostile::Rogue;
 use nodes::{addr, localhost, make_dir, start};
@@ -89,6 +90,37 @@ fn first_entry(keys: &Keypair) -> (feedmesh::feed::Entry, Option<Vec<u8>>) {
     sign(keys, &entry).expect("sign").into_parts()
 }
 
+/// Has `rogue` offer entry 1 of each feed of `authors` (in feed id order),
+/// wait until the node wants at least `count` of them, and send those.
+/// Returns the feeds the node wanted.
+async fn offer(rogue: &mut Rogue, authors: &[Keypair], count: usize) -> BTreeSet<FeedId> {
+    let feeds: Vec<FeedId> = authors.iter().map(Keypair::feed_id).collect();
+    for chunk in feeds.chunks(MAX_FEEDS_PER_CLOCK) {
+        rogue.send(&claim_first_entries(chunk)).await;
+    }
+    let wanted = rogue.until_wanted(count).await;
+    let records: Vec<_> = authors
+        .iter()
+        .filter(|keys| wanted.contains(&keys.feed_id()))
+        .map(first_entry)
+        .collect();
+    for chunk in records.chunks(MAX_RECORDS_PER_MESSAGE) {
+        rogue
+            .send(&Message::Records {
+                records: chunk.to_vec(),
+            })
+            .await;
+    }
+    wanted
+}
+
+/// `count` fresh identities, in feed id order.
+fn authors(count: usize) -> Vec<Keypair> {
+    let mut authors: Vec<Keypair> = (0..count).map(|_| Keypair::generate().expect("keys")).collect();
+    authors.sort_by_key(Keypair::feed_id);
+    authors
+}
+
 async fn start_with_budget(dir: &Path, max_feeds: usize) -> Node {
     let mut config = NodeConfig::new(dir);
     config.listen = Some(localhost());
@@ -155,18 +187,9 @@ async fn an_open_node_takes_no_more_feeds_than_its_budget_but_its_peers_own_feed
 
     // The rogue offers 50 one-entry feeds and sends what B asks for.
     let mut rogue = Rogue::connect(addr(&b), &net.key).await;
-    let mut authors: Vec<Keypair> = (0..50).map(|_| Keypair::generate().expect("keys")).collect();
-    authors.sort_by_key(Keypair::feed_id);
-    let feeds: Vec<FeedId> = authors.iter().map(Keypair::feed_id).collect();
-    rogue.send(&claim_first_entries(&feeds)).await;
-    let wanted = rogue.until_wanted(BUDGET - 1).await;
+    let authors = authors(50);
+    let wanted = offer(&mut rogue, &authors, BUDGET - 1).await;
     assert_eq!(wanted.len(), BUDGET - 1, "the own feed counts in the budget");
-    let records = authors
-        .iter()
-        .filter(|keys| wanted.contains(&keys.feed_id()))
-        .map(first_entry)
-        .collect();
-    rogue.send(&Message::Records { records }).await;
     let started = Instant::now();
     while b.clock().expect("clock").len() < BUDGET {
         assert!(
@@ -283,6 +306,36 @@ async fn a_peer_that_does_not_read_its_answers_gets_no_more_of_them_queued() {
     no_limit_disconnects(&[&a, &b, &c]);
     drop(rogues);
     for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_syncs_thousands_of_one_entry_feeds_without_being_cut() {
+    const FEEDS: usize = 5000;
+    let net = net(3);
+    let b = start(&net.dirs[1], vec![]).await;
+    let a = start(&net.dirs[0], vec![addr(&b)]).await;
+    let mut rogue = Rogue::connect(addr(&b), &net.key).await;
+    offer(&mut rogue, &authors(FEEDS), FEEDS).await;
+    let started = Instant::now();
+    while b.clock().expect("clock").len() < FEEDS {
+        assert!(started.elapsed() < DEADLINE, "B never stored the offered feeds");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(rogue);
+
+    // A fresh node joins through B and gets every feed B holds, while A and
+    // B keep replicating; nobody is cut off for what B relays.
+    let fresh = start(&net.dirs[2], vec![addr(&b)]).await;
+    delivered(&a, &fresh, "a to the fresh node").await;
+    let started = Instant::now();
+    while fresh.clock().expect("clock").len() < b.clock().expect("clock").len() {
+        assert!(started.elapsed() < DEADLINE, "the fresh node never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    no_limit_disconnects(&[&a, &b, &fresh]);
+    for node in [a, b, fresh] {
         node.shutdown().await;
     }
 }

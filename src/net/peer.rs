@@ -25,7 +25,10 @@
 //!
 //! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
 //! [`MAX_PENDING_RANGES`]) and read from the store one chunk at a time, only
-//! when the previous chunk has been handed to the writer. The chunk size
+//! when the previous chunk has been handed to the writer; a chunk takes
+//! the front ranges of several feeds in turn, so a thousand one-entry feeds
+//! go out as one Records message (and one append at the peer), not a
+//! thousand. The chunk size
 //! adapts to the records' sizes so that one read is about one Records
 //! message ([`MAX_FRAME`]): at most [`MAX_RECORDS_PER_MESSAGE`] records, and
 //! at most [`MIN_CHUNK`] records after a chunk that held a record with a
@@ -871,18 +874,20 @@ impl Driver {
         if let Some(frame) = self.frames.pop_front() {
             return outbox.send(frame);
         }
-        let Some((feed, from, to)) = self.ranges.front() else {
+        let taken = self.ranges.take(self.chunk);
+        if taken.is_empty() {
             return Ok(());
-        };
-        let store = self.store.clone();
-        let limit = self.chunk;
-        let records = blocking(move || store.range(&feed, from, to, limit)).await?;
-        let last = records.last().map_or(0, |(entry, _)| entry.seq());
-        if records.len() < limit || last >= to {
-            self.ranges.pop_front();
-        } else {
-            self.ranges.advance_front(last + 1);
         }
+        let store = self.store.clone();
+        let records = blocking(move || {
+            let mut records = Vec::new();
+            for (feed, from, to) in taken {
+                let len = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
+                records.extend(store.range(&feed, from, to, len)?);
+            }
+            Ok(records)
+        })
+        .await?;
         let largest = records
             .iter()
             .map(|(entry, payload)| record_size(entry, payload.as_deref()))
@@ -967,6 +972,29 @@ impl SendQueue {
         let feed = *self.order.front()?;
         let &(from, to) = self.ranges.get(&feed)?.front()?;
         Some((feed, from, to))
+    }
+
+    /// Takes the next ranges to send, `limit` entries in all: whole ranges
+    /// from the front (each feed's next range, feeds in turn), the last one
+    /// cut (its rest stays queued).
+    fn take(&mut self, limit: usize) -> Vec<(FeedId, u64, u64)> {
+        let mut taken = Vec::new();
+        let mut left = limit as u64;
+        while left > 0 {
+            let Some((feed, from, to)) = self.front() else { break };
+            let len = to.saturating_sub(from).saturating_add(1);
+            if len <= left {
+                self.pop_front();
+                taken.push((feed, from, to));
+                left -= len;
+            } else {
+                let end = from + left - 1;
+                self.advance_front(end + 1);
+                taken.push((feed, from, end));
+                left = 0;
+            }
+        }
+        taken
     }
 
     /// The front range was sent up to `next - 1`: it goes on from `next`.
