@@ -317,10 +317,7 @@ async fn rogue(
     feedmesh::net::SecureStream<tokio::net::TcpStream>,
 ) {
     let keys = feedmesh::feed::Keypair::generate().expect("keys");
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let secure = feedmesh::net::initiate(stream, key, &keys, None, &feedmesh::net::HandshakeConfig::default())
-        .await
-        .expect("handshake");
+    let secure = nodes::rogue_as(addr, key, &keys).await;
     (keys, secure)
 }
 
