@@ -56,7 +56,10 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
         latest: 4,
         want: false,
     }];
-    stream.send(&Message::Clock { feeds: claim }.encode()).await.expect("send");
+    stream
+        .send(&Message::Clock { feeds: claim }.encode())
+        .await
+        .expect("send");
     tokio::time::timeout(DEADLINE, async {
         loop {
             let frame = stream.recv().await.expect("recv");
@@ -72,7 +75,10 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
     let records = Message::Records { records: vec![record] };
     stream.send(&records.encode()).await.expect("send");
     // Keep the connection open until the node has the entry.
-    until("B to store 4a", || node.store().latest(&feed).expect("latest").is_some_and(|l| l >= 4)).await;
+    until("B to store 4a", || {
+        node.store().latest(&feed).expect("latest").is_some_and(|l| l >= 4)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,10 +94,16 @@ async fn a_fork_relayed_across_peers_is_proven_and_frozen_everywhere_without_dro
     preload(&dir_c, &b);
     let node_b = start(&dir_b, vec![]).await;
     let node_c = start(&dir_c, vec![addr(&node_b)]).await;
-    until("B and C to connect", || node_c.peers().iter().any(|p| p.id == node_b.id())).await;
+    until("B and C to connect", || {
+        node_c.peers().iter().any(|p| p.id == node_b.id())
+    })
+    .await;
 
     push_as_author(&node_b, &key, a[3].clone()).await;
-    until("both to hold the fork proof", || frozen(&node_b, &feed) && frozen(&node_c, &feed)).await;
+    until("both to hold the fork proof", || {
+        frozen(&node_b, &feed) && frozen(&node_c, &feed)
+    })
+    .await;
 
     for node in [&node_b, &node_c] {
         let disconnects = node.disconnects();

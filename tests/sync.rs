@@ -1123,11 +1123,15 @@ fn forked_at(seed: u8, len: u64, fork_at: u64) -> (Vec<Record>, Record) {
     let new = NewEntry {
         seq: fork_at,
         prev: a[..at].last().map(|(e, _)| e.hash()),
-        skip: feedmesh::feed::has_skip_link(fork_at).then(|| a[(feedmesh::feed::lipmaa(fork_at) - 1) as usize].0.hash()),
+        skip: feedmesh::feed::has_skip_link(fork_at)
+            .then(|| a[(feedmesh::feed::lipmaa(fork_at) - 1) as usize].0.hash()),
         timestamp: Timestamp::new(10 + fork_at, 0),
         payload: &payload,
     };
-    (a, sign(&Keypair::from_seed([seed; 32]), &new).expect("sign").into_parts())
+    (
+        a,
+        sign(&Keypair::from_seed([seed; 32]), &new).expect("sign").into_parts(),
+    )
 }
 
 #[test]
@@ -1158,11 +1162,22 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
     };
     machine.store_refused(feed, 4, error.clone(), 3);
     assert_eq!(actions(&mut machine), vec![], "no disconnect");
-    let Some(Message::Fetch { id, feed: asked, from: 3, to: 3 }) = machine.poll_transmit() else {
+    let Some(Message::Fetch {
+        id,
+        feed: asked,
+        from: 3,
+        to: 3,
+    }) = machine.poll_transmit()
+    else {
         panic!("no Fetch of entry 3");
     };
     assert_eq!(asked, feed);
-    let path: Vec<Entry> = certificate_path(3).into_iter().skip(1).rev().map(|s| a[s as usize - 1].0.clone()).collect();
+    let path: Vec<Entry> = certificate_path(3)
+        .into_iter()
+        .skip(1)
+        .rev()
+        .map(|s| a[s as usize - 1].0.clone())
+        .collect();
     machine.handle_message(pack_chunk(id, feed, 4, path, vec![a[2].clone()]), 5);
     assert_eq!(
         actions(&mut machine),
