@@ -256,7 +256,7 @@ impl Net {
             }
             Action::Evidence { entry, .. } => {
                 let held = self.stores[node].entry(&entry.author(), entry.seq()).expect("entry");
-                let proof = feedmesh::feed::ForkProof::new(held.expect("held"), entry).expect("a fork");
+                let proof = feedmesh::feed::ForkProof::new(held.expect("held"), *entry).expect("a fork");
                 self.execute(i, Action::Fork(Box::new(proof)));
             }
             Action::Stalled { feed, .. } => {
@@ -1182,8 +1182,8 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
     assert_eq!(
         actions(&mut machine),
         vec![Action::Evidence {
-            entry: a[2].0.clone(),
-            error
+            entry: Box::new(a[2].0.clone()),
+            error: Box::new(error)
         }]
     );
     assert!(!machine.is_closed());

@@ -723,7 +723,7 @@ impl Driver {
                     self.finish_store().await?;
                     self.serve(id, feed, from, to).await?;
                 }
-                Action::Evidence { entry, error } => self.on_evidence(entry, error).await?,
+                Action::Evidence { entry, error } => self.on_evidence(*entry, *error).await?,
                 Action::Fetched { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);

@@ -291,9 +291,9 @@ pub enum Action {
     /// it holds: disconnect it ([`ProtocolError::InvalidEntry`], V9).
     Evidence {
         /// The peer's entry at the seq below the refused record.
-        entry: Entry,
+        entry: Box<Entry>,
         /// Why the record was refused, for the disconnect.
-        error: ValidationError,
+        error: Box<ValidationError>,
     },
     /// Close the connection; the peer broke the protocol. Always the last
     /// action: the machine ignores every input after it.
@@ -832,8 +832,8 @@ impl PeerSync {
     fn on_evidence(&mut self, feed: FeedId, seq: u64, records: Vec<Verified>, error: ValidationError) {
         match records.into_iter().next() {
             Some(record) => self.push_action(Action::Evidence {
-                entry: record.entry().clone(),
-                error,
+                entry: Box::new(record.entry().clone()),
+                error: Box::new(error),
             }),
             None => self.disconnect(ProtocolError::InvalidEntry {
                 feed,
