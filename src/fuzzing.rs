@@ -634,6 +634,7 @@ impl PeerHarness {
                 assert!(1 <= from && from <= to && to - from < crate::sync::MAX_FETCH_RANGE);
             }
             Action::Fetched { .. } => panic!("a Fetched action without a fetch"),
+            Action::Evidence { .. } => panic!("fork evidence without a V9 refusal"),
             Action::Disconnect(_) => {
                 assert!(self.machine.is_closed());
                 assert_eq!(self.machine.poll_action(), None, "Disconnect is the last action");

@@ -254,6 +254,11 @@ impl Net {
                     conn.machine.local_fork(&proof, now);
                 }
             }
+            Action::Evidence { entry, .. } => {
+                let held = self.stores[node].entry(&entry.author(), entry.seq()).expect("entry");
+                let proof = feedmesh::feed::ForkProof::new(held.expect("held"), *entry).expect("a fork");
+                self.execute(i, Action::Fork(Box::new(proof)));
+            }
             Action::Stalled { feed, .. } => {
                 self.stalls += 1;
                 self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
@@ -1107,4 +1112,79 @@ fn a_peer_claiming_more_of_our_own_feed_than_we_wrote_is_disconnected() {
         }))
     );
     assert_eq!(machine.peer_latest(&own), 3, "the false claim is not counted");
+}
+
+/// Branch "a" of feed `seed` (`1..=len`) and the entry `fork_at` of a
+/// branch "b" that shares `1..fork_at` with it.
+fn forked_at(seed: u8, len: u64, fork_at: u64) -> (Vec<Record>, Record) {
+    let a = signed_feed(seed, len);
+    let at = (fork_at - 1) as usize;
+    let payload = b"branch b".to_vec();
+    let new = NewEntry {
+        seq: fork_at,
+        prev: a[..at].last().map(|(e, _)| e.hash()),
+        skip: feedmesh::feed::has_skip_link(fork_at)
+            .then(|| a[(feedmesh::feed::lipmaa(fork_at) - 1) as usize].0.hash()),
+        timestamp: Timestamp::new(10 + fork_at, 0),
+        payload: &payload,
+    };
+    (
+        a,
+        sign(&Keypair::from_seed([seed; 32]), &new).expect("sign").into_parts(),
+    )
+}
+
+#[test]
+fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecting() {
+    let (a, b3) = forked_at(9, 4, 3);
+    let feed = a[0].0.author();
+    // This side holds 1, 2 and 3b; the relay holds 1, 2, 3a and 4a.
+    let mut machine = PeerSync::new();
+    machine.start(&BTreeMap::from([(feed, 3)]), 0);
+    let claim = vec![ClockEntry {
+        feed,
+        latest: 4,
+        want: true,
+    }];
+    machine.handle_message(Message::Clock { feeds: claim }, 1);
+    while machine.poll_transmit().is_some() {}
+    machine.handle_message(
+        Message::Records {
+            records: vec![a[3].clone()],
+        },
+        2,
+    );
+    assert!(matches!(actions(&mut machine).as_slice(), [Action::Store(v)] if v.len() == 1));
+    let error = feedmesh::feed::ValidationError::PrevHashMismatch {
+        seq: 4,
+        expected: b3.0.hash(),
+        found: a[2].0.hash(),
+    };
+    machine.store_refused(feed, 4, error.clone(), 3);
+    assert_eq!(actions(&mut machine), vec![], "no disconnect");
+    let Some(Message::Fetch {
+        id,
+        feed: asked,
+        from: 3,
+        to: 3,
+    }) = machine.poll_transmit()
+    else {
+        panic!("no Fetch of entry 3");
+    };
+    assert_eq!(asked, feed);
+    let path: Vec<Entry> = certificate_path(3)
+        .into_iter()
+        .skip(1)
+        .rev()
+        .map(|s| a[s as usize - 1].0.clone())
+        .collect();
+    machine.handle_message(pack_chunk(id, feed, 4, path, vec![a[2].clone()]), 5);
+    assert_eq!(
+        actions(&mut machine),
+        vec![Action::Evidence {
+            entry: Box::new(a[2].0.clone()),
+            error: Box::new(error)
+        }]
+    );
+    assert!(!machine.is_closed());
 }

@@ -62,7 +62,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use crate::feed::{FeedId, ForkProof, ValidationError, Verified, certificate_path};
+use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
     Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
@@ -480,8 +480,14 @@ fn append_all(host: &dyn Host, mut records: Vec<Verified>, peer: FeedId) -> Vec<
                     .get(index)
                     .map(|r| (r.entry().author(), r.entry().seq()))
                     .unwrap_or((peer, 0));
+                // A V9 refusal may be fork evidence (§2.2): the other
+                // feeds of the batch are stored while it is looked into.
+                let evidence = matches!(error, ValidationError::PrevHashMismatch { .. });
                 outcomes.push(StoreOutcome::Refused { feed, seq, error });
-                break;
+                if !evidence {
+                    break;
+                }
+                records.retain(|r| r.entry().author() != feed);
             }
             Err(StoreError::Fork { proof, .. }) => {
                 let feed = proof.author();
@@ -780,6 +786,7 @@ impl Driver {
                     self.finish_store().await?;
                     self.serve(id, feed, from, to)?;
                 }
+                Action::Evidence { entry, error } => self.on_evidence(*entry, *error).await?,
                 Action::Fetched { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
@@ -794,6 +801,29 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Compares the peer's entry with the store's at the same seq (§2.2
+    /// "Fork evidence"): if they differ, records the fork proof (the host
+    /// publishes it to every connection, this one included); if the store
+    /// holds the same entry, the peer's record chained to nothing: it is
+    /// disconnected for the refused record's rule.
+    async fn on_evidence(&mut self, entry: Entry, error: ValidationError) -> Result<(), Closed> {
+        let (feed, seq) = (entry.author(), entry.seq());
+        let store = self.store.clone();
+        let held = blocking(move || store.entry(&feed, seq)).await?;
+        let Some(proof) = held.and_then(|held| ForkProof::new(held, entry).ok()) else {
+            let error = ProtocolError::InvalidEntry {
+                feed,
+                seq: seq + 1,
+                error: Box::new(error),
+            };
+            tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
+            return Err(Closed::Protocol(error));
+        };
+        tracing::warn!(peer = %self.peer, %feed, seq, "fork found from a relayed record");
+        let host = self.host.clone();
+        Ok(blocking(move || host.record_fork(&proof)).await?)
     }
 
     fn queue_range(&mut self, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {

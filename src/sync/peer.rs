@@ -281,6 +281,20 @@ pub enum Action {
         /// The verified chunk, or why there is none.
         result: Result<Fetched, FetchError>,
     },
+    /// The store refused a relayed record for V9 (its prev hash is not that
+    /// of the entry held before it), so this side asked the peer for its
+    /// entry `seq - 1` (§2.2 "Fork evidence"); here it is, signed by the
+    /// feed's author and verified from entry 1 of the peer's chain. Compare
+    /// it with the store's entry at the same seq: if they differ, build the
+    /// [`ForkProof`], record it and pass it on ([`PeerSync::local_fork`]);
+    /// if they are the same, the peer sent a record that chains to nothing
+    /// it holds: disconnect it ([`ProtocolError::InvalidEntry`], V9).
+    Evidence {
+        /// The peer's entry at the seq below the refused record.
+        entry: Box<Entry>,
+        /// Why the record was refused, for the disconnect.
+        error: Box<ValidationError>,
+    },
     /// Close the connection; the peer broke the protocol. Always the last
     /// action: the machine ignores every input after it.
     Disconnect(ProtocolError),
@@ -368,6 +382,12 @@ pub struct PeerSync {
     waiting: BTreeMap<FeedId, u64>,
     /// Fetches sent and not answered, by id.
     fetches: BTreeMap<u64, PendingFetch>,
+    /// Fetches sent for fork evidence (§2.2 "Fork evidence"), by id: the
+    /// error the store gave for the refused record.
+    evidence: BTreeMap<u64, ValidationError>,
+    /// Feeds whose relayed records the store refused for V9 while evidence
+    /// is fetched: their further records are dropped.
+    suspect: BTreeSet<FeedId>,
     /// The id of the next fetch.
     next_fetch: u64,
     transmit: VecDeque<Message>,
@@ -588,15 +608,31 @@ impl PeerSync {
     }
 
     /// The store refused records of a [`Action::Store`] from this peer:
-    /// disconnects it, naming the rule.
-    pub fn store_refused(&mut self, feed: FeedId, seq: u64, error: ValidationError, _now: u64) {
-        if !self.closed {
-            self.disconnect(ProtocolError::InvalidEntry {
-                feed,
-                seq,
-                error: Box::new(error),
-            });
+    /// disconnects it, naming the rule, except for V9 (the record does not
+    /// chain to the entry the store holds before it): that is possible fork
+    /// evidence, not the relay's fault, so this side fetches the peer's entry
+    /// `seq - 1` and reports it as [`Action::Evidence`] (§2.2 "Fork
+    /// evidence"); until then, further records of the feed are dropped.
+    pub fn store_refused(&mut self, feed: FeedId, seq: u64, error: ValidationError, now: u64) {
+        if self.closed {
+            return;
         }
+        if matches!(error, ValidationError::PrevHashMismatch { .. })
+            && seq > 1
+            && let Ok(id) = self.fetch_range(feed, seq - 1, seq - 1, now)
+        {
+            self.evidence.insert(id, error);
+            self.suspect.insert(feed);
+            self.received.remove(&feed);
+            self.requests.remove(&feed);
+            self.waiting.remove(&feed);
+            return;
+        }
+        self.disconnect(ProtocolError::InvalidEntry {
+            feed,
+            seq,
+            error: Box::new(error),
+        });
     }
 
     /// Reports feeds that stalled (see [`Action::Stalled`]) and fails the
@@ -612,7 +648,11 @@ impl PeerSync {
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
-            self.fetches.remove(&id);
+            let fetch = self.fetches.remove(&id);
+            if let (Some(error), Some(fetch)) = (self.evidence.remove(&id), fetch) {
+                // No evidence in time: the relay is blamed after all.
+                return self.on_evidence(fetch.feed, fetch.from, Vec::new(), error);
+            }
             self.push_action(Action::Fetched {
                 id,
                 result: Err(FetchError::TimedOut),
@@ -774,12 +814,32 @@ impl PeerSync {
         match check_chunk(id, &fetch, feed, latest, records) {
             Ok(records) => {
                 self.fetches.remove(&id);
+                if let Some(error) = self.evidence.remove(&id) {
+                    return self.on_evidence(feed, fetch.from, records, error);
+                }
                 self.push_action(Action::Fetched {
                     id,
                     result: Ok(Fetched { feed, records, latest }),
                 });
             }
             Err(error) => self.disconnect(error),
+        }
+    }
+
+    /// The answer to a fork-evidence fetch: the peer's entry `seq`, or a
+    /// disconnect if it holds none (then its record chained to nothing) or
+    /// sent none in time.
+    fn on_evidence(&mut self, feed: FeedId, seq: u64, records: Vec<Verified>, error: ValidationError) {
+        match records.into_iter().next() {
+            Some(record) => self.push_action(Action::Evidence {
+                entry: Box::new(record.entry().clone()),
+                error: Box::new(error),
+            }),
+            None => self.disconnect(ProtocolError::InvalidEntry {
+                feed,
+                seq: seq + 1,
+                error: Box::new(error),
+            }),
         }
     }
 
@@ -794,7 +854,7 @@ impl PeerSync {
     fn on_records(&mut self, records: Vec<WireRecord>, now: u64) {
         let records: Vec<WireRecord> = records
             .into_iter()
-            .filter(|(entry, _)| !self.frozen.contains(&entry.author()))
+            .filter(|(entry, _)| !self.frozen.contains(&entry.author()) && !self.suspect.contains(&entry.author()))
             .collect();
         if let Err(error) = self.check_order(&records) {
             return self.disconnect(error);
@@ -932,6 +992,7 @@ impl PeerSync {
     }
 
     fn freeze(&mut self, feed: FeedId) {
+        self.suspect.remove(&feed);
         self.wanted.remove(&feed);
         self.waiting.remove(&feed);
         self.requests.remove(&feed);

@@ -1,6 +1,7 @@
 //! A hostile peer for the integration tests: a fresh identity that holds
 //! the network key, completes the handshake with a node and then sends what
-//! the test tells it to, message by message.
+//! the test tells it to, message by message. Needs the including test
+//! binary to declare `mod nodes`.
 
 // Each test binary uses part of it.
 #![allow(dead_code)]
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use feedmesh::feed::{FeedId, Keypair};
-use feedmesh::net::{HandshakeConfig, NetworkKey, SecureStream, initiate};
+use feedmesh::net::{NetworkKey, SecureStream};
 use feedmesh::sync::Message;
 use tokio::net::TcpStream;
 
@@ -29,10 +30,7 @@ impl Rogue {
     /// Connects to `addr` and completes the handshake with `key`.
     pub(crate) async fn connect(addr: SocketAddr, key: &NetworkKey) -> Rogue {
         let keys = Keypair::generate().expect("keys");
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let stream = initiate(stream, key, &keys, None, &HandshakeConfig::default())
-            .await
-            .expect("handshake");
+        let stream = crate::nodes::rogue_as(addr, key, &keys).await;
         Rogue { keys, stream }
     }
 

@@ -42,3 +42,17 @@ pub(crate) async fn start_with_clock(dir: &Path, peers: Vec<SocketAddr>, wall_cl
 pub(crate) fn addr(node: &Node) -> SocketAddr {
     node.local_addr().expect("listening")
 }
+
+/// Opens an authenticated connection to `addr` as `keys`, holding the
+/// network key: a peer that can then misbehave.
+#[allow(dead_code)] // Not every test crate that includes this module uses it.
+pub(crate) async fn rogue_as(
+    addr: SocketAddr,
+    key: &NetworkKey,
+    keys: &feedmesh::feed::Keypair,
+) -> feedmesh::net::SecureStream<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    feedmesh::net::initiate(stream, key, keys, None, &feedmesh::net::HandshakeConfig::default())
+        .await
+        .expect("handshake")
+}
