@@ -58,8 +58,8 @@ use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
     BoxConnection, Closed, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDR, FetchCommand, HandshakeConfig,
-    HandshakeError, HandshakeSlots, Host, Listener, LocalEvent, Network, NetworkKey, SecureStream, TcpNetwork,
-    Traffic, initiate, respond, run_connection,
+    HandshakeError, HandshakeSlots, Host, Listener, LocalEvent, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
+    initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
@@ -122,7 +122,7 @@ pub struct NodeConfig {
     /// Most unfinished inbound handshakes from one IP address (default
     /// [`DEFAULT_MAX_HANDSHAKES_PER_ADDR`]); at least 1.
     pub max_handshakes_per_addr: usize,
-    /// Time allowed for a handshake, each direction (default 10 s).
+    /// Time allowed for a handshake, each direction (default 5 s).
     pub handshake_timeout: Duration,
     /// First reconnect delay (default [`DEFAULT_RECONNECT_MIN`], 100 ms).
     pub reconnect_min: Duration,
