@@ -93,7 +93,8 @@ enum Command {
     /// here or as --listen); peers = ["IP:PORT", ...] (default none); api =
     /// "IP:PORT" (default: no API); api_token_file = "FILE" (relative to
     /// DIR); log_format = "text" or "json" (default "text");
-    /// max_connections (default 64); handshake_timeout_ms (10000);
+    /// max_connections (default 64); max_handshakes (32);
+    /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
     /// reconnect_min_ms (100); reconnect_max_ms (10000).
     Serve(ServeArgs),
     /// Print the node's feed id.
@@ -203,10 +204,16 @@ struct ServeArgs {
     /// Log format on standard error [config: log_format; default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
-    /// Most inbound connections at once [config: max_connections; default: 64].
+    /// Most established inbound connections at once [config: max_connections; default: 64].
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Time allowed for a handshake, in milliseconds [config: handshake_timeout_ms; default: 10000].
+    /// Most unfinished inbound handshakes at once [config: max_handshakes; default: 32].
+    #[arg(long)]
+    max_handshakes: Option<usize>,
+    /// Most unfinished inbound handshakes from one IP address [config: max_handshakes_per_addr; default: 8].
+    #[arg(long)]
+    max_handshakes_per_addr: Option<usize>,
+    /// Time allowed for a handshake, in milliseconds [config: handshake_timeout_ms; default: 5000].
     #[arg(long)]
     handshake_timeout_ms: Option<u64>,
     /// First reconnect delay, in milliseconds [config: reconnect_min_ms; default: 100].
@@ -425,6 +432,8 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
         };
     }
     settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
+    settings.max_handshakes = args.max_handshakes.unwrap_or(settings.max_handshakes);
+    settings.max_handshakes_per_addr = args.max_handshakes_per_addr.unwrap_or(settings.max_handshakes_per_addr);
     settings.handshake_timeout_ms = args.handshake_timeout_ms.unwrap_or(settings.handshake_timeout_ms);
     settings.reconnect_min_ms = args.reconnect_min_ms.unwrap_or(settings.reconnect_min_ms);
     settings.reconnect_max_ms = args.reconnect_max_ms.unwrap_or(settings.reconnect_max_ms);

@@ -16,9 +16,17 @@
 //!
 //! # Connections
 //!
-//! - The listener accepts at most [`NodeConfig::max_connections`] inbound
-//!   connections at once (one more is closed at once) and gives each
-//!   handshake [`NodeConfig::handshake_timeout`].
+//! - Inbound sockets first take a handshake slot (spec/PROTOCOL.md §3.5):
+//!   at most [`NodeConfig::max_handshakes`] unfinished handshakes, at most
+//!   [`NodeConfig::max_handshakes_per_addr`] from one IP address; a newcomer
+//!   pushes out the oldest unfinished handshake of its own address, or of
+//!   the busiest address when all slots are taken. Each handshake gets
+//!   [`NodeConfig::handshake_timeout`].
+//! - Once authenticated, an inbound peer takes one of
+//!   [`NodeConfig::max_connections`] established slots (one more is closed
+//!   at once), except that with admins an admin or admitted member may use
+//!   one of [`RESERVED_MEMBER_CONNECTIONS`] more. Outgoing dials (configured
+//!   peers) take neither kind of slot.
 //! - Each configured peer address has a dialer that redials forever (until
 //!   shutdown) with exponential backoff between
 //!   [`NodeConfig::reconnect_min`] and [`NodeConfig::reconnect_max`], each
@@ -41,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -49,8 +57,9 @@ use crate::clock::{WallClock, system_time_ms};
 use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    BoxConnection, Closed, FetchCommand, HandshakeConfig, HandshakeError, Host, Listener, LocalEvent, Network,
-    NetworkKey, TcpNetwork, Traffic, initiate, respond, run_connection,
+    BoxConnection, Closed, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDR, FetchCommand, HandshakeConfig,
+    HandshakeError, HandshakeSlots, Host, Listener, LocalEvent, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
+    initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
@@ -60,6 +69,10 @@ use crate::writer::{FeedWriter, WriteError};
 
 /// Default [`NodeConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Established inbound connections allowed over
+/// [`NodeConfig::max_connections`] for admins and admitted members (with
+/// admins), so that a full node still admits the network's own nodes.
+pub const RESERVED_MEMBER_CONNECTIONS: usize = 8;
 /// Default [`NodeConfig::reconnect_min`].
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
 /// Default [`NodeConfig::reconnect_max`].
@@ -99,15 +112,22 @@ pub struct NodeConfig {
     pub listen: Option<SocketAddr>,
     /// Peers to dial and keep connected (redialled forever). Default none.
     pub peers: Vec<SocketAddr>,
-    /// Most inbound connections at once (default [`DEFAULT_MAX_CONNECTIONS`]);
-    /// at least 1.
+    /// Most established inbound connections at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); at least 1. Unfinished handshakes do
+    /// not count; see [`RESERVED_MEMBER_CONNECTIONS`].
     pub max_connections: usize,
     /// In an open network (no admins), how many feeds the node takes from
     /// peers before it takes only its connected peers' own feeds (default
     /// [`DEFAULT_FEED_BUDGET`]; see [`Admission::Open`]). Ignored with
     /// admins, where only the admins' and members' feeds are taken.
     pub max_feeds: usize,
-    /// Time allowed for a handshake, each direction (default 10 s).
+    /// Most unfinished inbound handshakes at once (default
+    /// [`DEFAULT_MAX_HANDSHAKES`]); at least 1.
+    pub max_handshakes: usize,
+    /// Most unfinished inbound handshakes from one IP address (default
+    /// [`DEFAULT_MAX_HANDSHAKES_PER_ADDR`]); at least 1.
+    pub max_handshakes_per_addr: usize,
+    /// Time allowed for a handshake, each direction (default 5 s).
     pub handshake_timeout: Duration,
     /// First reconnect delay (default [`DEFAULT_RECONNECT_MIN`], 100 ms).
     pub reconnect_min: Duration,
@@ -129,6 +149,8 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_feeds: DEFAULT_FEED_BUDGET,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_addr: DEFAULT_MAX_HANDSHAKES_PER_ADDR,
             handshake_timeout: HandshakeConfig::default().timeout,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
@@ -257,6 +279,12 @@ struct Inner {
     commits: mpsc::Sender<Pending>,
     /// The network's admins (the node directory's `admins` file).
     admins: Vec<FeedId>,
+    /// Unfinished inbound handshakes (spec/PROTOCOL.md §3.5).
+    handshakes: Mutex<HandshakeSlots>,
+    /// Established inbound connections ([`NodeConfig::max_connections`]).
+    inbound: Arc<Semaphore>,
+    /// [`RESERVED_MEMBER_CONNECTIONS`].
+    reserved: Arc<Semaphore>,
 }
 
 /// The node's sender choice, and how to wake each connection when its want
@@ -290,8 +318,10 @@ impl Node {
 
     /// [`Node::start`] over another [`Network`] (a simulated one, say).
     pub async fn start_with(config: NodeConfig, network: Arc<dyn Network>) -> Result<Node, NodeError> {
-        if config.max_connections == 0 {
-            return Err(NodeError::Config("max_connections must be at least 1".into()));
+        if config.max_connections == 0 || config.max_handshakes == 0 || config.max_handshakes_per_addr == 0 {
+            return Err(NodeError::Config(
+                "max_connections, max_handshakes and max_handshakes_per_addr must be at least 1".into(),
+            ));
         }
         if config.reconnect_min.is_zero() || config.reconnect_min > config.reconnect_max {
             return Err(NodeError::Config(
@@ -361,6 +391,12 @@ impl Node {
             view,
             commits,
             admins,
+            handshakes: Mutex::new(HandshakeSlots::new(
+                config.max_handshakes,
+                config.max_handshakes_per_addr,
+            )),
+            inbound: Arc::new(Semaphore::new(config.max_connections)),
+            reserved: Arc::new(Semaphore::new(RESERVED_MEMBER_CONNECTIONS)),
             config,
             network,
         });
@@ -785,7 +821,6 @@ impl Inner {
     }
 
     async fn listen(self: Arc<Inner>, listener: Box<dyn Listener>) {
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
         let mut shutdown = self.shutdown.subscribe();
         loop {
             let accepted = tokio::select! {
@@ -795,16 +830,9 @@ impl Inner {
             };
             match accepted {
                 Ok((stream, addr)) => {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%addr, max = self.config.max_connections, "connection cap reached; refusing");
-                        self.count("connection-cap");
-                        continue;
-                    };
-                    let inner = self.clone();
-                    self.spawn(async move {
-                        let _permit = permit;
-                        inner.connect(stream, addr, false).await;
-                    });
+                    let (ticket, dropped) = lock(&self.handshakes).admit(addr.ip());
+                    let task = Inner::accept(self.clone(), stream, addr, ticket, dropped);
+                    self.spawn(task);
                 }
                 Err(error) => {
                     // Out of descriptors and the like: back off a little.
@@ -815,9 +843,53 @@ impl Inner {
         }
     }
 
-    /// Handshakes and runs one connection; returns the peer's id once the
-    /// handshake succeeded, and whether the connection was registered.
+    /// Handshakes an accepted socket in its handshake slot `ticket` (closed
+    /// when `dropped` fires), then runs it in an established slot.
+    async fn accept(self: Arc<Inner>, stream: BoxConnection, addr: SocketAddr, ticket: u64, dropped: Arc<Notify>) {
+        let secure = tokio::select! {
+            biased;
+            () = dropped.notified() => {
+                tracing::debug!(%addr, "unfinished handshake pushed out of its slot");
+                self.count("handshake-slot");
+                None
+            }
+            secure = self.handshake(stream, addr, false) => secure,
+        };
+        lock(&self.handshakes).release(ticket);
+        let Some(secure) = secure else { return };
+        let Some(_permit) = self.established_slot(&secure.remote_id()) else {
+            tracing::warn!(%addr, max = self.config.max_connections, "connection cap reached; refusing");
+            self.count("connection-cap");
+            return;
+        };
+        self.run(secure, addr, false).await;
+    }
+
+    /// An established inbound slot for `peer`: one of `max_connections`, or
+    /// with admins, for an admin or admitted member, a reserved one.
+    fn established_slot(&self, peer: &FeedId) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.inbound.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let member = self.admins.contains(peer) || (!self.admins.is_empty() && self.view.is_admitted(peer));
+        member.then(|| self.reserved.clone().try_acquire_owned().ok()).flatten()
+    }
+
+    /// Dials' connection: handshakes and runs it; returns the peer's id once
+    /// the handshake succeeded.
     async fn connect(self: &Arc<Inner>, stream: BoxConnection, addr: SocketAddr, dialed: bool) -> Option<FeedId> {
+        let secure = self.handshake(stream, addr, dialed).await?;
+        Some(self.run(secure, addr, dialed).await)
+    }
+
+    /// Runs the handshake (bounded by the handshake timeout and shutdown);
+    /// logs and counts a failure.
+    async fn handshake(
+        self: &Arc<Inner>,
+        stream: BoxConnection,
+        addr: SocketAddr,
+        dialed: bool,
+    ) -> Option<SecureStream<BoxConnection>> {
         let config = HandshakeConfig {
             timeout: self.config.handshake_timeout,
             ..HandshakeConfig::default()
@@ -835,19 +907,24 @@ impl Inner {
             _ = shutdown.changed() => return None,
             secure = handshake => secure,
         };
-        let secure = match secure {
-            Ok(secure) => secure,
+        match secure {
+            Ok(secure) => Some(secure),
             Err(error) => {
                 tracing::warn!(%addr, dialed, reason = handshake_reason(&error), %error, "handshake failed");
                 self.count(handshake_reason(&error));
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Registers and drives an authenticated connection until it closes;
+    /// returns the peer's id.
+    async fn run(self: &Arc<Inner>, secure: SecureStream<BoxConnection>, addr: SocketAddr, dialed: bool) -> FeedId {
         let peer = secure.remote_id();
         if self.view.is_removed(&peer) {
             tracing::warn!(%peer, %addr, dialed, "refusing a removed member");
             self.count("removed_member");
-            return Some(peer);
+            return peer;
         }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
@@ -865,7 +942,7 @@ impl Inner {
         );
         if !registered {
             tracing::debug!(peer = %peer, %addr, "already connected to this peer; closing the new connection");
-            return Some(peer);
+            return peer;
         }
         tracing::info!(peer = %peer, %addr, dialed, "peer connected");
         let (reader, writer) = secure.into_split();
@@ -881,7 +958,7 @@ impl Inner {
             Closed::PeerClosed => tracing::info!(peer = %peer, reason = closed.reason(), "peer disconnected"),
             other => tracing::warn!(peer = %peer, reason = other.reason(), error = %other, "connection closed"),
         }
-        Some(peer)
+        peer
     }
 
     async fn dial_loop(self: Arc<Inner>, addr: SocketAddr, seed: u64) {

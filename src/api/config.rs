@@ -34,8 +34,10 @@ pub enum LogFormat {
 /// | `api` | `"IP:PORT"` | none: no HTTP API | address of the HTTP API ([`crate::api`]) |
 /// | `api_token_file` | path | none | file holding the API's bearer token; required when `api` is not loopback; a relative path is relative to the node directory |
 /// | `log_format` | `"text"` or `"json"` | `"text"` | log format on standard error |
-/// | `max_connections` | integer | 64 | most inbound connections at once (at least 1) |
-/// | `handshake_timeout_ms` | integer, ms | 10000 | time allowed for a handshake |
+/// | `max_connections` | integer | 64 | most established inbound connections at once (at least 1) |
+/// | `max_handshakes` | integer | 32 | most unfinished inbound handshakes at once (at least 1) |
+/// | `max_handshakes_per_addr` | integer | 8 | most unfinished inbound handshakes from one IP address (at least 1) |
+/// | `handshake_timeout_ms` | integer, ms | 5000 | time allowed for a handshake |
 /// | `reconnect_min_ms` | integer, ms | 100 | first reconnect delay |
 /// | `reconnect_max_ms` | integer, ms | 10000 | largest reconnect delay |
 ///
@@ -58,9 +60,15 @@ pub struct ServeConfig {
     pub api_token_file: Option<PathBuf>,
     /// Log format. Default [`LogFormat::Text`].
     pub log_format: LogFormat,
-    /// Most inbound connections at once. Default [`DEFAULT_MAX_CONNECTIONS`].
+    /// Most established inbound connections at once. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
-    /// Handshake timeout in milliseconds. Default 10,000.
+    /// Most unfinished inbound handshakes at once. Default
+    /// [`crate::net::DEFAULT_MAX_HANDSHAKES`].
+    pub max_handshakes: usize,
+    /// Most unfinished inbound handshakes from one IP address. Default
+    /// [`crate::net::DEFAULT_MAX_HANDSHAKES_PER_ADDR`].
+    pub max_handshakes_per_addr: usize,
+    /// Handshake timeout in milliseconds. Default 5,000.
     pub handshake_timeout_ms: u64,
     /// First reconnect delay in milliseconds. Default 100.
     pub reconnect_min_ms: u64,
@@ -78,6 +86,8 @@ impl Default for ServeConfig {
             api_token_file: None,
             log_format: LogFormat::Text,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: node.max_handshakes,
+            max_handshakes_per_addr: node.max_handshakes_per_addr,
             handshake_timeout_ms: millis(node.handshake_timeout),
             reconnect_min_ms: millis(DEFAULT_RECONNECT_MIN),
             reconnect_max_ms: millis(DEFAULT_RECONNECT_MAX),
@@ -172,6 +182,8 @@ impl ServeConfig {
             listen: Some(self.listen.ok_or(ConfigError::NoListen)?),
             peers: self.peers.clone(),
             max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_addr: self.max_handshakes_per_addr,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),

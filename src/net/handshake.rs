@@ -49,14 +49,15 @@ pub const IDENTITY_PROOF_LEN: usize = 32 + 64;
 /// Largest handshake frame accepted (ciphertext length). The three Noise
 /// messages are 48, 96 and 64 bytes long and the proof frame 112.
 pub const MAX_HANDSHAKE_FRAME: usize = 256;
-/// Default time allowed for a whole handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for a whole handshake (an honest one needs one and
+/// a half round trips and two signatures).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of a handshake and of the stream it opens.
 #[derive(Debug, Clone)]
 pub struct HandshakeConfig {
     /// Time allowed for the whole handshake, from the first byte to the
-    /// peer's verified identity (default 10 s).
+    /// peer's verified identity (default 5 s).
     pub timeout: Duration,
     /// Largest message the stream accepts and sends (default [`MAX_MESSAGE`];
     /// raised to at least [`MIN_MAX_MESSAGE`]).

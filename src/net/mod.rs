@@ -19,7 +19,10 @@
 //!    that drives a [`crate::sync::PeerSync`] over the two halves, against a
 //!    [`Host`] (the node: store, local events, appends).
 //!
-//! 5. [`Network`]: how a node listens and dials ([`TcpNetwork`] by default;
+//! 5. [`HandshakeSlots`]: the listener's budget of unfinished handshakes
+//!    (§3.5), apart from established connections.
+//!
+//! 6. [`Network`]: how a node listens and dials ([`TcpNetwork`] by default;
 //!    tests plug in a simulated network).
 //!
 //! What a node does on each error is §3.4: close the connection and log the
@@ -28,12 +31,14 @@
 //! Everything is generic over `AsyncRead + AsyncWrite + Unpin`, so tests can
 //! run it over `tokio::io::duplex` or a simulated network as well as TCP.
 
+mod admission;
 mod framing;
 mod handshake;
 mod key;
 mod network;
 mod peer;
 
+pub use admission::{DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDR, HandshakeSlots};
 pub use framing::{
     FRAME_HEADER_LEN, FramingError, MAX_FRAME_PLAINTEXT, MAX_MESSAGE, MAX_NOISE_FRAME, MESSAGE_HEADER_LEN,
     MIN_MAX_MESSAGE, MessageDecoder, NOISE_TAG_LEN, SecureReader, SecureStream, SecureWriter, StreamError, parse_frame,

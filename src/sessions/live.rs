@@ -241,6 +241,11 @@ impl LiveView {
         self.read().membership.is_removed(feed)
     }
 
+    /// Whether an admin admitted `feed` to the membership.
+    pub(crate) fn is_admitted(&self, feed: &FeedId) -> bool {
+        self.read().membership.admitted_from(feed).is_some()
+    }
+
     /// Folds the held-back entries that are due at `now_ms`. Returns true if
     /// one of them is an admin's: the membership may change, and the caller
     /// must [`LiveView::rebuild`] (with the writer lock).

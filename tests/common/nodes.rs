@@ -29,13 +29,20 @@ pub(crate) async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
 
 /// [`start`] with the node reading wall-clock time from `wall_clock`.
 pub(crate) async fn start_with_clock(dir: &Path, peers: Vec<SocketAddr>, wall_clock: WallClock) -> Node {
+    let mut config = config(dir, peers);
+    config.wall_clock = wall_clock;
+    Node::start(config).await.expect("start node")
+}
+
+/// The configuration [`start`] uses: listening on loopback, dialing
+/// `peers`, with quick redials.
+pub(crate) fn config(dir: &Path, peers: Vec<SocketAddr>) -> NodeConfig {
     let mut config = NodeConfig::new(dir);
     config.listen = Some(localhost());
     config.peers = peers;
     config.reconnect_min = Duration::from_millis(20);
     config.reconnect_max = Duration::from_millis(300);
-    config.wall_clock = wall_clock;
-    Node::start(config).await.expect("start node")
+    config
 }
 
 /// Where `node` listens.
