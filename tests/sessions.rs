@@ -139,6 +139,24 @@ fn example_3_touch_extends_and_commutes() {
 }
 
 #[test]
+fn example_11_a_touch_after_expiry_changes_nothing() {
+    let entries = [
+        (A, 1, t(1000, 0), vec![put("k", "v", 1_000, None)]),
+        (B, 1, t(2500, 0), vec![touch("k", 1_000)]),
+    ];
+    let view = fold_all_orders(&entries);
+    assert_eq!(value(&view, "k", 1_999).as_deref(), Some("v"));
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 2_000);
+    assert_eq!(value(&view, "k", 2_600), None);
+    // A touch at 1,900, arriving in any order, keeps it alive past 2,500:
+    // then the touch at 2,500 counts too.
+    let mut more = entries.to_vec();
+    more.push((C, 1, t(1900, 0), vec![touch("k", 1_000)]));
+    let view = fold_all_orders(&more);
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 3_500);
+}
+
+#[test]
 fn example_4_log_out_everywhere() {
     let view = fold_all_orders(&[
         (A, 1, t(1000, 0), vec![put("k1", "a", 60_000, Some("u"))]),
