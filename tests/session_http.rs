@@ -415,3 +415,52 @@ fn the_session_command_against_a_running_serve() {
     let bad = feedmesh(&["session", "put", "--api", &api, "k", "--value", "{", "--ttl-secs", "1"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// The 409 answer of a refused write: its one-line reason, and nothing appended.
+async fn refused(api: SocketAddr, node: &Node, request: Request, reason: &str) {
+    let before = node.clock().expect("clock");
+    let answer = request.send(api).await;
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    assert_eq!(answer.json()["error"], format!("refused: {reason}"));
+    assert_eq!(node.clock().expect("clock"), before, "a refused write appended");
+}
+
+fn touch_request(key: &str) -> Request {
+    Request::new("POST", &format!("/v1/sessions/{key}/touch")).json(&json!({"ttl_secs": 60}))
+}
+
+fn put_request(key: &str) -> Request {
+    Request::new("PUT", &format!("/v1/sessions/{key}")).json(&json!({"value": 1, "ttl_secs": 60}))
+}
+
+#[tokio::test]
+async fn writes_to_a_revoked_key_are_409_and_append_nothing() {
+    let Pair { a, api_a, _tmp, .. } = pair().await;
+    assert_eq!(put(api_a, "gone", json!({"value": 1, "ttl_secs": 60})).await.status, 200);
+    assert_eq!(delete(api_a, "/v1/sessions/gone").await.status, 200);
+    let revoked = "the session key is revoked";
+    refused(api_a, &a, put_request("gone"), revoked).await;
+    refused(api_a, &a, touch_request("gone"), revoked).await;
+    refused(api_a, &a, Request::new("DELETE", "/v1/sessions/gone"), revoked).await;
+    // Another key is written as before.
+    assert_eq!(put(api_a, "other", json!({"value": 1, "ttl_secs": 60})).await.status, 200);
+}
+
+#[tokio::test]
+async fn session_writes_from_a_node_not_admitted_are_409() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dir = nodes::make_dir(tmp.path(), "outsider", &key);
+    // The network's only admin is some other feed, which never admitted this one.
+    feedmesh::node_dir::NodeDir::open(&dir)
+        .unwrap()
+        .set_admins(&[feedmesh::feed::FeedId([9; 32])])
+        .unwrap();
+    let node = nodes::start(&dir, vec![]).await;
+    let api = serve_api(&node, None).await;
+    let not_member = "this node is not a member of the network";
+    refused(api, &node, put_request("s"), not_member).await;
+    refused(api, &node, touch_request("s"), not_member).await;
+    refused(api, &node, Request::new("DELETE", "/v1/sessions/s"), not_member).await;
+    refused(api, &node, Request::new("DELETE", "/v1/owners/alice/sessions"), not_member).await;
+}

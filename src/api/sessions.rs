@@ -28,7 +28,11 @@
 //! Errors are `{"error": "..."}`: 400 for a malformed key, owner, ttl, body
 //! (not JSON, unknown or missing fields) or query, or a value over the limit;
 //! 401 without the bearer token (as every route of the API); 404 for a
-//! session that is not live; 500 when the store fails or a stored value
+//! session that is not live; 409 for a write that would have no effect and
+//! is refused, nothing appended (`"refused: the session key is revoked"` for
+//! a put, touch or DELETE of a revoked key, `"refused: this node is not a
+//! member of the network"` for any session write from a node not admitted
+//! or removed; spec/SESSIONS.md §6.4); 500 when the store fails or a stored value
 //! (written through the embedded API) has no JSON form; 503 while the node
 //! shuts down; 504 as above.
 
@@ -64,6 +68,7 @@ impl From<SessionError> for Failure {
             SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             SessionError::NotAdmin => StatusCode::FORBIDDEN,
+            SessionError::Refused(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure::new(status, error)
