@@ -196,6 +196,28 @@ fn example_5_far_future_entries_are_held_back() {
 }
 
 #[test]
+fn example_12_a_logout_from_a_clock_ahead_folds_at_once() {
+    let now = 100_000;
+    let mut view = SessionView::new();
+    view.apply(A, 1, t(now, 0), &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)]);
+    let ahead = t(now + MAX_DRIFT_MS + 5_000, 0);
+    let ops = vec![revoke("k"), put("k2", "late", 1_000_000, None), revoke_owner("u")];
+    assert_eq!(view.offer(B, 1, ahead, ops.clone(), now), Offered::HeldBack);
+    // The Revoke counts now; the rest of the entry waits.
+    assert_eq!(view.get(b"k", now), None);
+    assert!(view.is_revoked(b"k"));
+    assert_eq!(value(&view, "k2", now).as_deref(), Some("v"));
+    assert_eq!(view.held_back(), 1);
+    // Once due, the whole entry folds, to the state of folding it at once.
+    assert_eq!(view.release(now + 5_000), 1);
+    let mut direct = SessionView::new();
+    direct.apply(A, 1, t(now, 0), &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)]);
+    direct.apply(B, 1, ahead, &ops);
+    assert_eq!(view.digest(), direct.digest());
+    assert_eq!(value(&view, "k2", now + 5_000).as_deref(), Some("late"));
+}
+
+#[test]
 fn example_6_malformed_payload_folds_as_nothing() {
     let mut view = SessionView::new();
     view.apply(A, 1, t(1000, 0), &[put("k", "v", 1_000, None)]);

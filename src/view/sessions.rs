@@ -28,7 +28,7 @@
 //! is one record per key, not one per operation.
 //!
 //! Entries dated more than [`MAX_DRIFT_MS`] ahead of local time are held back
-//! ([`SessionView::offer`]) and folded by [`SessionView::release`] once local
+//! ([`SessionView::offer`]; their Revokes fold at once) and folded by [`SessionView::release`] once local
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
 use std::collections::{BTreeMap, HashMap};
@@ -239,7 +239,8 @@ impl SessionView {
     }
 
     /// Folds an entry, or holds it back if it is dated beyond
-    /// `now_ms + MAX_DRIFT_MS` (spec/SESSIONS.md §2.5).
+    /// `now_ms + MAX_DRIFT_MS` (spec/SESSIONS.md §2.5); a held-back entry's
+    /// Revokes fold at once all the same.
     pub fn offer(
         &mut self,
         author: FeedId,
@@ -249,11 +250,29 @@ impl SessionView {
         now_ms: u64,
     ) -> Offered {
         if is_beyond_drift(timestamp, now_ms) {
+            self.fold_revokes(author, entry_seq, timestamp, &ops);
             self.held.entry((timestamp, author, entry_seq)).or_default().push(ops);
             Offered::HeldBack
         } else {
             self.apply_owned(author, entry_seq, timestamp, ops);
             Offered::Folded
+        }
+    }
+
+    /// Folds the Revokes of a held-back entry at once, at their own ids: a
+    /// Revoke's effect does not depend on order, so a logout from a node
+    /// whose clock runs ahead need not wait out the drift bound
+    /// (spec/SESSIONS.md §2.5). Folding them again on release is a no-op.
+    fn fold_revokes(&mut self, author: FeedId, entry_seq: u64, timestamp: Timestamp, ops: &[Op]) {
+        for (position, op) in ops.iter().enumerate() {
+            if let Op::Revoke { .. } = op {
+                let id = OpId {
+                    timestamp,
+                    author,
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                };
+                self.apply_op(id, entry_seq, op.clone());
+            }
         }
     }
 
