@@ -17,7 +17,8 @@
 //! 2,592,000 (30 days). `expires_at` is in **milliseconds since the Unix
 //! epoch**; in the answer of a put or touch it is the session's expiry as
 //! this node reads it right after the write, `null` if the session is not
-//! live then (its key is revoked, or a touch found no put).
+//! live then (a touch found no put, or came after the session expired and
+//! changed nothing, spec/SESSIONS.md §2.2).
 //!
 //! Every write (PUT, touch, DELETE) takes `?acks=K&timeout_ms=T` exactly like
 //! `POST /v1/append`: the answer (with `"acked"`) waits until `K` connected
