@@ -436,14 +436,20 @@ fn put_request(key: &str) -> Request {
 #[tokio::test]
 async fn writes_to_a_revoked_key_are_409_and_append_nothing() {
     let Pair { a, api_a, _tmp, .. } = pair().await;
-    assert_eq!(put(api_a, "gone", json!({"value": 1, "ttl_secs": 60})).await.status, 200);
+    assert_eq!(
+        put(api_a, "gone", json!({"value": 1, "ttl_secs": 60})).await.status,
+        200
+    );
     assert_eq!(delete(api_a, "/v1/sessions/gone").await.status, 200);
     let revoked = "the session key is revoked";
     refused(api_a, &a, put_request("gone"), revoked).await;
     refused(api_a, &a, touch_request("gone"), revoked).await;
     refused(api_a, &a, Request::new("DELETE", "/v1/sessions/gone"), revoked).await;
     // Another key is written as before.
-    assert_eq!(put(api_a, "other", json!({"value": 1, "ttl_secs": 60})).await.status, 200);
+    assert_eq!(
+        put(api_a, "other", json!({"value": 1, "ttl_secs": 60})).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -462,5 +468,11 @@ async fn session_writes_from_a_node_not_admitted_are_409() {
     refused(api, &node, put_request("s"), not_member).await;
     refused(api, &node, touch_request("s"), not_member).await;
     refused(api, &node, Request::new("DELETE", "/v1/sessions/s"), not_member).await;
-    refused(api, &node, Request::new("DELETE", "/v1/owners/alice/sessions"), not_member).await;
+    refused(
+        api,
+        &node,
+        Request::new("DELETE", "/v1/owners/alice/sessions"),
+        not_member,
+    )
+    .await;
 }

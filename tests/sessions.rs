@@ -199,7 +199,12 @@ fn example_5_far_future_entries_are_held_back() {
 fn example_12_a_logout_from_a_clock_ahead_folds_at_once() {
     let now = 100_000;
     let mut view = SessionView::new();
-    view.apply(A, 1, t(now, 0), &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)]);
+    view.apply(
+        A,
+        1,
+        t(now, 0),
+        &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)],
+    );
     let ahead = t(now + MAX_DRIFT_MS + 5_000, 0);
     let ops = vec![revoke("k"), put("k2", "late", 1_000_000, None), revoke_owner("u")];
     assert_eq!(view.offer(B, 1, ahead, ops.clone(), now), Offered::HeldBack);
@@ -211,7 +216,12 @@ fn example_12_a_logout_from_a_clock_ahead_folds_at_once() {
     // Once due, the whole entry folds, to the state of folding it at once.
     assert_eq!(view.release(now + 5_000), 1);
     let mut direct = SessionView::new();
-    direct.apply(A, 1, t(now, 0), &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)]);
+    direct.apply(
+        A,
+        1,
+        t(now, 0),
+        &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)],
+    );
     direct.apply(B, 1, ahead, &ops);
     assert_eq!(view.digest(), direct.digest());
     assert_eq!(value(&view, "k2", now + 5_000).as_deref(), Some("late"));
