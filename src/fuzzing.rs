@@ -1126,7 +1126,8 @@ const SESSION_AUTHORS: [FeedId; 4] = [FeedId([1; 32]), FeedId([2; 32]), FeedId([
 const MAX_SESSION_ENTRIES: usize = 8;
 
 /// The reference model of spec/SESSIONS.md §2.2–2.4, computed directly from
-/// the whole set of operations (no incremental state): `(value,
+/// the whole set of operations in fold order (no incremental state, §2.2's
+/// touch rule literally, no intervals): `(value,
 /// expires_at_ms, author, seq)` of the live session under `key` at `now`, or
 /// `None`. Shared by [`session_fold`] and `tests/sessions.rs`.
 pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
@@ -1140,9 +1141,10 @@ pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Opti
             .map(|(id, _, _)| *id)
             .max()
     };
-    let mut expiry = 0;
     type Rank<'a> = ((Timestamp, FeedId, u32), u64, &'a [u8], u64, Option<&'a [u8]>);
     let mut winner: Option<Rank<'_>> = None;
+    // (id, offered expiry, is a put) of every put and touch of `key`, in fold order.
+    let mut offers = Vec::new();
     for (id, seq, op) in &ops {
         match op {
             Op::Revoke { key: k } if k == key => return None,
@@ -1158,16 +1160,29 @@ pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Opti
                     return None;
                 }
                 let e = id.0.wall_ms().saturating_add(*ttl_ms);
-                expiry = expiry.max(e);
+                offers.push((*id, e, true));
                 let rank = (*id, *seq, value.as_slice(), e, owner.as_deref());
                 if winner.is_none_or(|w| rank > w) {
                     winner = Some(rank);
                 }
             }
-            Op::Touch { key: k, ttl_ms } if k == key => expiry = expiry.max(id.0.wall_ms().saturating_add(*ttl_ms)),
+            Op::Touch { key: k, ttl_ms } if k == key => {
+                offers.push((*id, id.0.wall_ms().saturating_add(*ttl_ms), false));
+            }
             _ => {}
         }
     }
+    // §2.2: a put counts; a touch at wall time w counts if a counted operation
+    // ordered strictly before it offers an expiry above w.
+    offers.sort();
+    let mut counted: Vec<((Timestamp, FeedId, u32), u64)> = Vec::new();
+    for (id, e, is_put) in offers {
+        let wall = id.0.wall_ms();
+        if is_put || counted.iter().any(|(c, ce)| *c < id && wall < *ce) {
+            counted.push((id, e));
+        }
+    }
+    let expiry = counted.iter().map(|(_, e)| *e).max().unwrap_or(0);
     let (id, seq, value, _, _) = winner?;
     (expiry > now).then(|| (value.to_vec(), expiry, id.1, seq))
 }

@@ -22,7 +22,7 @@ use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use feedmesh::node_dir::NodeDir;
-use feedmesh::sessions::{SessionError, Sessions};
+use feedmesh::sessions::{Refusal, SessionError, Sessions};
 use feedmesh::store::{Store, StoreError};
 use feedmesh::writer::FeedWriter;
 use nodes::{addr, make_dir, start};
@@ -68,10 +68,21 @@ async fn a_rogue_member_removed_from_where_it_went_rogue_leaves_no_trace() {
     .await;
     let (sa, sb, sr) = (admin.sessions(), b.sessions(), rogue.sessions());
 
-    // Before admission, the rogue's writes fold nowhere (not even at home).
-    sr.put("early", &"too soon".to_string(), HOUR, None).await.unwrap();
+    // Before admission, the rogue's writes would fold nowhere: they are refused.
+    let early = sr.put("early", &"too soon".to_string(), HOUR, None).await;
+    assert!(
+        matches!(early, Err(SessionError::Refused(Refusal::NotMember))),
+        "{early:?}"
+    );
+    assert_eq!(rogue.store().latest(&rogue.id()).unwrap(), None);
     sa.add_member(b.id(), 1).await.unwrap();
-    sa.add_member(rogue.id(), 2).await.unwrap();
+    sa.add_member(rogue.id(), 1).await.unwrap();
+    for node in [&b, &rogue] {
+        eventually("the admissions arrive", || {
+            node.sessions().membership().folds(b.id(), 1) && node.sessions().membership().folds(rogue.id(), 1)
+        })
+        .await;
+    }
     assert!(matches!(
         sb.add_member(b.id(), 1).await.unwrap_err(),
         SessionError::NotAdmin
@@ -129,9 +140,14 @@ async fn a_rogue_member_removed_from_where_it_went_rogue_leaves_no_trace() {
         admin.peers().iter().all(|p| p.id != rogue.id()) && b.peers().iter().all(|p| p.id != rogue.id())
     })
     .await;
-    let more = sr.put("later", &"still rogue".to_string(), HOUR, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(b.store().latest(&rogue.id()).unwrap().unwrap() < more.seq);
+    // A later write is refused if the rogue holds its removal, and never reaches b if not.
+    match sr.put("later", &"still rogue".to_string(), HOUR, None).await {
+        Err(refused) => assert!(matches!(refused, SessionError::Refused(Refusal::NotMember))),
+        Ok(more) => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(b.store().latest(&rogue.id()).unwrap().unwrap() < more.seq);
+        }
+    }
     assert!(b.peers().iter().all(|p| p.id != rogue.id()));
     assert_eq!(sb.digest(), honest);
 
@@ -306,6 +322,10 @@ async fn an_admins_node_changes_the_membership_over_http() {
 
     // The member's write folds on the admin's node, then the removal from
     // its next entry on stops the ones after.
+    eventually("the member holds its admission", || {
+        member.sessions().membership().folds(member.id(), 1)
+    })
+    .await;
     let before = member.sessions().put("k", &"v".to_string(), HOUR, None).await.unwrap();
     eventually("the member's put on the admin", || {
         value(&admin.sessions(), "k").is_some()

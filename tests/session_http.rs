@@ -147,8 +147,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
     let gone = status_becomes(api_a, "/v1/sessions/s1", 404).await;
     assert!(gone.json()["error"].as_str().is_some_and(|e| e.contains("s1")));
     let again = put(api_a, "s1", json!({"value": 1, "ttl_secs": 60})).await;
-    assert_eq!(again.status, 200, "{}", again.text());
-    assert_eq!(again.json()["expires_at"], Value::Null, "a revoked key stays revoked");
+    assert_eq!(again.status, 409, "a revoked key stays revoked: {}", again.text());
     assert_eq!(get(api_a, "/v1/sessions/s1").await.status, 404);
 
     // Owner revocation on B kills bob's sessions put on A, not carol's.
@@ -183,7 +182,11 @@ async fn writes_on_one_node_are_read_on_the_other() {
     .await;
     assert_eq!(digest_a, digest_b);
     assert_eq!(digest_a["digest"].as_str().map(str::len), Some(64), "{digest_a}");
-    assert_eq!(digest_a["clock"][a.id().to_string()], 6, "{digest_a}");
+    assert_eq!(
+        digest_a["clock"][a.id().to_string()],
+        5,
+        "the refused put appended nothing: {digest_a}"
+    );
     assert_eq!(digest_a["sessions"], 2, "s4 and a/b c: {digest_a}");
     assert_eq!(digest_a["held_back"], 0);
     assert_eq!(digest_a["digest"], a.sessions().digest().to_string());
@@ -414,4 +417,65 @@ fn the_session_command_against_a_running_serve() {
     // A value that is not JSON is a usage error.
     let bad = feedmesh(&["session", "put", "--api", &api, "k", "--value", "{", "--ttl-secs", "1"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The 409 answer of a refused write: its one-line reason, and nothing appended.
+async fn refused(api: SocketAddr, node: &Node, request: Request, reason: &str) {
+    let before = node.clock().expect("clock");
+    let answer = request.send(api).await;
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    assert_eq!(answer.json()["error"], format!("refused: {reason}"));
+    assert_eq!(node.clock().expect("clock"), before, "a refused write appended");
+}
+
+fn touch_request(key: &str) -> Request {
+    Request::new("POST", &format!("/v1/sessions/{key}/touch")).json(&json!({"ttl_secs": 60}))
+}
+
+fn put_request(key: &str) -> Request {
+    Request::new("PUT", &format!("/v1/sessions/{key}")).json(&json!({"value": 1, "ttl_secs": 60}))
+}
+
+#[tokio::test]
+async fn writes_to_a_revoked_key_are_409_and_append_nothing() {
+    let Pair { a, api_a, _tmp, .. } = pair().await;
+    assert_eq!(
+        put(api_a, "gone", json!({"value": 1, "ttl_secs": 60})).await.status,
+        200
+    );
+    assert_eq!(delete(api_a, "/v1/sessions/gone").await.status, 200);
+    let revoked = "the session key is revoked";
+    refused(api_a, &a, put_request("gone"), revoked).await;
+    refused(api_a, &a, touch_request("gone"), revoked).await;
+    refused(api_a, &a, Request::new("DELETE", "/v1/sessions/gone"), revoked).await;
+    // Another key is written as before.
+    assert_eq!(
+        put(api_a, "other", json!({"value": 1, "ttl_secs": 60})).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn session_writes_from_a_node_not_admitted_are_409() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dir = nodes::make_dir(tmp.path(), "outsider", &key);
+    // The network's only admin is some other feed, which never admitted this one.
+    feedmesh::node_dir::NodeDir::open(&dir)
+        .unwrap()
+        .set_admins(&[feedmesh::feed::FeedId([9; 32])])
+        .unwrap();
+    let node = nodes::start(&dir, vec![]).await;
+    let api = serve_api(&node, None).await;
+    let not_member = "this node is not a member of the network";
+    refused(api, &node, put_request("s"), not_member).await;
+    refused(api, &node, touch_request("s"), not_member).await;
+    refused(api, &node, Request::new("DELETE", "/v1/sessions/s"), not_member).await;
+    refused(
+        api,
+        &node,
+        Request::new("DELETE", "/v1/owners/alice/sessions"),
+        not_member,
+    )
+    .await;
 }

@@ -139,6 +139,24 @@ fn example_3_touch_extends_and_commutes() {
 }
 
 #[test]
+fn example_11_a_touch_after_expiry_changes_nothing() {
+    let entries = [
+        (A, 1, t(1000, 0), vec![put("k", "v", 1_000, None)]),
+        (B, 1, t(2500, 0), vec![touch("k", 1_000)]),
+    ];
+    let view = fold_all_orders(&entries);
+    assert_eq!(value(&view, "k", 1_999).as_deref(), Some("v"));
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 2_000);
+    assert_eq!(value(&view, "k", 2_600), None);
+    // A touch at 1,900, arriving in any order, keeps it alive past 2,500:
+    // then the touch at 2,500 counts too.
+    let mut more = entries.to_vec();
+    more.push((C, 1, t(1900, 0), vec![touch("k", 1_000)]));
+    let view = fold_all_orders(&more);
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 3_500);
+}
+
+#[test]
 fn example_4_log_out_everywhere() {
     let view = fold_all_orders(&[
         (A, 1, t(1000, 0), vec![put("k1", "a", 60_000, Some("u"))]),
@@ -175,6 +193,38 @@ fn example_5_far_future_entries_are_held_back() {
         Offered::Folded
     );
     assert_eq!(view.get(b"k", now + 1), None);
+}
+
+#[test]
+fn example_12_a_logout_from_a_clock_ahead_folds_at_once() {
+    let now = 100_000;
+    let mut view = SessionView::new();
+    view.apply(
+        A,
+        1,
+        t(now, 0),
+        &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)],
+    );
+    let ahead = t(now + MAX_DRIFT_MS + 5_000, 0);
+    let ops = vec![revoke("k"), put("k2", "late", 1_000_000, None), revoke_owner("u")];
+    assert_eq!(view.offer(B, 1, ahead, ops.clone(), now), Offered::HeldBack);
+    // The Revoke counts now; the rest of the entry waits.
+    assert_eq!(view.get(b"k", now), None);
+    assert!(view.is_revoked(b"k"));
+    assert_eq!(value(&view, "k2", now).as_deref(), Some("v"));
+    assert_eq!(view.held_back(), 1);
+    // Once due, the whole entry folds, to the state of folding it at once.
+    assert_eq!(view.release(now + 5_000), 1);
+    let mut direct = SessionView::new();
+    direct.apply(
+        A,
+        1,
+        t(now, 0),
+        &[put("k", "v", 1_000_000, None), put("k2", "v", 1_000_000, None)],
+    );
+    direct.apply(B, 1, ahead, &ops);
+    assert_eq!(view.digest(), direct.digest());
+    assert_eq!(value(&view, "k2", now + 5_000).as_deref(), Some("late"));
 }
 
 #[test]

@@ -17,7 +17,8 @@
 //! 2,592,000 (30 days). `expires_at` is in **milliseconds since the Unix
 //! epoch**; in the answer of a put or touch it is the session's expiry as
 //! this node reads it right after the write, `null` if the session is not
-//! live then (its key is revoked, or a touch found no put).
+//! live then (a touch found no put, or came after the session expired and
+//! changed nothing, spec/SESSIONS.md §2.2).
 //!
 //! Every write (PUT, touch, DELETE) takes `?acks=K&timeout_ms=T` exactly like
 //! `POST /v1/append`: the answer (with `"acked"`) waits until `K` connected
@@ -28,7 +29,11 @@
 //! Errors are `{"error": "..."}`: 400 for a malformed key, owner, ttl, body
 //! (not JSON, unknown or missing fields) or query, or a value over the limit;
 //! 401 without the bearer token (as every route of the API); 404 for a
-//! session that is not live; 500 when the store fails or a stored value
+//! session that is not live; 409 for a write that would have no effect and
+//! is refused, nothing appended (`"refused: the session key is revoked"` for
+//! a put, touch or DELETE of a revoked key, `"refused: this node is not a
+//! member of the network"` for any session write from a node not admitted
+//! or removed; spec/SESSIONS.md §6.4); 500 when the store fails or a stored value
 //! (written through the embedded API) has no JSON form; 503 while the node
 //! shuts down; 504 as above.
 
@@ -64,6 +69,7 @@ impl From<SessionError> for Failure {
             SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             SessionError::NotAdmin => StatusCode::FORBIDDEN,
+            SessionError::Refused(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure::new(status, error)

@@ -77,7 +77,7 @@ pub(crate) struct Folding {
 
 /// What offering an entry did.
 enum Outcome {
-    /// Folded now, with these changes (if asked for).
+    /// Folded now (or, held back, its Revokes), with these changes (if asked for).
     Folded(Vec<SessionChange>),
     /// Not folded (not a member, forked, malformed, or held back).
     Skipped,
@@ -139,7 +139,13 @@ impl Folding {
         };
         match self.view.offer(author, seq, entry.timestamp(), ops, now_ms) {
             crate::view::Offered::Folded => Outcome::Folded(changes),
-            crate::view::Offered::HeldBack => Outcome::Skipped,
+            // Its Revokes are folded already (spec/SESSIONS.md §2.5).
+            crate::view::Offered::HeldBack => Outcome::Folded(
+                changes
+                    .into_iter()
+                    .filter(|c| matches!(c, SessionChange::Revoked { .. }))
+                    .collect(),
+            ),
         }
     }
 }

@@ -88,6 +88,10 @@ pub enum SessionError {
     /// this node's is not one of the network's admins.
     #[error("this node is not an admin of the network")]
     NotAdmin,
+    /// The write would have no effect, so it was refused and nothing was
+    /// appended (spec/SESSIONS.md §6.4).
+    #[error("refused: {0}")]
+    Refused(Refusal),
     /// Fewer peers than asked for acknowledged in time (the write is durable locally).
     #[error("only {acked} of {wanted} peers acknowledged in time")]
     AckTimeout {
@@ -96,6 +100,21 @@ pub enum SessionError {
         /// Peers asked for.
         wanted: usize,
     },
+}
+
+/// Why [`Sessions::write`] refused a write that would have no effect
+/// (spec/SESSIONS.md §6.4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The key is revoked (this node holds its tombstone): no put, touch or
+    /// revoke of it changes anything.
+    #[error("the session key is revoked")]
+    Revoked,
+    /// This node is not a member of the network (not admitted, or removed),
+    /// so no node folds its session operations.
+    #[error("this node is not a member of the network")]
+    NotMember,
 }
 
 impl SessionError {
@@ -179,6 +198,7 @@ impl Sessions {
         for op in &ops {
             op.check()?;
         }
+        self.refusal(&ops)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending::new(ops, reply)?;
         self.queue.send(pending).await.map_err(|_| SessionError::ShuttingDown)?;
@@ -207,6 +227,36 @@ impl Sessions {
             }
         };
         self.admin_write(Op::RemoveMember { feed, from_seq }).await
+    }
+
+    /// Refuses `ops` if, as this node can tell, they would have no effect:
+    /// a session operation when this node's next entry would not be folded,
+    /// or a put, touch or revoke of a revoked key.
+    fn refusal(&self, ops: &[Op]) -> Result<(), SessionError> {
+        let id = self.node.id();
+        let next = self
+            .node
+            .store()
+            .latest(&id)
+            .map_err(|e| SessionError::Write(Arc::new(e.into())))?
+            .unwrap_or(0)
+            + 1;
+        let folding = self.view.read();
+        for op in ops {
+            let refusal = match op {
+                Op::Put { .. } | Op::Touch { .. } | Op::Revoke { .. } | Op::RevokeOwner { .. }
+                    if !folding.membership.folds(id, next) =>
+                {
+                    Refusal::NotMember
+                }
+                Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } if folding.view.is_revoked(key) => {
+                    Refusal::Revoked
+                }
+                _ => continue,
+            };
+            return Err(SessionError::Refused(refusal));
+        }
+        Ok(())
     }
 
     async fn admin_write(&self, op: Op) -> Result<Written, SessionError> {

@@ -11,7 +11,11 @@
 //!
 //! - the value is a last-writer-wins register keyed by [`OpId`] (timestamp,
 //!   author, position), with a total tie-break for forked feeds;
-//! - the expiry is a maximum (puts and touches only ever extend it);
+//! - the expiry is that of the session's *alive intervals*: every put opens
+//!   one, a touch extends the interval that covers it and waits, in
+//!   `pending`, while none does; intervals merge as their starts get
+//!   covered. Counting only grows as operations arrive, so a touch that
+//!   counts never stops counting (spec/SESSIONS.md §2.2);
 //! - revocation is a tombstone: a flag that, once set, erases the value and
 //!   makes every later operation on the key a no-op;
 //! - owner revocation is a per-owner watermark (the greatest `RevokeOwner`
@@ -24,7 +28,7 @@
 //! is one record per key, not one per operation.
 //!
 //! Entries dated more than [`MAX_DRIFT_MS`] ahead of local time are held back
-//! ([`SessionView::offer`]) and folded by [`SessionView::release`] once local
+//! ([`SessionView::offer`]; their Revokes fold at once) and folded by [`SessionView::release`] once local
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
 use std::collections::{BTreeMap, HashMap};
@@ -104,8 +108,14 @@ struct Record {
     /// The latest wall time of any operation on the key (revoked or not).
     horizon_ms: u64,
     put: Option<Put>,
-    /// The maximum expiry of every put and touch.
+    /// The maximum expiry of every put and counted touch (the greatest end of `alive`).
     expiry: u64,
+    /// The alive intervals `(start, end)`, sorted by start, none covering
+    /// another's start: an interval covers an operation at id `x` if
+    /// `start < x` and `x`'s wall time is below `end` (spec/SESSIONS.md §2.2).
+    alive: Vec<(OpId, u64)>,
+    /// The touches no interval covers yet, as `(id, offered expiry)`.
+    pending: Vec<(OpId, u64)>,
     /// The earliest put id per owner, sorted by owner.
     owners: Vec<(Vec<u8>, OpId)>,
 }
@@ -116,6 +126,43 @@ impl Record {
         self.put = None;
         self.expiry = 0;
         self.owners = Vec::new();
+        self.alive = Vec::new();
+        self.pending = Vec::new();
+    }
+
+    /// Whether an alive interval covers an operation at `id`.
+    fn covers(&self, id: OpId) -> bool {
+        let wall = id.timestamp.wall_ms();
+        self.alive.iter().any(|(start, end)| *start < id && wall < *end)
+    }
+
+    /// Counts an operation: a put always, a touch once an interval covers it.
+    fn count(&mut self, id: OpId, expiry: u64, is_put: bool) {
+        if !is_put && !self.covers(id) {
+            self.pending.push((id, expiry));
+            return;
+        }
+        self.open(id, expiry);
+        while let Some(i) = self.pending.iter().position(|(id, _)| self.covers(*id)) {
+            let (id, expiry) = self.pending.swap_remove(i);
+            self.open(id, expiry);
+        }
+        self.expiry = self.alive.iter().map(|(_, end)| *end).max().unwrap_or(0);
+    }
+
+    /// Adds the interval `(start, end)` and merges every interval whose start
+    /// another covers (or shares).
+    fn open(&mut self, start: OpId, end: u64) {
+        let at = self.alive.partition_point(|(s, _)| *s < start);
+        self.alive.insert(at, (start, end));
+        let mut merged: Vec<(OpId, u64)> = Vec::with_capacity(self.alive.len());
+        for (s, e) in self.alive.drain(..) {
+            match merged.last_mut() {
+                Some((ls, le)) if *ls == s || s.timestamp.wall_ms() < *le => *le = (*le).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.alive = merged;
     }
 
     fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
@@ -192,7 +239,8 @@ impl SessionView {
     }
 
     /// Folds an entry, or holds it back if it is dated beyond
-    /// `now_ms + MAX_DRIFT_MS` (spec/SESSIONS.md §2.5).
+    /// `now_ms + MAX_DRIFT_MS` (spec/SESSIONS.md §2.5); a held-back entry's
+    /// Revokes fold at once all the same.
     pub fn offer(
         &mut self,
         author: FeedId,
@@ -202,11 +250,29 @@ impl SessionView {
         now_ms: u64,
     ) -> Offered {
         if is_beyond_drift(timestamp, now_ms) {
+            self.fold_revokes(author, entry_seq, timestamp, &ops);
             self.held.entry((timestamp, author, entry_seq)).or_default().push(ops);
             Offered::HeldBack
         } else {
             self.apply_owned(author, entry_seq, timestamp, ops);
             Offered::Folded
+        }
+    }
+
+    /// Folds the Revokes of a held-back entry at once, at their own ids: a
+    /// Revoke's effect does not depend on order, so a logout from a node
+    /// whose clock runs ahead need not wait out the drift bound
+    /// (spec/SESSIONS.md §2.5). Folding them again on release is a no-op.
+    fn fold_revokes(&mut self, author: FeedId, entry_seq: u64, timestamp: Timestamp, ops: &[Op]) {
+        for (position, op) in ops.iter().enumerate() {
+            if let Op::Revoke { .. } = op {
+                let id = OpId {
+                    timestamp,
+                    author,
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                };
+                self.apply_op(id, entry_seq, op.clone());
+            }
         }
     }
 
@@ -296,7 +362,7 @@ impl SessionView {
                     session,
                     expiry: expiry_of(id.timestamp, ttl_ms),
                 };
-                record.expiry = record.expiry.max(put.expiry);
+                record.count(id, put.expiry, true);
                 if let Some(owner) = owner {
                     match record.owners.binary_search_by(|(o, _)| o.cmp(&owner)) {
                         Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
@@ -313,7 +379,7 @@ impl SessionView {
                     record.revoke();
                 }
             }
-            Op::Touch { ttl_ms, .. } => record.expiry = record.expiry.max(expiry_of(id.timestamp, ttl_ms)),
+            Op::Touch { ttl_ms, .. } => record.count(id, expiry_of(id.timestamp, ttl_ms), false),
             Op::Revoke { .. } => record.revoke(),
             Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
