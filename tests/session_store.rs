@@ -12,7 +12,7 @@ use std::time::Duration;
 use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
-use feedmesh::sessions::{SessionChange, SessionError, Sessions};
+use feedmesh::sessions::{Refusal, SessionChange, SessionError, Sessions};
 use feedmesh::view::{Op, decode_ops};
 use nodes::{addr, make_dir, start, start_with_clock};
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,10 @@ async fn one_node_reads_its_own_writes() {
     sessions.revoke("sid-1").await.unwrap();
     assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
     assert!(sessions.is_revoked("sid-1"));
-    sessions.put("sid-1", &login("mallory"), HOUR, None).await.unwrap();
+    assert!(matches!(
+        sessions.put("sid-1", &login("mallory"), HOUR, None).await,
+        Err(SessionError::Refused(Refusal::Revoked))
+    ));
     assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
 
     // Owner-wide revocation takes every session of that owner put before it.
@@ -185,7 +188,10 @@ async fn puts_and_revocations_reach_every_node_with_equal_digests() {
     // Logged out on c: rejected everywhere, even after a late put from a.
     sc.revoke("sid").await.unwrap();
     eventually(&all, "the revocation", |s| s.is_revoked("sid")).await;
-    sa.put("sid", &login("alice"), HOUR, Some("alice")).await.unwrap();
+    assert!(matches!(
+        sa.put("sid", &login("alice"), HOUR, Some("alice")).await,
+        Err(SessionError::Refused(Refusal::Revoked))
+    ));
     sb.revoke_owner("bob").await.unwrap();
     eventually(&all, "the owner revocation", |s| s.is_revoked("other")).await;
     eventually(&all, "equal clocks", |s| s.stats().sessions == 0).await;
