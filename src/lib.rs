@@ -45,6 +45,7 @@ pub mod integrity;
 pub mod net;
 pub mod node;
 pub mod node_dir;
+pub mod readiness;
 pub mod sessions;
 pub mod store;
 pub mod sync;

@@ -95,7 +95,11 @@ enum Command {
     /// DIR); log_format = "text" or "json" (default "text");
     /// max_connections (default 64); max_handshakes (32);
     /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
-    /// reconnect_min_ms (100); reconnect_max_ms (10000).
+    /// reconnect_min_ms (100); reconnect_max_ms (10000);
+    /// ready_admin_within_ms (300000). With --api, GET /v1/ready answers 200
+    /// only when the node holds what its peers claimed at connect and (with
+    /// admins) heard an admin feed within that bound, else 503 with the
+    /// reasons: the probe for a load balancer.
     Serve(ServeArgs),
     /// Print the node's feed id.
     Id {
@@ -219,6 +223,9 @@ struct ServeArgs {
     /// First reconnect delay, in milliseconds [config: reconnect_min_ms; default: 100].
     #[arg(long)]
     reconnect_min_ms: Option<u64>,
+    /// With admins, how recently an admin feed must have been heard from for GET /v1/ready, in milliseconds [config: ready_admin_within_ms; default: 300000].
+    #[arg(long)]
+    ready_admin_within_ms: Option<u64>,
     /// Largest reconnect delay, in milliseconds [config: reconnect_max_ms; default: 10000].
     #[arg(long)]
     reconnect_max_ms: Option<u64>,
@@ -437,6 +444,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
     settings.handshake_timeout_ms = args.handshake_timeout_ms.unwrap_or(settings.handshake_timeout_ms);
     settings.reconnect_min_ms = args.reconnect_min_ms.unwrap_or(settings.reconnect_min_ms);
     settings.reconnect_max_ms = args.reconnect_max_ms.unwrap_or(settings.reconnect_max_ms);
+    settings.ready_admin_within_ms = args.ready_admin_within_ms.unwrap_or(settings.ready_admin_within_ms);
     let config = settings.node_config(&args.dir)?;
     Ok((settings, config))
 }

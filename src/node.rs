@@ -42,7 +42,7 @@
 //!   older (the dialer only redials once it saw its connection end, so the
 //!   older one is stale).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,6 +62,7 @@ use crate::net::{
     initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
+use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
 use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
 use crate::sync::{Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
@@ -127,6 +128,10 @@ pub struct NodeConfig {
     /// Most unfinished inbound handshakes from one IP address (default
     /// [`DEFAULT_MAX_HANDSHAKES_PER_ADDR`]); at least 1.
     pub max_handshakes_per_addr: usize,
+    /// With admins, how recently an admin feed must have been heard from
+    /// for [`Node::readiness`] (default 5 minutes,
+    /// [`DEFAULT_READY_ADMIN_WITHIN_MS`]).
+    pub ready_admin_within: Duration,
     /// Time allowed for a handshake, each direction (default 5 s).
     pub handshake_timeout: Duration,
     /// First reconnect delay (default [`DEFAULT_RECONNECT_MIN`], 100 ms).
@@ -149,6 +154,7 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_feeds: DEFAULT_FEED_BUDGET,
+            ready_admin_within: Duration::from_millis(DEFAULT_READY_ADMIN_WITHIN_MS),
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_addr: DEFAULT_MAX_HANDSHAKES_PER_ADDR,
             handshake_timeout: HandshakeConfig::default().timeout,
@@ -245,6 +251,8 @@ struct Connected {
     dialed: bool,
     evict: Arc<Notify>,
     clock: BTreeMap<FeedId, u64>,
+    /// What the peer's first Clock claimed (for [`Node::readiness`]).
+    opening: Option<BTreeMap<FeedId, u64>>,
     /// Fetches for the connection's driver ([`Node::fetch_range`]).
     fetch: mpsc::Sender<FetchCommand>,
 }
@@ -271,6 +279,8 @@ struct Inner {
     disconnects: Mutex<BTreeMap<&'static str, u64>>,
     /// Byte counters per peer id (every peer that ever connected).
     traffic: Mutex<BTreeMap<FeedId, Arc<Traffic>>>,
+    /// Wall-clock ms when a new entry of each admin feed was last stored.
+    admin_heard: Mutex<BTreeMap<FeedId, u64>>,
     /// One sender per feed (spec/PROTOCOL.md §2.2 "Senders").
     senders: Mutex<Senders>,
     /// The session view, folded as entries are stored.
@@ -388,6 +398,7 @@ impl Node {
             local_addr,
             disconnects: Mutex::new(BTreeMap::new()),
             traffic: Mutex::new(BTreeMap::new()),
+            admin_heard: Mutex::new(BTreeMap::new()),
             view,
             commits,
             admins,
@@ -558,6 +569,58 @@ impl Node {
                 )
             })
             .collect()
+    }
+
+    /// Whether the node may be serving an incomplete picture (see
+    /// [`crate::readiness`]): behind what a connected peer claimed when it
+    /// connected, or, with admins, no admin feed heard from within
+    /// [`NodeConfig::ready_admin_within`]. Reads the store: blocking.
+    pub fn readiness(&self) -> Result<Readiness, NodeError> {
+        let inner = &self.inner;
+        let held = inner.store.clock()?;
+        let frozen: BTreeSet<FeedId> = inner.store.forks()?.iter().map(ForkProof::author).collect();
+        let now_ms = inner.now_ms();
+        let (opening, connected): (Vec<_>, BTreeSet<FeedId>) = {
+            let peers = lock(&inner.peers);
+            let opening = peers
+                .iter()
+                .filter_map(|(&id, c)| c.opening.clone().map(|claims| (id, claims)))
+                .collect();
+            (opening, peers.keys().copied().collect())
+        };
+        let taken: BTreeSet<FeedId> = {
+            let senders = lock(&inner.senders);
+            opening
+                .iter()
+                .flat_map(|(_, claims): &(FeedId, BTreeMap<FeedId, u64>)| claims.keys())
+                .filter(|feed| senders.scheduler.knows(feed))
+                .copied()
+                .collect()
+        };
+        let heard = lock(&inner.admin_heard).clone();
+        let admins = inner
+            .admins
+            .iter()
+            .map(|&feed| AdminHeard {
+                feed,
+                seq: held.get(&feed).copied().unwrap_or(0),
+                heard_at_ms: if feed == inner.id || connected.contains(&feed) {
+                    Some(now_ms)
+                } else {
+                    heard.get(&feed).copied()
+                },
+            })
+            .collect();
+        Ok(assess(Inputs {
+            held: &held,
+            frozen: &frozen,
+            taken: &taken,
+            opening: &opening,
+            admins,
+            expects_peers: !inner.config.peers.is_empty(),
+            now_ms,
+            admin_within_ms: u64::try_from(inner.config.ready_admin_within.as_millis()).unwrap_or(u64::MAX),
+        }))
     }
 
     /// Message bytes waiting to be sent to each peer now (what a peer that
@@ -937,6 +1000,7 @@ impl Inner {
                 dialed,
                 evict: evict.clone(),
                 clock: BTreeMap::new(),
+                opening: None,
                 fetch,
             },
         );
@@ -1043,6 +1107,12 @@ impl Host for Inner {
                 for entry in &new {
                     writer.observe(entry.timestamp(), now);
                 }
+                if new.iter().any(|e| self.admins.contains(&e.author())) {
+                    let mut heard = lock(&self.admin_heard);
+                    for entry in new.iter().filter(|e| self.admins.contains(&e.author())) {
+                        heard.insert(entry.author(), now);
+                    }
+                }
                 let stored = records.iter().filter_map(|r| {
                     let entry = r.entry();
                     let fresh = entry.seq() > before.get(&entry.author()).copied().unwrap_or(0);
@@ -1093,6 +1163,9 @@ impl Host for Inner {
             && connected.conn == conn
             && connected.clock != clock
         {
+            if connected.opening.is_none() {
+                connected.opening = Some(clock.clone());
+            }
             connected.clock = clock;
             drop(peers);
             self.peers_changed.send_modify(|v| *v = v.wrapping_add(1));

@@ -40,6 +40,7 @@ pub enum LogFormat {
 /// | `handshake_timeout_ms` | integer, ms | 5000 | time allowed for a handshake |
 /// | `reconnect_min_ms` | integer, ms | 100 | first reconnect delay |
 /// | `reconnect_max_ms` | integer, ms | 10000 | largest reconnect delay |
+/// | `ready_admin_within_ms` | integer, ms | 300000 | with admins, how recently an admin feed must have been heard from for `GET /v1/ready` |
 ///
 /// ```toml
 /// listen = "0.0.0.0:7000"
@@ -74,6 +75,9 @@ pub struct ServeConfig {
     pub reconnect_min_ms: u64,
     /// Largest reconnect delay in milliseconds. Default 10,000.
     pub reconnect_max_ms: u64,
+    /// With admins, how recently an admin feed must have been heard from
+    /// for readiness, in milliseconds. Default 300,000.
+    pub ready_admin_within_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -91,6 +95,7 @@ impl Default for ServeConfig {
             handshake_timeout_ms: millis(node.handshake_timeout),
             reconnect_min_ms: millis(DEFAULT_RECONNECT_MIN),
             reconnect_max_ms: millis(DEFAULT_RECONNECT_MAX),
+            ready_admin_within_ms: millis(node.ready_admin_within),
         }
     }
 }
@@ -187,6 +192,7 @@ impl ServeConfig {
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
+            ready_admin_within: Duration::from_millis(self.ready_admin_within_ms),
             ..NodeConfig::new(dir)
         })
     }

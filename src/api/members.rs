@@ -4,7 +4,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /v1/members` | `{"open", "admins": [FEED_ID], "members": [{"feed", "from_seq", "until_seq"}]}` (`open`: no admin keys, every holder of the network key is a member; `until_seq` `null` while not removed) |
+//! | `GET /v1/members` | `{"open", "admins": [FEED_ID], "members": [{"feed", "from_seq", "until_seq"}], "admins_heard": [{"feed", "seq", "heard_at_ms"}]}` (`open`: no admin keys, every holder of the network key is a member; `until_seq` `null` while not removed; `heard_at_ms`: when the admin feed was last heard from, `null` if never: a node that never heard from an admin may be missing removals) |
 //! | `POST /v1/members/{FEED_ID}`, body `{"from_seq": N}` (optional, default 1) | `{"author", "seq"}` once the admission is durable on this node: the feed's entries from `N` on fold |
 //! | `POST /v1/members/{FEED_ID}/remove`, body `{"from_seq": N}` (optional; default: after the last entry of the feed this node holds) | `{"author", "seq"}`: the feed's entries from `N` on no longer fold anywhere, and peers refuse it (permanent) |
 //!
@@ -62,17 +62,19 @@ fn feed_id(segment: &str) -> Result<FeedId, Failure> {
     })
 }
 
-async fn list(State(state): State<AppState>) -> axum::Json<Value> {
+async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
+    let heard = super::admins_json(&super::readiness(&state.node).await?.admins);
     let membership = state.node.sessions().membership();
     let members: Vec<Value> = membership
         .members()
         .map(|m| json!({"feed": m.feed.to_string(), "from_seq": m.from_seq, "until_seq": m.until_seq}))
         .collect();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "open": membership.is_open(),
         "admins": membership.admins().map(ToString::to_string).collect::<Vec<_>>(),
         "members": members,
-    }))
+        "admins_heard": heard,
+    })))
 }
 
 async fn add(

@@ -21,6 +21,9 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 ///   `feedmesh_peer_sent_bytes_total{peer}` (counters): message bytes
 ///   exchanged with each peer since the node started
 ///   ([`crate::net::Traffic`]);
+/// - `feedmesh_ready` (gauge, 1 or 0: [`Node::readiness`]) and, with admins,
+///   `feedmesh_admin_last_heard_ms{feed}` (gauge: wall-clock ms when each
+///   admin feed was last heard from; absent if never);
 /// - `feedmesh_peer_queued_bytes{peer}` (gauge): message bytes waiting to
 ///   be sent to each peer ([`Node::queued_out`]);
 /// - `feedmesh_peer_lag_entries{peer}` (gauge): for each connected peer, the
@@ -78,6 +81,31 @@ pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
             Some(("peer", &peer)),
             *bytes_out,
         );
+    }
+
+    let readiness = node.readiness()?;
+    family(
+        &mut out,
+        "feedmesh_ready",
+        "gauge",
+        "1 when the node holds what its peers claimed at connect and (with admins) heard an admin recently.",
+    );
+    sample(&mut out, "feedmesh_ready", None, u64::from(readiness.ready));
+    family(
+        &mut out,
+        "feedmesh_admin_last_heard_ms",
+        "gauge",
+        "Wall-clock ms when each admin feed was last heard from.",
+    );
+    for admin in &readiness.admins {
+        if let Some(at) = admin.heard_at_ms {
+            sample(
+                &mut out,
+                "feedmesh_admin_last_heard_ms",
+                Some(("feed", &admin.feed.to_string())),
+                at,
+            );
+        }
     }
 
     family(

@@ -2,7 +2,8 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /v1/status` | `{"id": FEED_ID, "clock": {FEED_ID: SEQ, ...}, "peers": [{"id", "addr", "clock"}]}` |
+//! | `GET /v1/status` | `{"id": FEED_ID, "clock": {FEED_ID: SEQ, ...}, "peers": [{"id", "addr", "clock"}], "admins": [{"feed", "seq", "heard_at_ms": MS or null}]}` (`admins` empty without admins) |
+//! | `GET /v1/ready` | 200 `{"ready": true, ...}` when the node holds what its connected peers claimed at connect and (with admins) heard an admin feed within `ready_admin_within`; else 503 `{"ready": false, "reasons": [...], "behind": [{"feed", "peer", "held", "claimed"}], "admins": [...]}` ([`Node::readiness`]): the probe for a load balancer or an orchestrator |
 //! | `POST /v1/append` (body: the payload bytes, at most [`MAX_PAYLOAD`]) | `{"feed", "seq", "hash"}` once stored durably |
 //! | `POST /v1/append?acks=K&timeout_ms=T` | the same (with `"acked"`) once `K` connected peers hold the entry; 504 after `T` ms (default [`DEFAULT_ACK_TIMEOUT`]) |
 //! | `GET /v1/feeds` | `{"feeds": [{"id": FEED_ID, "latest": SEQ, "frozen": N or null}, ...]}`: every feed held, with the sequence it forked at if a fork proof freezes it (spec §1.7) |
@@ -55,6 +56,7 @@ use tokio::net::TcpListener;
 
 use crate::feed::{Entry, FeedId, MAX_PAYLOAD};
 use crate::node::{Node, NodeError};
+use crate::readiness::{AdminHeard, Readiness};
 use crate::sync::FetchError;
 
 pub use config::{CONFIG_FILE, ConfigError, LogFormat, ServeConfig};
@@ -184,6 +186,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
     let limit = usize::try_from(MAX_PAYLOAD).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/ready", get(ready))
         .route("/v1/append", post(append))
         .route("/v1/feeds", get(feeds))
         .route("/v1/feeds/{feed}", get(feed))
@@ -318,8 +321,56 @@ async fn node_clock(node: &Node) -> Result<Value, Failure> {
     blocking(move || Ok(clock_json(&node.clock()?))).await
 }
 
+/// The admins with when each was last heard, as JSON.
+fn admins_json(admins: &[AdminHeard]) -> Value {
+    admins
+        .iter()
+        .map(|admin| {
+            json!({
+                "feed": admin.feed.to_string(),
+                "seq": admin.seq,
+                "heard_at_ms": admin.heard_at_ms,
+            })
+        })
+        .collect()
+}
+
+async fn readiness(node: &Node) -> Result<Readiness, Failure> {
+    let node = node.clone();
+    blocking(move || Ok(node.readiness()?)).await
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Response, Failure> {
+    let verdict = readiness(&state.node).await?;
+    let behind: Vec<Value> = verdict
+        .behind
+        .iter()
+        .map(|b| {
+            json!({
+                "feed": b.feed.to_string(),
+                "peer": b.peer.to_string(),
+                "held": b.held,
+                "claimed": b.claimed,
+            })
+        })
+        .collect();
+    let status = if verdict.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": verdict.ready,
+        "reasons": verdict.reasons,
+        "behind": behind,
+        "admins": admins_json(&verdict.admins),
+    });
+    Ok((status, axum::Json(body)).into_response())
+}
+
 async fn status(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
     let clock = node_clock(&state.node).await?;
+    let admins = admins_json(&readiness(&state.node).await?.admins);
     let peers: Vec<Value> = state
         .node
         .peers()
@@ -336,6 +387,7 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<Value>, Fail
         "id": state.node.id().to_string(),
         "clock": clock,
         "peers": peers,
+        "admins": admins,
     })))
 }
 

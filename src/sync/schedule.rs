@@ -318,6 +318,12 @@ impl ReplicationScheduler {
             .unwrap_or_default()
     }
 
+    /// Whether the node holds `feed` or wants it from a peer (a claimed feed
+    /// the admission rule did not take is not known).
+    pub fn knows(&self, feed: &FeedId) -> bool {
+        self.held.contains_key(feed) || self.feeds.contains_key(feed)
+    }
+
     /// The connection `feed` is wanted from, if any.
     pub fn sender(&self, feed: &FeedId) -> Option<ConnId> {
         self.feeds.get(feed).and_then(|f| f.sender)
