@@ -65,7 +65,9 @@ use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
 use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
-use crate::sync::{Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FETCHES_PER_PEER, ReplicationScheduler};
+use crate::sync::{
+    Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, ReplicationScheduler,
+};
 use crate::writer::{FeedWriter, WriteError};
 
 /// Default [`NodeConfig::max_connections`].
@@ -332,6 +334,11 @@ impl Node {
             return Err(NodeError::Config(
                 "max_connections, max_handshakes and max_handshakes_per_addr must be at least 1".into(),
             ));
+        }
+        if config.max_feeds == 0 || config.max_feeds > MAX_FEEDS_PER_PEER {
+            return Err(NodeError::Config(format!(
+                "max_feeds must be from 1 to {MAX_FEEDS_PER_PEER} (what peers accept from one node)"
+            )));
         }
         if config.reconnect_min.is_zero() || config.reconnect_min > config.reconnect_max {
             return Err(NodeError::Config(

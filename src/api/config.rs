@@ -40,6 +40,7 @@ pub enum LogFormat {
 /// | `handshake_timeout_ms` | integer, ms | 5000 | time allowed for a handshake |
 /// | `reconnect_min_ms` | integer, ms | 100 | first reconnect delay |
 /// | `reconnect_max_ms` | integer, ms | 10000 | largest reconnect delay |
+/// | `max_feeds` | integer | 64512 | in an open network, feeds taken from peers before only connected peers' own feeds are (spec/PROTOCOL.md §2.2) |
 /// | `ready_admin_within_ms` | integer, ms | 300000 | with admins, how recently an admin feed must have been heard from for `GET /v1/ready` |
 ///
 /// ```toml
@@ -78,6 +79,9 @@ pub struct ServeConfig {
     /// With admins, how recently an admin feed must have been heard from
     /// for readiness, in milliseconds. Default 300,000.
     pub ready_admin_within_ms: u64,
+    /// In an open network, feeds taken from peers before only connected
+    /// peers' own feeds are. Default [`crate::sync::DEFAULT_FEED_BUDGET`].
+    pub max_feeds: usize,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +100,7 @@ impl Default for ServeConfig {
             reconnect_min_ms: millis(DEFAULT_RECONNECT_MIN),
             reconnect_max_ms: millis(DEFAULT_RECONNECT_MAX),
             ready_admin_within_ms: millis(node.ready_admin_within),
+            max_feeds: node.max_feeds,
         }
     }
 }
@@ -193,6 +198,7 @@ impl ServeConfig {
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
             ready_admin_within: Duration::from_millis(self.ready_admin_within_ms),
+            max_feeds: self.max_feeds,
             ..NodeConfig::new(dir)
         })
     }
@@ -214,12 +220,18 @@ mod tests {
         );
         assert_eq!(Duration::from_millis(config.reconnect_min_ms), node.reconnect_min);
         assert_eq!(Duration::from_millis(config.reconnect_max_ms), node.reconnect_max);
+        assert_eq!(
+            Duration::from_millis(config.ready_admin_within_ms),
+            node.ready_admin_within
+        );
+        assert_eq!(config.max_feeds, node.max_feeds);
     }
 
     #[test]
     fn keys_parse() {
         let text = "listen = \"127.0.0.1:7000\"\npeers = [\"127.0.0.1:7001\"]\napi = \"127.0.0.1:0\"\n\
-                    api_token_file = \"token\"\nlog_format = \"json\"\nmax_connections = 3\n";
+                    api_token_file = \"token\"\nlog_format = \"json\"\nmax_connections = 3\n\
+                    max_feeds = 100\nready_admin_within_ms = 1000\n";
         let config = ServeConfig::parse(text, Path::new("f.toml")).expect("parse");
         assert_eq!(config.listen, Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(config.peers, vec!["127.0.0.1:7001".parse().unwrap()]);
@@ -227,6 +239,8 @@ mod tests {
         assert_eq!(config.max_connections, 3);
         let node = config.node_config(Path::new("/d")).expect("node config");
         assert_eq!(node.listen, config.listen);
+        assert_eq!(node.max_feeds, 100);
+        assert_eq!(node.ready_admin_within, Duration::from_millis(1000));
     }
 
     #[test]
