@@ -73,6 +73,14 @@ async fn a_node_that_never_heard_from_an_admin_is_not_ready_and_says_so() {
     assert_eq!(status["admins"][0]["heard_at_ms"], Value::Null);
     let (_, members) = get(api, "/v1/members").await;
     assert_eq!(members["admins_heard"][0]["heard_at_ms"], Value::Null, "{members}");
+    let health = Request::new("GET", "/v1/audit/health").send(api).await.text();
+    let admin_line: Value = health
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .find(|line| line["line"] == "admin")
+        .expect("an admin line");
+    assert_eq!(admin_line["feed"], admin_id.to_string());
+    assert_eq!(admin_line["heard_at_ms"], Value::Null);
 
     // The admin connects and admits it: it holds the admin's feed and is ready.
     let admin = start(&admin_path, vec![addr(&member)]).await;

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /v1/audit/sessions/{KEY}` | the session report of `KEY` ([`session_report`]) |
 //! | `GET /v1/audit/members/{FEED_ID}?since=MS&until=MS` | the member report of `FEED_ID` ([`member_report`]): its entries with a wall time in `since..=until` (milliseconds since the Unix epoch; defaults 0 and 2^64 - 1) |
-//! | `GET /v1/audit/health` | the health report ([`health_report`]) with what each connected peer last claimed to hold ([`Node::peers`]) |
+//! | `GET /v1/audit/health` | the health report ([`health_report`]) with what each connected peer last claimed to hold ([`Node::peers`]) and, with admins, an `admin` line per admin feed saying when it was last heard from ([`Node::readiness`]) |
 //! | `GET /audit` | the audit page: one static HTML file that reads the three routes above |
 //!
 //! Each report is answered as JSON lines (`application/x-ndjson`), byte for
@@ -30,7 +30,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::{AppState, Failure, blocking};
-use crate::audit::{AuditError, PeerClaims, health_report, member_report, session_report};
+use crate::audit::{AdminLine, AuditError, PeerClaims, health_report, member_report, session_report};
 use crate::clock::system_time_ms;
 use crate::feed::FeedId;
 use crate::node::Node;
@@ -142,14 +142,27 @@ async fn member(
 }
 
 async fn health(State(state): State<AppState>) -> Result<Response, Failure> {
+    let admins: Vec<AdminLine> = super::readiness(&state.node)
+        .await?
+        .admins
+        .into_iter()
+        .map(|admin| AdminLine {
+            feed: admin.feed.to_string(),
+            seq: admin.seq,
+            heard_at_ms: admin.heard_at_ms,
+        })
+        .collect();
     let claims: PeerClaims = state
         .node
         .peers()
         .into_iter()
         .map(|peer| (peer.id, peer.clock))
         .collect();
+    let heard = admins;
     report(&state.node, move |store, admins, now_ms| {
-        Ok(health_report(store, admins, now_ms, &claims)?.json_lines())
+        let mut report = health_report(store, admins, now_ms, &claims)?;
+        report.admins = heard;
+        Ok(report.json_lines())
     })
     .await
 }

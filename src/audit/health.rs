@@ -71,6 +71,18 @@ pub struct MemberLine {
     pub until_seq: Option<u64>,
 }
 
+/// When the node last heard from an admin feed (an `admin` line; only a
+/// running node knows: [`crate::node::Node::readiness`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdminLine {
+    /// The admin's feed id.
+    pub feed: String,
+    /// The latest entry of it held.
+    pub seq: u64,
+    /// Wall-clock ms when it was last heard from, or `null` if never.
+    pub heard_at_ms: Option<u64>,
+}
+
 /// The totals (the final `health` line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HealthSummary {
@@ -101,6 +113,8 @@ pub struct HealthReport {
     pub forks: Vec<ForkLine>,
     /// One per feed an admin named.
     pub members: Vec<MemberLine>,
+    /// One per admin, when a running node reports (empty offline).
+    pub admins: Vec<AdminLine>,
     /// The totals.
     pub summary: HealthSummary,
 }
@@ -117,6 +131,9 @@ impl HealthReport {
         }
         for member in &self.members {
             out.push("member", member);
+        }
+        for admin in &self.admins {
+            out.push("admin", admin);
         }
         out.push("health", &self.summary);
         out.finish()
@@ -204,6 +221,7 @@ pub fn health_report(
         feeds,
         forks,
         members,
+        admins: Vec::new(),
         summary,
     })
 }

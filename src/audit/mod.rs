@@ -32,7 +32,9 @@ use serde::Serialize;
 pub use evidence::{
     EVIDENCE_MAGIC, EvidenceError, EvidenceForm, Report, Subject, VerifiedEvidence, verify_evidence, write_evidence,
 };
-pub use health::{FeedHealth, ForkLine, HealthReport, HealthSummary, MemberLine, PeerClaim, PeerClaims, health_report};
+pub use health::{
+    AdminLine, FeedHealth, ForkLine, HealthReport, HealthSummary, MemberLine, PeerClaim, PeerClaims, health_report,
+};
 pub use lines::{OpFields, OpLine, OpRef, display_bytes, value_json};
 pub use member::{MemberReport, MemberSummary, member_report};
 pub use session::{SessionReport, SessionState, session_report};
