@@ -85,6 +85,11 @@ async fn a_node_that_never_heard_from_an_admin_is_not_ready_and_says_so() {
     // The admin connects and admits it: it holds the admin's feed and is ready.
     let admin = start(&admin_path, vec![addr(&member)]).await;
     admin.sessions().add_member(member.id(), 1).await.expect("admit");
+    let started = Instant::now();
+    while member.clock().expect("clock").get(&admin_id).is_none() {
+        assert!(started.elapsed() < DEADLINE, "the admission never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let body = until_ready_is(api, 200).await;
     assert_eq!(body["admins"][0]["seq"], 1);
     assert!(body["admins"][0]["heard_at_ms"].is_u64(), "{body}");
