@@ -474,6 +474,12 @@ impl Node {
         &self.inner.admins
     }
 
+    /// The node's wall-clock time in ms ([`NodeConfig::wall_clock`]): what
+    /// its session reads and reports take as now.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+
     /// Asks the connected peer `peer` for entries `from..=to` of `feed` (at
     /// most [`MAX_FETCH_RANGE`](crate::sync::MAX_FETCH_RANGE)) with the
     /// certificate path of `from` (spec/PROTOCOL.md §2.2 "Fetches"), whatever

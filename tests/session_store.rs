@@ -7,6 +7,8 @@
 mod nodes;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
@@ -367,4 +369,22 @@ async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_o
     b.shutdown().await;
     c.shutdown().await;
     a.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_take_the_nodes_wall_clock_as_now() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().unwrap();
+    let dir = make_dir(root.path(), "a", &key);
+    let clock = Arc::new(AtomicU64::new(system_time_ms()));
+    let reading = clock.clone();
+    let node = start_with_clock(&dir, vec![], WallClock::from_fn(move || reading.load(Ordering::SeqCst))).await;
+    let sessions = node.sessions();
+    sessions.put("sid", &login("alice"), HOUR, None).await.unwrap();
+    assert!(sessions.get::<Login>("sid").unwrap().is_some());
+    // Two hours later by the node's clock (not the system's), it has expired.
+    clock.fetch_add(2 * 3_600_000, Ordering::SeqCst);
+    assert!(sessions.get::<Login>("sid").unwrap().is_none());
+    assert!(sessions.get_raw("sid").is_none());
+    node.shutdown().await;
 }

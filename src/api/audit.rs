@@ -31,7 +31,6 @@ use serde::Deserialize;
 
 use super::{AppState, Failure, blocking};
 use crate::audit::{AdminLine, AuditError, PeerClaims, health_report, member_report, session_report};
-use crate::clock::system_time_ms;
 use crate::feed::FeedId;
 use crate::node::Node;
 use crate::store::Store;
@@ -80,7 +79,7 @@ async fn report(
 ) -> Result<Response, Failure> {
     let node = node.clone();
     let lines = blocking(move || {
-        make(&*node.store(), node.admins(), system_time_ms())
+        make(&*node.store(), node.admins(), node.now_ms())
             .map_err(|error| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, error))
     })
     .await?;

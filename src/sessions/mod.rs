@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::clock::{Timestamp, system_time_ms};
+use crate::clock::Timestamp;
 use crate::feed::{FeedId, Hash};
 use crate::node::NodeError;
 use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
@@ -284,7 +284,7 @@ impl Sessions {
     /// was never put, is revoked, or has expired.
     pub fn get<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<SessionData<T>>, SessionError> {
         let state = self.view.read();
-        let Some(session) = state.view.get(key.as_ref(), system_time_ms()) else {
+        let Some(session) = state.view.get(key.as_ref(), self.node.now_ms()) else {
             return Ok(None);
         };
         Ok(Some(SessionData {
@@ -302,7 +302,7 @@ impl Sessions {
         self.view
             .read()
             .view
-            .get_shared(key.as_ref(), system_time_ms())
+            .get_shared(key.as_ref(), self.node.now_ms())
             .cloned()
     }
 
