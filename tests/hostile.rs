@@ -13,30 +13,25 @@ mod nodes;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
-use feedmesh::net::{NetworkKey, OUTBOX_BYTES};
-use feedmesh::node::{Node, NodeConfig};
+use feedmesh::net::OUTBOX_BYTES;
+use feedmesh::node::Node;
 use feedmesh::sync::{
     ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
     MAX_RECORDS_PER_MESSAGE, Message,
 };
 use hostile::Rogue;
-use nodes::{addr, localhost, make_dir, start};
-use tokio::time::Instant;
-
-/// Every wait in these tests ends by this long.
-const DEADLINE: Duration = Duration::from_secs(30);
+use nodes::{addr, config, eventually, net, start};
 
 /// Waits until `node` holds `feed` up to `seq`.
 async fn until_holds(node: &Node, feed: FeedId, seq: u64) {
-    let started = Instant::now();
-    while node.clock().expect("clock").get(&feed).copied().unwrap_or(0) < seq {
-        assert!(started.elapsed() < DEADLINE, "{feed} never reached {seq}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("{feed} reaches {seq}"), || {
+        node.clock().expect("clock").get(&feed).copied().unwrap_or(0) >= seq
+    })
+    .await;
 }
 
 /// Appends one entry on `from` and waits until `to` holds it: the honest
@@ -122,23 +117,9 @@ fn authors(count: usize) -> Vec<Keypair> {
 }
 
 async fn start_with_budget(dir: &Path, max_feeds: usize) -> Node {
-    let mut config = NodeConfig::new(dir);
-    config.listen = Some(localhost());
+    let mut config = config(dir, vec![]);
     config.max_feeds = max_feeds;
     Node::start(config).await.expect("start")
-}
-
-struct Net {
-    _root: tempfile::TempDir,
-    key: NetworkKey,
-    dirs: Vec<std::path::PathBuf>,
-}
-
-fn net(n: usize) -> Net {
-    let root = tempfile::tempdir().expect("tempdir");
-    let key = NetworkKey::generate().expect("key");
-    let dirs = (0..n).map(|i| make_dir(root.path(), &format!("n{i}"), &key)).collect();
-    Net { _root: root, key, dirs }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,15 +171,10 @@ async fn an_open_node_takes_no_more_feeds_than_its_budget_but_its_peers_own_feed
     let authors = authors(50);
     let wanted = offer(&mut rogue, &authors, BUDGET - 1).await;
     assert_eq!(wanted.len(), BUDGET - 1, "the own feed counts in the budget");
-    let started = Instant::now();
-    while b.clock().expect("clock").len() < BUDGET {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "B never stored what it asked for: {:?}",
-            b.disconnects()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("B stores what it asked for", || {
+        b.clock().expect("clock").len() >= BUDGET
+    })
+    .await;
 
     // Honest peers connecting to the full node still get their own feeds
     // through it, both ways.
@@ -223,7 +199,7 @@ async fn an_open_node_takes_no_more_feeds_than_its_budget_but_its_peers_own_feed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_admins_a_node_takes_only_members_feeds() {
     let net = net(0);
-    let root = net._root.path();
+    let root = net.root();
     let (admin_path, admin_id) = admin_dir(root, &net.key);
     let admin = start(&admin_path, vec![]).await;
     let b = start(&member_dir(root, "b", &net.key, admin_id), vec![addr(&admin)]).await;
@@ -235,15 +211,12 @@ async fn with_admins_a_node_takes_only_members_feeds() {
     // A key holder no admin admitted writes; b is connected to it, yet
     // neither b nor, through b, the admin takes its feed.
     let written = outsider.append(b"not a member").await.expect("append");
-    let started = Instant::now();
-    while !b
-        .peers()
-        .iter()
-        .any(|p| p.clock.get(&outsider.id()) == Some(&written.seq()))
-    {
-        assert!(started.elapsed() < DEADLINE, "b never heard the outsider's claim");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("b hears the outsider's claim", || {
+        b.peers()
+            .iter()
+            .any(|p| p.clock.get(&outsider.id()) == Some(&written.seq()))
+    })
+    .await;
     delivered(&b, &admin, "b's own").await;
     assert_eq!(b.clock().expect("clock").get(&outsider.id()), None);
     assert_eq!(admin.clock().expect("clock").get(&outsider.id()), None);
@@ -290,11 +263,10 @@ async fn a_peer_that_does_not_read_its_answers_gets_no_more_of_them_queued() {
         rogues.push(rogue);
     }
     let queued = |rogue: &Rogue| b.queued_out().get(&rogue.keys.feed_id()).copied().unwrap_or(0) as usize;
-    let started = Instant::now();
-    while !rogues.iter().all(|r| queued(r) >= OUTBOX_BYTES) {
-        assert!(started.elapsed() < DEADLINE, "the answers never backed up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the answers back up", || {
+        rogues.iter().all(|r| queued(r) >= OUTBOX_BYTES)
+    })
+    .await;
 
     // Honest traffic flows meanwhile, and what waits for each rogue stays
     // within its outbox: OUTBOX_BYTES plus the one message built past it.
@@ -318,22 +290,20 @@ async fn a_fresh_node_syncs_thousands_of_one_entry_feeds_without_being_cut() {
     let a = start(&net.dirs[0], vec![addr(&b)]).await;
     let mut rogue = Rogue::connect(addr(&b), &net.key).await;
     offer(&mut rogue, &authors(FEEDS), FEEDS).await;
-    let started = Instant::now();
-    while b.clock().expect("clock").len() < FEEDS {
-        assert!(started.elapsed() < DEADLINE, "B never stored the offered feeds");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("B stores the offered feeds", || {
+        b.clock().expect("clock").len() >= FEEDS
+    })
+    .await;
     drop(rogue);
 
     // A fresh node joins through B and gets every feed B holds, while A and
     // B keep replicating; nobody is cut off for what B relays.
     let fresh = start(&net.dirs[2], vec![addr(&b)]).await;
     delivered(&a, &fresh, "a to the fresh node").await;
-    let started = Instant::now();
-    while fresh.clock().expect("clock").len() < b.clock().expect("clock").len() {
-        assert!(started.elapsed() < DEADLINE, "the fresh node never caught up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the fresh node catches up", || {
+        fresh.clock().expect("clock").len() >= b.clock().expect("clock").len()
+    })
+    .await;
     no_limit_disconnects(&[&a, &b, &fresh]);
     for node in [a, b, fresh] {
         node.shutdown().await;

@@ -25,21 +25,10 @@ use feedmesh::node_dir::NodeDir;
 use feedmesh::sessions::{Refusal, SessionError, Sessions};
 use feedmesh::store::{Store, StoreError};
 use feedmesh::writer::FeedWriter;
-use nodes::{addr, make_dir, start};
+use nodes::{addr, eventually, make_dir, start};
 use tempfile::TempDir;
-use tokio::time::Instant;
 
-const DEADLINE: Duration = Duration::from_secs(15);
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// Waits until `check` holds, or fails with `what`.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let began = Instant::now();
-    while !check() {
-        assert!(began.elapsed() < DEADLINE, "not in {DEADLINE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Every node holds what every other holds.
 async fn converged(nodes: &[&Node]) {

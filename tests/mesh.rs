@@ -15,8 +15,7 @@ use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig, NodeError};
 use feedmesh::store::Store;
 use hostile::Rogue;
-use nodes::{addr, localhost, make_dir, start};
-use tempfile::TempDir;
+use nodes::{addr, localhost, make_dir, net, start};
 use tokio::time::Instant;
 
 /// Every wait in these tests ends by this long.
@@ -66,19 +65,6 @@ async fn shutdown(nodes: &[&Node]) {
     for node in nodes {
         node.shutdown().await;
     }
-}
-
-struct Net {
-    _root: TempDir,
-    key: NetworkKey,
-    dirs: Vec<std::path::PathBuf>,
-}
-
-fn net(n: usize) -> Net {
-    let root = tempfile::tempdir().expect("tempdir");
-    let key = NetworkKey::generate().expect("key");
-    let dirs = (0..n).map(|i| make_dir(root.path(), &format!("n{i}"), &key)).collect();
-    Net { _root: root, key, dirs }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -420,6 +420,23 @@ fn five_hosts_converge_after_partitions_delays_and_crashes() {
     );
 }
 
+/// A simulation of at most two minutes with link latencies of 1 ms up to
+/// `max_latency` and no link failures, running the hosts of `dirs`.
+fn two_minutes_of(seed: u64, dirs: &[PathBuf], shared: &Arc<Shared>, max_latency: Duration) -> turmoil::Sim<'static> {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .tick_duration(TICK)
+        .simulation_duration(Duration::from_secs(120))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(max_latency)
+        .build();
+    for (host, dir) in dirs.iter().enumerate() {
+        let (dir, shared) = (dir.clone(), shared.clone());
+        sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
+    }
+    sim
+}
+
 /// A partition that cuts a live connection mid-stream leaves it dead: the
 /// bytes sent meanwhile are lost, so nothing sent after them is delivered
 /// (turmoil does not retransmit; real TCP gives up only after many minutes,
@@ -430,17 +447,7 @@ fn five_hosts_converge_after_partitions_delays_and_crashes() {
 fn a_connection_cut_by_a_partition_is_closed_and_redialled() {
     let seed = 1;
     let (_root, dirs, shared, _) = setup(seed, 2);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .tick_duration(TICK)
-        .simulation_duration(Duration::from_secs(120))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(10))
-        .build();
-    for (host, dir) in dirs.iter().enumerate() {
-        let (dir, shared) = (dir.clone(), shared.clone());
-        sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
-    }
+    let mut sim = two_minutes_of(seed, &dirs, &shared, Duration::from_millis(10));
     let run = |sim: &mut turmoil::Sim, time: Duration| {
         for _ in 0..time.as_millis() / TICK.as_millis() {
             sim.step().expect("step");
@@ -560,17 +567,7 @@ fn honest_hosts_converge_while_hostile_peers_claim_and_offer_feeds() {
     for seed in 0..4 {
         let (_root, dirs, shared, mut rng) = setup_with(seed, HONEST, Some(HOSTILE_BUDGET));
         let key = NetworkKey::read_file(&dirs[0].join("network_key")).expect("network key");
-        let mut sim = turmoil::Builder::new()
-            .rng_seed(seed)
-            .tick_duration(TICK)
-            .simulation_duration(Duration::from_secs(120))
-            .min_message_latency(Duration::from_millis(1))
-            .max_message_latency(Duration::from_millis(20))
-            .build();
-        for (host, dir) in dirs.iter().enumerate() {
-            let (dir, shared) = (dir.clone(), shared.clone());
-            sim.host(name(host), move || software(host, seed, dir.clone(), shared.clone()));
-        }
+        let mut sim = two_minutes_of(seed, &dirs, &shared, Duration::from_millis(20));
         for rogue in 0..3 {
             let (seed, key) = (rng.next(), key.clone());
             sim.client(format!("rogue{rogue}"), hostile(seed, key, HONEST));

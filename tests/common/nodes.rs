@@ -63,3 +63,44 @@ pub(crate) async fn rogue_as(
         .await
         .expect("handshake")
 }
+
+/// Node directories sharing a fresh network key, in a temporary root that
+/// lives as long as this value.
+#[allow(dead_code)] // Not every test crate that includes this module uses it.
+pub(crate) struct Net {
+    _root: tempfile::TempDir,
+    /// The network key.
+    pub(crate) key: NetworkKey,
+    /// The directories `n0`, `n1`, ...
+    pub(crate) dirs: Vec<PathBuf>,
+}
+
+/// `n` node directories of one network ([`Net`]).
+#[allow(dead_code)]
+pub(crate) fn net(n: usize) -> Net {
+    let root = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dirs = (0..n).map(|i| make_dir(root.path(), &format!("n{i}"), &key)).collect();
+    Net { _root: root, key, dirs }
+}
+
+impl Net {
+    /// The temporary root the directories are in.
+    #[allow(dead_code)]
+    pub(crate) fn root(&self) -> &Path {
+        self._root.path()
+    }
+}
+
+/// How long [`eventually`] waits.
+const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Waits until `check` holds (polling), or fails saying `what` never did.
+#[allow(dead_code)]
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let began = tokio::time::Instant::now();
+    while !check() {
+        assert!(began.elapsed() < EVENTUALLY, "not in {EVENTUALLY:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
