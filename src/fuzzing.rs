@@ -2,7 +2,7 @@
 //!
 //! Each function takes arbitrary bytes, drives one decoder or validator with
 //! them and asserts its invariants with `assert!`. The targets under `fuzz/`
-//! only call these, and `tests/fuzz_corpus.rs` replays the committed corpus
+//! only call these, and `tests/it/fuzz_corpus.rs` replays the committed corpus
 //! through them in `cargo test`, so a crash found by the fuzzer stays a test.
 //!
 //! Random bytes almost never carry a valid signature, so the chain and
@@ -1129,7 +1129,7 @@ const MAX_SESSION_ENTRIES: usize = 8;
 /// the whole set of operations in fold order (no incremental state, §2.2's
 /// touch rule literally, no intervals): `(value,
 /// expires_at_ms, author, seq)` of the live session under `key` at `now`, or
-/// `None`. Shared by [`session_fold`] and `tests/sessions.rs`.
+/// `None`. Shared by [`session_fold`] and `tests/it/sessions.rs`.
 pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
     let ops: Vec<_> = entries
         .iter()

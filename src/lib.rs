@@ -28,12 +28,18 @@
 //! - [`audit`]: reports over the store (who wrote what, with what effect;
 //!   feed health) and evidence bundles that prove them offline
 //!   (spec/AUDIT.md).
-//! - [`api`]: the HTTP API over a node (status, append, feeds, metrics) and
-//!   the settings of `feedmesh serve`.
+//! - `api` (feature `http`, on by default): the HTTP API over a node
+//!   (status, append, feeds, sessions, audit, metrics), on axum.
+//!
+//! The `feedmesh` command is the workspace's `feedmesh-cli` package
+//! (`crates/cli`): arguments, `serve`'s config file and the commands. An
+//! application that embeds a node and its session store depends on this
+//! crate with `default-features = false` and builds no HTTP server.
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
 
+#[cfg(feature = "http")]
 pub mod api;
 pub mod audit;
 pub mod bundle;

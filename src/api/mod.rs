@@ -31,7 +31,6 @@
 //! without a token ([`requires_token`]).
 
 mod audit;
-mod config;
 mod members;
 mod metrics;
 mod sessions;
@@ -59,7 +58,6 @@ use crate::node::{Node, NodeError};
 use crate::readiness::{AdminHeard, Readiness};
 use crate::sync::FetchError;
 
-pub use config::{CONFIG_FILE, ConfigError, LogFormat, ServeConfig};
 pub use metrics::render_metrics;
 
 /// The most entries one `GET /v1/feeds/{id}` answers with.

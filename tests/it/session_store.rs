@@ -1,0 +1,389 @@
+//! The session store of running nodes over real loopback sockets: typed
+//! reads and writes, group commit, replication of puts and revocations,
+//! equal digests, the view rebuilt after a restart, change subscriptions
+//! and acknowledged writes.
+
+use crate::common::nodes;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
+use feedmesh::net::NetworkKey;
+use feedmesh::node::Node;
+use feedmesh::sessions::{Refusal, SessionChange, SessionError, Sessions};
+use feedmesh::view::{Op, decode_ops};
+use nodes::{addr, make_dir, start, start_with_clock};
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+/// Every wait in these tests ends by this long.
+const DEADLINE: Duration = Duration::from_secs(15);
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Login {
+    user: String,
+    roles: Vec<String>,
+}
+
+fn login(user: &str) -> Login {
+    Login {
+        user: user.into(),
+        roles: vec!["reader".into()],
+    }
+}
+
+/// Waits until `check` holds on every one of `sessions`.
+async fn eventually(sessions: &[&Sessions], what: &str, check: impl Fn(&Sessions) -> bool) {
+    let began = Instant::now();
+    while !sessions.iter().all(|s| check(s)) {
+        assert!(began.elapsed() < DEADLINE, "not everywhere in {DEADLINE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The operations of every entry of `node`'s own feed, in order.
+fn own_entries(node: &Node) -> Vec<Vec<Op>> {
+    let store = node.store();
+    store
+        .range(&node.id(), 1, u64::MAX, usize::MAX)
+        .expect("range")
+        .into_iter()
+        .map(|(_, payload)| decode_ops(&payload.expect("payload")).expect("ops"))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_node_reads_its_own_writes() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let sessions = node.sessions();
+
+    assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
+    let written = sessions
+        .put("sid-1", &login("alice"), HOUR, Some("alice"))
+        .await
+        .unwrap();
+    assert_eq!((written.author, written.seq), (node.id(), 1));
+    let data = sessions.get::<Login>("sid-1").unwrap().expect("just written");
+    assert_eq!(data.value, login("alice"));
+    assert_eq!(data.owner.as_deref(), Some(&b"alice"[..]));
+    assert_eq!((data.author, data.seq), (node.id(), 1));
+    assert_eq!(data.expires_at_ms, written.timestamp.wall_ms() + 3_600_000);
+
+    // A touch extends the expiry; a shorter one does not shorten it.
+    let touched = sessions.touch("sid-1", 2 * HOUR).await.unwrap();
+    let expiry = sessions.get::<Login>("sid-1").unwrap().unwrap().expires_at_ms;
+    assert_eq!(expiry, touched.timestamp.wall_ms() + 7_200_000);
+    sessions.touch("sid-1", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(sessions.get::<Login>("sid-1").unwrap().unwrap().expires_at_ms, expiry);
+
+    // The wrong type is an error, not a panic.
+    assert!(matches!(sessions.get::<u64>("sid-1"), Err(SessionError::Value(_))));
+
+    // Revocation is final: a later put does not bring the key back.
+    sessions.revoke("sid-1").await.unwrap();
+    assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
+    assert!(sessions.is_revoked("sid-1"));
+    assert!(matches!(
+        sessions.put("sid-1", &login("mallory"), HOUR, None).await,
+        Err(SessionError::Refused(Refusal::Revoked))
+    ));
+    assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
+
+    // Owner-wide revocation takes every session of that owner put before it.
+    sessions.put("sid-2", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    sessions.put("sid-3", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    sessions
+        .put("sid-4", &login("carol"), HOUR, Some("carol"))
+        .await
+        .unwrap();
+    sessions.revoke_owner("bob").await.unwrap();
+    assert_eq!(sessions.get::<Login>("sid-2").unwrap(), None);
+    assert_eq!(sessions.get::<Login>("sid-3").unwrap(), None);
+    assert_eq!(sessions.get::<Login>("sid-4").unwrap().unwrap().value, login("carol"));
+    // A session of bob's made after the revocation lives.
+    sessions.put("sid-5", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    assert!(sessions.get::<Login>("sid-5").unwrap().is_some());
+
+    // Bad operations are refused before anything is written.
+    let before = node.clock().unwrap();
+    let error = sessions.put("", &1, HOUR, None).await.unwrap_err();
+    assert!(matches!(error, SessionError::Invalid(_)), "{error}");
+    let error = sessions.put("k", &1, Duration::ZERO, None).await.unwrap_err();
+    assert!(matches!(error, SessionError::Invalid(_)), "{error}");
+    let error = sessions.put("k", &vec![0u8; 70_000], HOUR, None).await.unwrap_err();
+    assert!(matches!(error, SessionError::Value(_)), "{error}");
+    assert_eq!(node.clock().unwrap(), before);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lone_write_is_one_entry_and_concurrent_writes_share_entries() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let sessions = node.sessions();
+
+    sessions.put("alone", &1u32, HOUR, None).await.unwrap();
+    assert_eq!(own_entries(&node).len(), 1);
+
+    let writers: Vec<_> = (0..200u32)
+        .map(|i| {
+            let sessions = sessions.clone();
+            tokio::spawn(async move { sessions.put(format!("k{i}"), &i, HOUR, None).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for writer in writers {
+        seqs.push(writer.await.unwrap().unwrap().seq);
+    }
+    let entries = own_entries(&node);
+    let ops: usize = entries.iter().map(Vec::len).sum();
+    assert_eq!(ops, 201, "every put is in exactly one entry");
+    assert!(
+        entries.len() < 201,
+        "concurrent writes were not coalesced: {} entries",
+        entries.len()
+    );
+    for i in 0..200u32 {
+        assert_eq!(sessions.get::<u32>(format!("k{i}")).unwrap().unwrap().value, i);
+    }
+    // Each writer was told the entry that carries its put.
+    for (i, seq) in seqs.iter().enumerate() {
+        let carried = &entries[usize::try_from(*seq).unwrap() - 1];
+        assert!(
+            carried
+                .iter()
+                .any(|op| matches!(op, Op::Put { key, .. } if *key == format!("k{i}").into_bytes()))
+        );
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn puts_and_revocations_reach_every_node_with_equal_digests() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
+    let c = start(&make_dir(root.path(), "c", &key), vec![addr(&a), addr(&b)]).await;
+    let (sa, sb, sc) = (a.sessions(), b.sessions(), c.sessions());
+    let all = [&sa, &sb, &sc];
+
+    let mut changes = sc.subscribe();
+    sa.put("sid", &login("alice"), HOUR, Some("alice")).await.unwrap();
+    sb.put("other", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    eventually(&all, "both puts", |s| {
+        s.get::<Login>("sid").unwrap().is_some() && s.get::<Login>("other").unwrap().is_some()
+    })
+    .await;
+    let change = tokio::time::timeout(DEADLINE, changes.recv()).await.unwrap().unwrap();
+    assert!(matches!(change, SessionChange::Updated { .. }), "{change:?}");
+
+    // Logged out on c: rejected everywhere, even after a late put from a.
+    sc.revoke("sid").await.unwrap();
+    eventually(&all, "the revocation", |s| s.is_revoked("sid")).await;
+    assert!(matches!(
+        sa.put("sid", &login("alice"), HOUR, Some("alice")).await,
+        Err(SessionError::Refused(Refusal::Revoked))
+    ));
+    sb.revoke_owner("bob").await.unwrap();
+    eventually(&all, "the owner revocation", |s| s.is_revoked("other")).await;
+    eventually(&all, "equal clocks", |s| s.stats().sessions == 0).await;
+    let began = Instant::now();
+    loop {
+        let clocks = [a.clock().unwrap(), b.clock().unwrap(), c.clock().unwrap()];
+        if clocks.iter().all(|x| *x == clocks[0]) {
+            break;
+        }
+        assert!(began.elapsed() < DEADLINE, "clocks differ: {clocks:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sa.get::<Login>("sid").unwrap(), None);
+    assert_eq!(sa.digest(), sb.digest());
+    assert_eq!(sb.digest(), sc.digest());
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_view_rebuilt_after_a_restart_equals_the_view_before() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let dir_a = make_dir(root.path(), "a", &key);
+    let dir_b = make_dir(root.path(), "b", &key);
+    let a = start(&dir_a, vec![]).await;
+    let b = start(&dir_b, vec![addr(&a)]).await;
+    let (sa, sb) = (a.sessions(), b.sessions());
+    for i in 0..50u32 {
+        let owner = format!("user{}", i % 5);
+        sa.put(format!("a{i}"), &i, HOUR, Some(&owner)).await.unwrap();
+        sb.put(format!("b{i}"), &i, HOUR, Some(&owner)).await.unwrap();
+    }
+    sa.revoke("b7").await.unwrap();
+    sb.revoke_owner("user3").await.unwrap();
+    sa.touch("a1", 3 * HOUR).await.unwrap();
+    eventually(&[&sa, &sb], "all writes", |s| s.is_revoked("a3") && s.is_revoked("b7")).await;
+    let began = Instant::now();
+    while a.clock().unwrap() != b.clock().unwrap() {
+        assert!(began.elapsed() < DEADLINE, "no convergence");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let digest = sb.digest();
+    assert_eq!(sa.digest(), digest);
+    let stats = sb.stats();
+    b.shutdown().await;
+    drop((sb, b));
+
+    let b = start(&dir_b, vec![]).await;
+    let sb = b.sessions();
+    assert_eq!(sb.digest(), digest);
+    assert_eq!(sb.stats(), stats);
+    assert_eq!(sb.get::<u32>("a4").unwrap().unwrap().value, 4);
+    assert_eq!(sb.get::<u32>("b3").unwrap(), None);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_can_wait_for_peers_to_hold_it() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let sa = a.sessions();
+    let alone = sa.put("k", &1u8, HOUR, None).await.unwrap();
+    let error = sa
+        .wait_for_acks(&alone, 1, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SessionError::AckTimeout { acked: 0, wanted: 1 }),
+        "{error}"
+    );
+
+    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
+    let c = start(&make_dir(root.path(), "c", &key), vec![addr(&a)]).await;
+    let written = sa.put("k2", &2u8, HOUR, None).await.unwrap();
+    let acked = sa.wait_for_acks(&written, 2, DEADLINE).await.unwrap();
+    assert_eq!(acked, 2);
+    for node in [&b, &c] {
+        assert!(node.store().latest(&a.id()).unwrap().unwrap() >= written.seq);
+    }
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+/// The system clock shifted by `offset_ms` (negative: behind).
+fn skewed_clock(offset_ms: i64) -> WallClock {
+    WallClock::from_fn(move || system_time_ms().saturating_add_signed(offset_ms))
+}
+
+/// The timestamp of the head of `node`'s own feed.
+fn own_head_time(node: &Node) -> Timestamp {
+    node.store()
+        .head(&node.id())
+        .expect("head")
+        .expect("an entry")
+        .timestamp()
+}
+
+/// Waits until `node` stores `seq` entries of `feed`.
+async fn holds(node: &Node, feed: &Node, seq: u64) {
+    let began = Instant::now();
+    while node.clock().unwrap().get(&feed.id()) != Some(&seq) {
+        assert!(
+            began.elapsed() < DEADLINE,
+            "{} never held {seq} entries of {}",
+            node.id(),
+            feed.id()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Two nodes: `a` on the system clock, `b` started on `clock_b`, dialing
+/// `a`; `a` puts a session of owner "u" and `cart` v1, `b` stores both and
+/// stops. Returns `a`, `b`'s directory and the network key.
+async fn b_holds_a_login_and_cart_v1(root: &TempDir, clock_b: WallClock) -> (Node, PathBuf, NetworkKey) {
+    let key = NetworkKey::generate().expect("key");
+    let dir_a = make_dir(root.path(), "a", &key);
+    let dir_b = make_dir(root.path(), "b", &key);
+    let a = start(&dir_a, vec![]).await;
+    let b = start_with_clock(&dir_b, vec![addr(&a)], clock_b).await;
+    let sa = a.sessions();
+    sa.put("k1", &login("u"), HOUR, Some("u")).await.unwrap();
+    sa.put("cart", &1u32, HOUR, None).await.unwrap();
+    holds(&b, &a, 2).await;
+    b.shutdown().await;
+    (a, dir_b, key)
+}
+
+#[tokio::test]
+async fn a_node_restarted_with_its_clock_behind_orders_its_writes_after_what_it_held() {
+    let root = TempDir::new().unwrap();
+    let (a, dir_b, _) = b_holds_a_login_and_cart_v1(&root, WallClock::system()).await;
+    let b = start_with_clock(&dir_b, vec![], skewed_clock(-2_000)).await;
+    let sb = b.sessions();
+    assert!(sb.get::<Login>("k1").unwrap().is_some(), "b did not hold k1");
+    sb.revoke_owner("u").await.unwrap();
+    sb.put("cart", &2u32, HOUR, None).await.unwrap();
+    assert!(
+        sb.get::<Login>("k1").unwrap().is_none(),
+        "log out everywhere left k1 alive"
+    );
+    assert_eq!(sb.get::<u32>("cart").unwrap().unwrap().value, 2, "cart v2 lost to v1");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_others_are() {
+    let root = TempDir::new().unwrap();
+    // b runs behind a by more than the drift bound; c runs 1 s ahead of b.
+    let behind = -i64::try_from(MAX_DRIFT_MS + 10_000).unwrap();
+    let (a, dir_b, key) = b_holds_a_login_and_cart_v1(&root, skewed_clock(behind)).await;
+    let c = start_with_clock(&make_dir(root.path(), "c", &key), vec![], skewed_clock(behind + 1_000)).await;
+    c.sessions().put("cart", &3u32, HOUR, None).await.unwrap();
+    let b = start_with_clock(&dir_b, vec![addr(&c)], skewed_clock(behind)).await;
+    holds(&b, &c, 1).await;
+    b.shutdown().await;
+    drop(b);
+
+    let b = start_with_clock(&dir_b, vec![], skewed_clock(behind)).await;
+    b.sessions().put("other", &4u32, HOUR, None).await.unwrap();
+    let stamped = own_head_time(&b);
+    assert!(
+        stamped > own_head_time(&c),
+        "not ordered after c's entry, within the bound"
+    );
+    assert!(stamped < own_head_time(&a), "dragged to a's time, beyond the bound");
+    b.shutdown().await;
+    c.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_take_the_nodes_wall_clock_as_now() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().unwrap();
+    let dir = make_dir(root.path(), "a", &key);
+    let clock = Arc::new(AtomicU64::new(system_time_ms()));
+    let reading = clock.clone();
+    let node = start_with_clock(&dir, vec![], WallClock::from_fn(move || reading.load(Ordering::SeqCst))).await;
+    let sessions = node.sessions();
+    sessions.put("sid", &login("alice"), HOUR, None).await.unwrap();
+    assert!(sessions.get::<Login>("sid").unwrap().is_some());
+    // Two hours later by the node's clock (not the system's), it has expired.
+    clock.fetch_add(2 * 3_600_000, Ordering::SeqCst);
+    assert!(sessions.get::<Login>("sid").unwrap().is_none());
+    assert!(sessions.get_raw("sid").is_none());
+    node.shutdown().await;
+}
