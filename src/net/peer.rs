@@ -230,6 +230,7 @@ impl Closed {
             Closed::Stream(StreamError::Decrypt) => "decrypt",
             Closed::Stream(StreamError::Framing(_)) => "framing",
             Closed::Stream(StreamError::Io(_)) => "io",
+            Closed::Stream(StreamError::SlowMessage(_)) => "slow-message",
             Closed::Stream(_) => "transport",
             Closed::Protocol(error) => error.reason(),
             Closed::Store(_) => "store-error",
@@ -642,7 +643,8 @@ impl Driver {
                     Ok(())
                 }
                 () = tokio::time::sleep_until(idle_deadline) => {
-                    if reader.frames_received() == heard {
+                    // Silence while the node does not read is not the peer's.
+                    if reader.frames_received() == heard && !reader.is_waiting_for_budget() {
                         return Closed::Idle;
                     }
                     heard = reader.frames_received();
