@@ -383,6 +383,9 @@ impl ReadState {
             Ok(message) => Ok(message),
             Err(e) => {
                 self.broken = true;
+                // A broken stream assembles nothing more: its share goes back to the pool.
+                self.reserving = None;
+                self.held = None;
                 Err(e)
             }
         }
