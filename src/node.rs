@@ -57,9 +57,10 @@ use crate::clock::{WallClock, system_time_ms};
 use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    BoxConnection, BufferBudget, Closed, DEFAULT_BUFFER_BUDGET, DEFAULT_MAX_HANDSHAKES, DEFAULT_MESSAGE_DEADLINE, DEFAULT_MAX_HANDSHAKES_PER_ADDR, FetchCommand, HandshakeConfig,
-    HandshakeError, HandshakeSlots, Host, Listener, LocalEvent, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
-    MAX_MESSAGE, initiate, respond, run_connection,
+    BoxConnection, BufferBudget, Closed, DEFAULT_BUFFER_BUDGET, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDR, DEFAULT_MESSAGE_DEADLINE, FetchCommand, HandshakeConfig, HandshakeError,
+    HandshakeSlots, Host, Listener, LocalEvent, MAX_MESSAGE, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
+    initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};

@@ -444,7 +444,11 @@ async fn large_messages_share_the_buffer_budget_and_must_arrive_within_its_deadl
         a2.send(&big_message(LARGE / 2, 2)).await.expect("send");
         a2
     });
-    assert!(tokio::time::timeout(Duration::from_millis(200), b2.recv()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), b2.recv())
+            .await
+            .is_err()
+    );
     assert!(b2.is_waiting_for_budget());
 
     // Small messages need no reservation; asking for the next one frees the pool.

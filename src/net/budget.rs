@@ -98,7 +98,10 @@ mod tests {
         let first = budget.reserve(2 * SMALL_MESSAGE).expect("large").await;
         assert_eq!(budget.used(), 2 * SMALL_MESSAGE);
         let mut second = budget.reserve(2 * SMALL_MESSAGE).expect("large");
-        assert!(tokio::time::timeout(Duration::ZERO, &mut second).await.is_err(), "no room yet");
+        assert!(
+            tokio::time::timeout(Duration::ZERO, &mut second).await.is_err(),
+            "no room yet"
+        );
         drop(first);
         let _second = second.await;
         assert_eq!(budget.used(), 2 * SMALL_MESSAGE);

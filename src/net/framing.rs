@@ -353,6 +353,8 @@ struct ReadState {
     held: Option<(OwnedSemaphorePermit, Instant)>,
     /// The reservation of the message last returned, released by the next `recv`.
     done: Option<OwnedSemaphorePermit>,
+    /// Reservations granted so far.
+    granted: u64,
 }
 
 impl ReadState {
@@ -369,6 +371,7 @@ impl ReadState {
             reserving: None,
             held: None,
             done: None,
+            granted: 0,
         }
     }
 
@@ -439,6 +442,7 @@ impl ReadState {
         };
         let permit = reserving.await;
         self.reserving = None;
+        self.granted += 1;
         let deadline = Instant::now() + budget.deadline();
         self.held = permit.map(|permit| (permit, deadline));
     }
@@ -686,6 +690,14 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// silence meanwhile).
     pub fn is_waiting_for_budget(&self) -> bool {
         self.state.reserving.is_some()
+    }
+
+    /// Grows whenever a frame arrives ([`SecureReader::frames_received`])
+    /// or the budget lets the half read on: while it stands still and the
+    /// half is not [waiting](SecureReader::is_waiting_for_budget), the peer
+    /// is silent.
+    pub fn progress(&self) -> u64 {
+        self.state.cipher.nonce.saturating_add(self.state.granted)
     }
 
     /// The peer's feed id, proven during the handshake.

@@ -590,7 +590,7 @@ impl Driver {
             return closed;
         }
         let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
-        let mut heard = reader.frames_received();
+        let mut heard = reader.progress();
         let mut idle_deadline = Instant::now() + idle;
         loop {
             if self.peeked.is_none() {
@@ -644,10 +644,10 @@ impl Driver {
                 }
                 () = tokio::time::sleep_until(idle_deadline) => {
                     // Silence while the node does not read is not the peer's.
-                    if reader.frames_received() == heard && !reader.is_waiting_for_budget() {
+                    if reader.progress() == heard && !reader.is_waiting_for_budget() {
                         return Closed::Idle;
                     }
-                    heard = reader.frames_received();
+                    heard = reader.progress();
                     idle_deadline = Instant::now() + idle;
                     Ok(())
                 }
