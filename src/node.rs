@@ -57,8 +57,9 @@ use crate::clock::{WallClock, system_time_ms};
 use crate::feed::Record;
 use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
-    BoxConnection, Closed, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDR, FetchCommand, HandshakeConfig,
-    HandshakeError, HandshakeSlots, Host, Listener, LocalEvent, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
+    BoxConnection, BufferBudget, Closed, DEFAULT_BUFFER_BUDGET, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDR, DEFAULT_MESSAGE_DEADLINE, FetchCommand, HandshakeConfig, HandshakeError,
+    HandshakeSlots, Host, Listener, LocalEvent, MAX_MESSAGE, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
     initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
@@ -124,6 +125,16 @@ pub struct NodeConfig {
     /// [`DEFAULT_FEED_BUDGET`]; see [`Admission::Open`]). Ignored with
     /// admins, where only the admins' and members' feeds are taken.
     pub max_feeds: usize,
+    /// Bytes of large incoming messages all connections together may hold
+    /// while they arrive (default [`DEFAULT_BUFFER_BUDGET`], 64 MiB; at
+    /// least [`MAX_MESSAGE`]). A connection whose message does not fit what
+    /// is free is not read until it does (spec/PROTOCOL.md §2.2 "Memory per
+    /// node"); see [`BufferBudget`].
+    pub buffer_budget: usize,
+    /// How long a large message has, once its share of the buffer budget is
+    /// granted, to arrive whole before the connection is dropped
+    /// (`slow-message`; default [`DEFAULT_MESSAGE_DEADLINE`], 30 s).
+    pub message_deadline: Duration,
     /// Most unfinished inbound handshakes at once (default
     /// [`DEFAULT_MAX_HANDSHAKES`]); at least 1.
     pub max_handshakes: usize,
@@ -156,6 +167,8 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_feeds: DEFAULT_FEED_BUDGET,
+            buffer_budget: DEFAULT_BUFFER_BUDGET,
+            message_deadline: DEFAULT_MESSAGE_DEADLINE,
             ready_admin_within: Duration::from_millis(DEFAULT_READY_ADMIN_WITHIN_MS),
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_addr: DEFAULT_MAX_HANDSHAKES_PER_ADDR,
@@ -297,6 +310,8 @@ struct Inner {
     inbound: Arc<Semaphore>,
     /// [`RESERVED_MEMBER_CONNECTIONS`].
     reserved: Arc<Semaphore>,
+    /// The pool of large incoming messages ([`NodeConfig::buffer_budget`]).
+    buffers: BufferBudget,
 }
 
 /// The node's sender choice, and how to wake each connection when its want
@@ -338,6 +353,11 @@ impl Node {
         if config.max_feeds == 0 || config.max_feeds > MAX_FEEDS_PER_PEER {
             return Err(NodeError::Config(format!(
                 "max_feeds must be from 1 to {MAX_FEEDS_PER_PEER} (what peers accept from one node)"
+            )));
+        }
+        if config.buffer_budget < MAX_MESSAGE || config.message_deadline.is_zero() {
+            return Err(NodeError::Config(format!(
+                "buffer_budget must be at least {MAX_MESSAGE} (one largest message) and message_deadline positive"
             )));
         }
         if config.reconnect_min.is_zero() || config.reconnect_min > config.reconnect_max {
@@ -415,6 +435,7 @@ impl Node {
             )),
             inbound: Arc::new(Semaphore::new(config.max_connections)),
             reserved: Arc::new(Semaphore::new(RESERVED_MEMBER_CONNECTIONS)),
+            buffers: BufferBudget::new(config.buffer_budget, config.message_deadline),
             config,
             network,
         });
@@ -644,6 +665,13 @@ impl Node {
             .iter()
             .map(|(&id, t)| (id, t.queued_out.load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Bytes of the buffer budget ([`NodeConfig::buffer_budget`]) that large
+    /// incoming messages hold now, over all connections: never more than
+    /// the budget.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffers.used()
     }
 
     /// Waits until at least `k` connected peers report holding this node's
@@ -1022,7 +1050,8 @@ impl Inner {
             return peer;
         }
         tracing::info!(peer = %peer, %addr, dialed, "peer connected");
-        let (reader, writer) = secure.into_split();
+        let (mut reader, writer) = secure.into_split();
+        reader.set_budget(self.buffers.clone());
         let host: Arc<dyn Host> = self.clone();
         let shutdown = self.shutdown.subscribe();
         let closed = run_connection(reader, writer, host, conn, shutdown, evict, Some(fetches)).await;

@@ -26,6 +26,8 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 ///   admin feed was last heard from; absent if never);
 /// - `feedmesh_peer_queued_bytes{peer}` (gauge): message bytes waiting to
 ///   be sent to each peer ([`Node::queued_out`]);
+/// - `feedmesh_buffered_bytes` (gauge): bytes of the node's buffer budget
+///   that large incoming messages hold now ([`Node::buffered_bytes`]);
 /// - `feedmesh_peer_lag_entries{peer}` (gauge): for each connected peer, the
 ///   sum over this node's feeds of how many entries it holds beyond what the
 ///   peer last claimed to hold;
@@ -107,6 +109,14 @@ pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
             );
         }
     }
+
+    family(
+        &mut out,
+        "feedmesh_buffered_bytes",
+        "gauge",
+        "Bytes of the buffer budget that large incoming messages hold.",
+    );
+    sample(&mut out, "feedmesh_buffered_bytes", None, node.buffered_bytes() as u64);
 
     family(
         &mut out,

@@ -23,10 +23,14 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
+use super::budget::{BufferBudget, Reserving};
 use crate::feed::FeedId;
 
 /// Length of a frame's length prefix.
@@ -106,6 +110,10 @@ pub enum StreamError {
     /// An earlier call failed, or a `send` was cancelled part-way: the stream is unusable.
     #[error("the stream is unusable after an earlier error or a cancelled send")]
     Broken,
+    /// A message that took a reservation of the node's buffer budget did
+    /// not arrive whole within the budget's deadline of it being granted.
+    #[error("a large message did not arrive whole within {0:?} of its buffer reservation")]
+    SlowMessage(Duration),
     /// The socket failed.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
@@ -201,6 +209,12 @@ impl MessageDecoder {
             return Ok((consumed, message));
         }
         Ok((consumed, None))
+    }
+
+    /// The declared length of the message being assembled, once its length
+    /// prefix is in.
+    pub fn body_len(&self) -> Option<usize> {
+        self.body.as_ref().map(|(len, _)| *len)
     }
 
     /// Whether the decoder sits between two messages (nothing partial held).
@@ -331,18 +345,50 @@ struct ReadState {
     plain_end: usize,
     decoder: MessageDecoder,
     broken: bool,
+    /// The node's pool for large messages; `None`: no budget applies.
+    budget: Option<BufferBudget>,
+    /// The reservation being waited for, for the message in progress.
+    reserving: Option<Reserving>,
+    /// The reservation of the message in progress, and when it must be whole.
+    held: Option<(OwnedSemaphorePermit, Instant)>,
+    /// The reservation of the message last returned, released by the next `recv`.
+    done: Option<OwnedSemaphorePermit>,
+    /// Reservations granted so far.
+    granted: u64,
 }
 
 impl ReadState {
+    fn new(frames: FrameReader, cipher: RecvCipher, max_message: usize) -> ReadState {
+        ReadState {
+            frames,
+            cipher,
+            plain: vec![0; MAX_NOISE_FRAME],
+            plain_start: 0,
+            plain_end: 0,
+            decoder: MessageDecoder::new(max_message),
+            broken: false,
+            budget: None,
+            reserving: None,
+            held: None,
+            done: None,
+            granted: 0,
+        }
+    }
+
     async fn recv<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<Vec<u8>, StreamError> {
         if self.broken {
             return Err(StreamError::Broken);
         }
+        // The caller is done with the previous message.
+        self.done = None;
         // Only errors set `broken`; a cancelled recv loses nothing (see `recv`'s doc).
         match self.recv_inner(reader).await {
             Ok(message) => Ok(message),
             Err(e) => {
                 self.broken = true;
+                // A broken stream assembles nothing more: its share goes back to the pool.
+                self.reserving = None;
+                self.held = None;
                 Err(e)
             }
         }
@@ -354,11 +400,20 @@ impl ReadState {
                 let (n, message) = self.decoder.decode(&self.plain[self.plain_start..self.plain_end])?;
                 self.plain_start += n;
                 if let Some(message) = message {
+                    self.done = self.held.take().map(|(permit, _)| permit);
                     return Ok(message);
                 }
                 continue;
             }
-            let ciphertext = match self.frames.read_frame(reader, MAX_NOISE_FRAME).await {
+            self.reserve().await;
+            let read = self.frames.read_frame(reader, MAX_NOISE_FRAME);
+            let frame = match (&self.held, &self.budget) {
+                (Some((_, deadline)), Some(budget)) => tokio::time::timeout_at(*deadline, read)
+                    .await
+                    .map_err(|_| StreamError::SlowMessage(budget.deadline()))?,
+                _ => read.await,
+            };
+            let ciphertext = match frame {
                 Err(StreamError::Closed) if !self.decoder.is_idle() => return Err(StreamError::Truncated),
                 other => other?,
             };
@@ -366,6 +421,30 @@ impl ReadState {
             self.plain_start = 0;
             self.plain_end = len;
         }
+    }
+}
+
+impl ReadState {
+    /// Before reading more of a large message: waits (cancel-safe, keeping
+    /// its place) for its reservation of the budget, and starts its deadline.
+    async fn reserve(&mut self) {
+        if self.held.is_some() {
+            return;
+        }
+        let (Some(budget), Some(len)) = (&self.budget, self.decoder.body_len()) else {
+            return;
+        };
+        if self.reserving.is_none() {
+            self.reserving = budget.reserve(len);
+        }
+        let Some(reserving) = self.reserving.as_mut() else {
+            return;
+        };
+        let permit = reserving.await;
+        self.reserving = None;
+        self.granted += 1;
+        let deadline = Instant::now() + budget.deadline();
+        self.held = permit.map(|permit| (permit, deadline));
     }
 }
 
@@ -488,15 +567,7 @@ impl<S> SecureStream<S> {
             stream,
             remote,
             handshake_hash,
-            read: ReadState {
-                frames,
-                cipher: recv,
-                plain: vec![0; MAX_NOISE_FRAME],
-                plain_start: 0,
-                plain_end: 0,
-                decoder: MessageDecoder::new(max_message),
-                broken: false,
-            },
+            read: ReadState::new(frames, recv, max_message),
             write: WriteState {
                 cipher: send,
                 max_message,
@@ -605,6 +676,28 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// included: it grows whenever the peer is heard from.
     pub fn frames_received(&self) -> u64 {
         self.state.cipher.nonce
+    }
+
+    /// Counts the messages this half receives against `budget`: a message
+    /// over [`super::SMALL_MESSAGE`] bytes waits for its reservation before
+    /// more of it is read, then has the budget's deadline to arrive whole.
+    pub fn set_budget(&mut self, budget: BufferBudget) {
+        self.state.budget = Some(budget);
+    }
+
+    /// Whether the half stopped reading the socket until the budget has
+    /// room for the message in progress (the peer is not to blame for the
+    /// silence meanwhile).
+    pub fn is_waiting_for_budget(&self) -> bool {
+        self.state.reserving.is_some()
+    }
+
+    /// Grows whenever a frame arrives ([`SecureReader::frames_received`])
+    /// or the budget lets the half read on: while it stands still and the
+    /// half is not [waiting](SecureReader::is_waiting_for_budget), the peer
+    /// is silent.
+    pub fn progress(&self) -> u64 {
+        self.state.cipher.nonce.saturating_add(self.state.granted)
     }
 
     /// The peer's feed id, proven during the handshake.

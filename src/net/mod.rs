@@ -22,7 +22,10 @@
 //! 5. [`HandshakeSlots`]: the listener's budget of unfinished handshakes
 //!    (§3.5), apart from established connections.
 //!
-//! 6. [`Network`]: how a node listens and dials ([`TcpNetwork`] by default;
+//! 6. [`BufferBudget`]: the node-wide pool of bytes for large incoming
+//!    messages, shared by all connections (§2.2 "Memory per node").
+//!
+//! 7. [`Network`]: how a node listens and dials ([`TcpNetwork`] by default;
 //!    tests plug in a simulated network).
 //!
 //! What a node does on each error is §3.4: close the connection and log the
@@ -32,6 +35,7 @@
 //! run it over `tokio::io::duplex` or a simulated network as well as TCP.
 
 mod admission;
+mod budget;
 mod framing;
 mod handshake;
 mod key;
@@ -39,6 +43,7 @@ mod network;
 mod peer;
 
 pub use admission::{DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_ADDR, HandshakeSlots};
+pub use budget::{BufferBudget, DEFAULT_BUFFER_BUDGET, DEFAULT_MESSAGE_DEADLINE, SMALL_MESSAGE};
 pub use framing::{
     FRAME_HEADER_LEN, FramingError, MAX_FRAME_PLAINTEXT, MAX_MESSAGE, MAX_NOISE_FRAME, MESSAGE_HEADER_LEN,
     MIN_MAX_MESSAGE, MessageDecoder, NOISE_TAG_LEN, SecureReader, SecureStream, SecureWriter, StreamError, parse_frame,

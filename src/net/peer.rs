@@ -230,6 +230,7 @@ impl Closed {
             Closed::Stream(StreamError::Decrypt) => "decrypt",
             Closed::Stream(StreamError::Framing(_)) => "framing",
             Closed::Stream(StreamError::Io(_)) => "io",
+            Closed::Stream(StreamError::SlowMessage(_)) => "slow-message",
             Closed::Stream(_) => "transport",
             Closed::Protocol(error) => error.reason(),
             Closed::Store(_) => "store-error",
@@ -589,7 +590,7 @@ impl Driver {
             return closed;
         }
         let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
-        let mut heard = reader.frames_received();
+        let mut heard = reader.progress();
         let mut idle_deadline = Instant::now() + idle;
         loop {
             if self.peeked.is_none() {
@@ -642,10 +643,11 @@ impl Driver {
                     Ok(())
                 }
                 () = tokio::time::sleep_until(idle_deadline) => {
-                    if reader.frames_received() == heard {
+                    // Silence while the node does not read is not the peer's.
+                    if reader.progress() == heard && !reader.is_waiting_for_budget() {
                         return Closed::Idle;
                     }
-                    heard = reader.frames_received();
+                    heard = reader.progress();
                     idle_deadline = Instant::now() + idle;
                     Ok(())
                 }

@@ -10,11 +10,11 @@ use crate::common::nodes;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
-use feedmesh::net::OUTBOX_BYTES;
+use feedmesh::net::{MAX_MESSAGE, OUTBOX_BYTES};
 use feedmesh::node::Node;
 use feedmesh::sync::{
     ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
@@ -36,6 +36,13 @@ async fn until_holds(node: &Node, feed: FeedId, seq: u64) {
 async fn delivered(from: &Node, to: &Node, payload: &str) {
     let entry = from.append(payload.as_bytes()).await.expect("append");
     until_holds(to, from.id(), entry.seq()).await;
+}
+
+/// [`delivered`], timed.
+async fn latency(from: &Node, to: &Node, payload: &str) -> Duration {
+    let began = Instant::now();
+    delivered(from, to, payload).await;
+    began.elapsed()
 }
 
 /// No honest node cut another for going over a limit.
@@ -303,6 +310,54 @@ async fn a_fresh_node_syncs_thousands_of_one_entry_feeds_without_being_cut() {
     .await;
     no_limit_disconnects(&[&a, &b, &fresh]);
     for node in [a, b, fresh] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_large_messages_hold_no_more_than_the_buffer_budget_and_are_dropped() {
+    // B's budget holds two largest messages; six rogues each start one,
+    // send all of it but the last byte and stall.
+    const BUDGET: usize = 2 * MAX_MESSAGE;
+    const ROGUES: usize = 6;
+    let net = net(3);
+    let mut settings = config(&net.dirs[1], vec![]);
+    settings.buffer_budget = BUDGET;
+    settings.message_deadline = Duration::from_secs(2);
+    let b = Node::start(settings).await.expect("start");
+    let a = start(&net.dirs[0], vec![addr(&b)]).await;
+    let c = start(&net.dirs[2], vec![addr(&b)]).await;
+    let before = latency(&a, &c, "before the attack").await;
+
+    let mut stalls = Vec::new();
+    for _ in 0..ROGUES {
+        let rogue = Rogue::connect(addr(&b), &net.key).await;
+        stalls.push(rogue.stall_in_message(MAX_MESSAGE, MAX_MESSAGE - 1));
+    }
+    eventually("the rogues fill B's budget", || b.buffered_bytes() == BUDGET).await;
+
+    // Honest entries still cross B while the rogues hold all it lets them.
+    let during = latency(&a, &c, "during the attack").await;
+    println!("A->C latency: before the attack {before:?}, during it {during:?}");
+    assert!(b.buffered_bytes() <= BUDGET, "{} buffered", b.buffered_bytes());
+
+    // Each rogue is dropped once its turn's deadline passes; the ones that
+    // waited for the budget are not cut as idle meanwhile.
+    for stall in stalls {
+        tokio::time::timeout(Duration::from_secs(30), stall)
+            .await
+            .expect("the node drops the stalled rogue")
+            .expect("rogue task");
+    }
+    eventually("every rogue counted as slow", || {
+        b.disconnects().get("slow-message") == Some(&(ROGUES as u64))
+    })
+    .await;
+    assert_eq!(b.disconnects().get("idle"), None, "{:?}", b.disconnects());
+    assert_eq!(b.buffered_bytes(), 0);
+    delivered(&c, &a, "after the attack").await;
+    no_limit_disconnects(&[&a, &b, &c]);
+    for node in [a, b, c] {
         node.shutdown().await;
     }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use feedmesh::feed::{FeedId, Keypair};
 use feedmesh::net::{
-    self, FramingError, HandshakeConfig, HandshakeError, MIN_MAX_MESSAGE, NetworkKey, SecureStream, StreamError,
+    self, BufferBudget, FramingError, HandshakeConfig, HandshakeError, MAX_FRAME_PLAINTEXT, MIN_MAX_MESSAGE,
+    NetworkKey, SecureStream, StreamError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -420,4 +421,49 @@ async fn keepalives_are_skipped_by_the_reader_but_counted() {
         before + 3,
         "two empty frames and one message frame"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_share_the_buffer_budget_and_must_arrive_within_its_deadline() {
+    const LARGE: usize = 200_000;
+    let budget = BufferBudget::new(LARGE, Duration::from_millis(300));
+    let (mut a1, b1) = connected(HandshakeConfig::default(), HandshakeConfig::default()).await;
+    let (mut a2, b2) = connected(HandshakeConfig::default(), HandshakeConfig::default()).await;
+    let (mut b1, _w1) = b1.into_split();
+    let (mut b2, _w2) = b2.into_split();
+    b1.set_budget(budget.clone());
+    b2.set_budget(budget.clone());
+
+    // b1's message holds the whole pool until b1 asks for its next one.
+    within(a1.send(&big_message(LARGE, 1))).await.expect("send");
+    assert_eq!(within(b1.recv()).await.expect("recv"), big_message(LARGE, 1));
+    assert_eq!(budget.used(), LARGE);
+
+    // b2's large message waits: b2 stops reading, and is not at fault.
+    let sender = tokio::spawn(async move {
+        a2.send(&big_message(LARGE / 2, 2)).await.expect("send");
+        a2
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), b2.recv())
+            .await
+            .is_err()
+    );
+    assert!(b2.is_waiting_for_budget());
+
+    // Small messages need no reservation; asking for the next one frees the pool.
+    within(a1.send(b"small")).await.expect("send");
+    assert_eq!(within(b1.recv()).await.expect("recv"), b"small");
+    assert_eq!(within(b2.recv()).await.expect("recv"), big_message(LARGE / 2, 2));
+    assert!(!b2.is_waiting_for_budget());
+
+    // A granted message that stalls one byte short is dropped after the deadline.
+    let mut a2 = within(sender).await.expect("sender");
+    let mut partial = (LARGE as u32).to_be_bytes().to_vec();
+    partial.resize(LARGE - 1, 0);
+    for frame in partial.chunks(MAX_FRAME_PLAINTEXT) {
+        within(a2.send_raw_frame(frame)).await.expect("send raw");
+    }
+    assert!(matches!(within(b2.recv()).await, Err(StreamError::SlowMessage(_))));
+    assert_eq!(budget.used(), 0, "a dropped message frees its reservation");
 }

@@ -94,7 +94,8 @@ enum Command {
     /// max_connections (default 64); max_handshakes (32);
     /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
     /// reconnect_min_ms (100); reconnect_max_ms (10000);
-    /// ready_admin_within_ms (300000); max_feeds (64512). With --api, GET /v1/ready answers 200
+    /// ready_admin_within_ms (300000); max_feeds (64512);
+    /// buffer_budget_bytes (67108864). With --api, GET /v1/ready answers 200
     /// only when the node holds what its peers claimed at connect and (with
     /// admins) heard an admin feed within that bound, else 503 with the
     /// reasons: the probe for a load balancer.
@@ -224,6 +225,9 @@ struct ServeArgs {
     /// In an open network, how many feeds to take from peers before taking only connected peers' own feeds [config: max_feeds; default: 64512].
     #[arg(long)]
     max_feeds: Option<usize>,
+    /// Bytes of large incoming messages all connections may hold at once; a connection whose message does not fit waits [config: buffer_budget_bytes; default: 67108864].
+    #[arg(long)]
+    buffer_budget_bytes: Option<usize>,
     /// With admins, how recently an admin feed must have been heard from for GET /v1/ready, in milliseconds [config: ready_admin_within_ms; default: 300000].
     #[arg(long)]
     ready_admin_within_ms: Option<u64>,
@@ -433,6 +437,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
     settings.reconnect_max_ms = args.reconnect_max_ms.unwrap_or(settings.reconnect_max_ms);
     settings.ready_admin_within_ms = args.ready_admin_within_ms.unwrap_or(settings.ready_admin_within_ms);
     settings.max_feeds = args.max_feeds.unwrap_or(settings.max_feeds);
+    settings.buffer_budget_bytes = args.buffer_budget_bytes.unwrap_or(settings.buffer_budget_bytes);
     let config = settings.node_config(&args.dir)?;
     Ok((settings, config))
 }

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use feedmesh::feed::{FeedId, Keypair};
-use feedmesh::net::{NetworkKey, SecureStream};
+use feedmesh::net::{MAX_FRAME_PLAINTEXT, MESSAGE_HEADER_LEN, NetworkKey, SecureStream};
 use feedmesh::sync::Message;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// Every wait of the hostile peer ends by this long.
 const WAIT: Duration = Duration::from_secs(15);
@@ -58,5 +59,22 @@ impl Rogue {
         tokio::time::timeout(WAIT, async { while self.stream.recv().await.is_ok() {} })
             .await
             .expect("the node closes the connection");
+    }
+
+    /// Starts a message declaring `declared` bytes, sends the first `sent`
+    /// of them and stalls, on a task that ends once the node has closed the
+    /// connection (its writes fail or its reads end). The task owns the
+    /// rogue: the writes may block for as long as the node does not read.
+    pub(crate) fn stall_in_message(mut self, declared: usize, sent: usize) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut stream = (declared as u32).to_be_bytes().to_vec();
+            stream.resize(MESSAGE_HEADER_LEN + sent, 0x5a);
+            for frame in stream.chunks(MAX_FRAME_PLAINTEXT) {
+                if self.stream.send_raw_frame(frame).await.is_err() {
+                    return;
+                }
+            }
+            while self.stream.recv().await.is_ok() {}
+        })
     }
 }

@@ -146,6 +146,7 @@ async fn status_append_feeds_and_metrics_on_one_node() {
         "feedmesh_peer_lag_entries",
         "feedmesh_disconnects_total",
         "feedmesh_handshake_failures_total",
+        "feedmesh_buffered_bytes",
     ] {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
     }
@@ -154,6 +155,7 @@ async fn status_append_feeds_and_metrics_on_one_node() {
             .any(|l| l == format!("feedmesh_feed_entries{{feed=\"{id}\"}} 3")),
         "{text}"
     );
+    assert!(text.lines().any(|l| l == "feedmesh_buffered_bytes 0"), "{text}");
 
     // SIGTERM stops the node (API included) gracefully; then `feedmesh log`
     // (it needs the store) prints the same objects.
