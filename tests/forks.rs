@@ -55,6 +55,8 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
         feed,
         latest: 4,
         want: false,
+        frozen: false,
+        head: Some(record.0.hash()),
     }];
     stream
         .send(&Message::Clock { feeds: claim }.encode())

@@ -637,8 +637,10 @@ mod tests {
         let mut feeds: Vec<ClockEntry> = (1..=5)
             .map(|i| ClockEntry {
                 feed: feed_of(i),
-                latest: u64::from(i) * 1000,
+                latest: u64::from(i) * 1000 * u64::from(i > 1),
                 want: i % 2 == 0,
+                frozen: i % 3 == 0,
+                head: (i > 1).then_some(Hash([i; 32])),
             })
             .collect();
         feeds.sort_by_key(|e| e.feed);
@@ -775,6 +777,8 @@ mod tests {
             feed: feed_of(seed),
             latest: 1,
             want: true,
+            frozen: false,
+            head: Some(Hash([seed; 32])),
         };
         let (a, b) = (entry(1), entry(2));
         let (low, high) = if a.feed < b.feed { (a, b) } else { (b, a) };
@@ -784,10 +788,17 @@ mod tests {
                 Err(DecodeError::NotCanonical { field: "clock order" }.into())
             );
         }
-        // `want` other than 0 or 1.
+        // Flags other than 0 to 3 (the flags precede the 34-byte head).
         let mut bytes = Message::Clock { feeds: vec![low] }.encode();
-        *bytes.last_mut().expect("non-empty") = 2;
-        assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "want" }));
+        let flags = bytes.len() - 35;
+        bytes[flags] = 4;
+        assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "flags" }));
+        // A head that is null though entries are held, or given though none are.
+        for (latest, head) in [(1, None), (0, Some(Hash([1; 32])))] {
+            let line = ClockEntry { latest, head, ..low };
+            let bytes = Message::Clock { feeds: vec![line] }.encode();
+            assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "head" }));
+        }
         // Empty or reversed request ranges, unknown types, wrong arity.
         for (from, to) in [(0, 1), (3, 2)] {
             let bytes = Message::Request {
