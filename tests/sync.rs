@@ -1209,3 +1209,33 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
     );
     assert!(!machine.is_closed());
 }
+
+#[test]
+fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() {
+    // Node 0 holds 1, 2, 3a and node 1 holds 1, 2, 3b of a third author's
+    // feed: nothing is relayed, only the heads in the Clocks differ.
+    let (a, b3) = forked_at(9, 3, 3);
+    let feed = a[0].0.author();
+    let mut net = Net::flooding(2);
+    let mut b = a[..2].to_vec();
+    b.push(b3);
+    for (node, records) in [(0, &a), (1, &b)] {
+        let verified = feedmesh::feed::verify_batch(records.clone()).expect("valid");
+        net.stores[node].append(&verified).expect("append");
+    }
+    net.connect(0, 1);
+    net.run_until_idle();
+    for node in 0..2 {
+        assert_eq!(net.stores[node].frozen_at(&feed).expect("frozen_at"), Some(3), "node {node}");
+    }
+    assert!(net.disconnects.is_empty(), "{:?}", net.disconnects);
+    // Each side now marks the feed frozen (and unwanted) in its Clock.
+    for conn in 0..2 {
+        let machine = &mut net.conns[conn].machine;
+        machine.local_advanced(feed, 4, net.now);
+        let Some(Message::Clock { feeds }) = machine.poll_transmit() else {
+            panic!("no Clock");
+        };
+        assert!(feeds.iter().any(|line| line.feed == feed && line.frozen && !line.want), "{feeds:?}");
+    }
+}

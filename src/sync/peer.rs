@@ -1198,3 +1198,91 @@ fn check_chunk(
         .map(|(entry, payload)| assume_verified(entry, payload))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::pack_chunk;
+
+    const FEED: FeedId = FeedId([1; 32]);
+    const HEAD: Hash = Hash([2; 32]);
+
+    /// A machine holding `FEED` up to `held`, its opening Clock drained.
+    fn holding(held: u64) -> PeerSync {
+        let mut machine = PeerSync::new();
+        machine.start(&BTreeMap::from([(FEED, held)]), 0);
+        while machine.poll_transmit().is_some() {}
+        while machine.poll_action().is_some() {}
+        machine
+    }
+
+    fn clock(latest: u64) -> Message {
+        Message::Clock {
+            feeds: vec![ClockEntry {
+                feed: FEED,
+                latest,
+                want: false,
+                frozen: false,
+                head: Some(HEAD),
+            }],
+        }
+    }
+
+    fn head_checks(machine: &mut PeerSync) -> Vec<(FeedId, u64)> {
+        std::iter::from_fn(|| machine.poll_action())
+            .filter_map(|action| match action {
+                Action::CheckHead { feed, seq, head } => {
+                    assert_eq!(head, HEAD);
+                    Some((feed, seq))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_head_at_or_below_what_is_held_is_checked_once_per_seq() {
+        let mut machine = holding(3);
+        machine.handle_message(clock(2), 1);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 2)]);
+        machine.handle_message(clock(2), 2);
+        assert_eq!(head_checks(&mut machine), vec![], "seq 2 was checked already");
+        machine.handle_message(clock(3), 3);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 3)]);
+        machine.handle_message(clock(1), 4);
+        assert_eq!(head_checks(&mut machine), vec![], "a stale claim is no head");
+    }
+
+    #[test]
+    fn a_head_beyond_what_is_held_is_checked_once_stored() {
+        let mut machine = holding(2);
+        machine.handle_message(clock(3), 1);
+        assert_eq!(head_checks(&mut machine), vec![]);
+        machine.local_advanced(FEED, 3, 2);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 3)]);
+    }
+
+    #[test]
+    fn a_differing_head_fetches_that_entry_once_and_blames_no_one() {
+        let mut machine = holding(3);
+        machine.handle_message(clock(3), 1);
+        head_checks(&mut machine);
+        machine.head_differs(FEED, 3, 2);
+        let Some(Message::Fetch { id, feed, from, to }) = machine.poll_transmit() else {
+            panic!("no Fetch of entry 3");
+        };
+        assert_eq!((feed, from, to), (FEED, 3, 3));
+        // One head check per feed at a time.
+        machine.head_differs(FEED, 3, 3);
+        assert_eq!(machine.poll_transmit(), None);
+        // The peer holds no entry 3 after all: nothing happens.
+        machine.handle_message(pack_chunk(id, FEED, 0, Vec::new(), Vec::new()), 4);
+        assert_eq!(machine.poll_action(), None);
+        // A second check that is never answered times out without blame.
+        machine.head_differs(FEED, 3, 5);
+        assert!(matches!(machine.poll_transmit(), Some(Message::Fetch { .. })));
+        machine.handle_timeout(5 + FETCH_TIMEOUT_MS);
+        assert_eq!(machine.poll_action(), None);
+        assert!(!machine.is_closed());
+    }
+}
