@@ -590,7 +590,10 @@ impl PeerHarness {
                     assert_eq!(line.latest, self.held.get(&line.feed).copied().unwrap_or(0), "{line:?}");
                     assert!(!(line.want && self.frozen.contains(&line.feed)), "wants a frozen feed");
                     // (A Fork action may follow the Clock that marks its feed.)
-                    assert!(line.frozen || !self.frozen.contains(&line.feed), "frozen unmarked {line:?}");
+                    assert!(
+                        line.frozen || !self.frozen.contains(&line.feed),
+                        "frozen unmarked {line:?}"
+                    );
                     assert!(!(line.want && line.frozen), "wants a feed it marks frozen");
                     if line.want {
                         self.announced.insert(line.feed);
@@ -790,7 +793,7 @@ pub fn peer_sync(data: &[u8]) {
                             latest,
                             want: flags & 1 == 1,
                             frozen: flags & 2 == 2,
-                            head: (latest > 0).then(|| Hash([flags; 32])),
+                            head: (latest > 0).then_some(Hash([flags; 32])),
                         }
                     })
                     .collect();
@@ -926,7 +929,7 @@ fn reference_message(message: &Message) -> Vec<u8> {
                 feeds
                     .iter()
                     .map(|line| {
-                        let flags = u64::from(line.want) | u64::from(line.frozen) << 1;
+                        let flags = u64::from(line.want) | (u64::from(line.frozen) << 1);
                         let head = line.head.map_or(Value::Null, |head| bytes(&head.0));
                         Value::Array(vec![bytes(line.feed.as_bytes()), uint(line.latest), uint(flags), head])
                     })

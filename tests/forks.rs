@@ -169,7 +169,9 @@ async fn forked_heads_at_the_same_seq_are_found_by_comparing_clocks() {
         while !(marked && proven) {
             match Message::decode(&stream.recv().await.expect("recv")) {
                 Ok(Message::Clock { feeds }) => {
-                    marked |= feeds.iter().any(|l| l.feed == feed && l.frozen && !l.want && l.latest == 3);
+                    marked |= feeds
+                        .iter()
+                        .any(|l| l.feed == feed && l.frozen && !l.want && l.latest == 3);
                 }
                 Ok(Message::Fork { proof }) => proven |= proof.author() == feed,
                 _ => {}

@@ -1226,7 +1226,11 @@ fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() 
     net.connect(0, 1);
     net.run_until_idle();
     for node in 0..2 {
-        assert_eq!(net.stores[node].frozen_at(&feed).expect("frozen_at"), Some(3), "node {node}");
+        assert_eq!(
+            net.stores[node].frozen_at(&feed).expect("frozen_at"),
+            Some(3),
+            "node {node}"
+        );
     }
     assert!(net.disconnects.is_empty(), "{:?}", net.disconnects);
     // Each side now marks the feed frozen (and unwanted) in its Clock.
@@ -1236,6 +1240,9 @@ fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() 
         let Some(Message::Clock { feeds }) = machine.poll_transmit() else {
             panic!("no Clock");
         };
-        assert!(feeds.iter().any(|line| line.feed == feed && line.frozen && !line.want), "{feeds:?}");
+        assert!(
+            feeds.iter().any(|line| line.feed == feed && line.frozen && !line.want),
+            "{feeds:?}"
+        );
     }
 }

@@ -965,7 +965,9 @@ impl Driver {
 fn head_hash(store: &dyn Store, feed: FeedId, seq: u64) -> Result<Hash, StoreError> {
     match store.entry(&feed, seq)? {
         Some(entry) => Ok(entry.hash()),
-        None => Err(StoreError::Corrupt(format!("{feed} announced up to {seq}, which the store lacks"))),
+        None => Err(StoreError::Corrupt(format!(
+            "{feed} announced up to {seq}, which the store lacks"
+        ))),
     }
 }
 

@@ -28,7 +28,7 @@
 //! `encode(decode(b)) == b` for every accepted `b`.
 
 use crate::feed::{
-    CborReader, DecodeError, Entry, FeedId, ForkProof, Hash, ForkProofError, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
+    CborReader, DecodeError, Entry, FeedId, ForkProof, ForkProofError, Hash, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
     ValidationError, cbor_write_array_head, cbor_write_bytes_head, cbor_write_uint, decode_record, encode_record,
     record_len,
 };
@@ -481,7 +481,7 @@ fn decode_clock(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
 impl ClockEntry {
     /// The line's flags as on the wire.
     fn flags(&self) -> u64 {
-        u64::from(self.want) * FLAG_WANT | u64::from(self.frozen) * FLAG_FROZEN
+        (u64::from(self.want) * FLAG_WANT) | (u64::from(self.frozen) * FLAG_FROZEN)
     }
 }
 
