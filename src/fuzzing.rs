@@ -573,8 +573,10 @@ impl PeerHarness {
         self.check_state();
     }
 
-    fn check_transmit(&mut self, message: Message) {
+    fn check_transmit(&mut self, mut message: Message) {
         assert!(!self.closed, "sent {message:?} after disconnecting");
+        // The driver fills Clock heads from its store.
+        let _ = message.fill_heads(|_, seq| Ok::<_, ()>(Hash([seq as u8; 32])));
         let bytes = message.encode();
         assert!(bytes.len() <= MAX_FRAME);
         assert_eq!(
@@ -587,6 +589,12 @@ impl PeerHarness {
                 for line in feeds {
                     assert_eq!(line.latest, self.held.get(&line.feed).copied().unwrap_or(0), "{line:?}");
                     assert!(!(line.want && self.frozen.contains(&line.feed)), "wants a frozen feed");
+                    // (A Fork action may follow the Clock that marks its feed.)
+                    assert!(
+                        line.frozen || !self.frozen.contains(&line.feed),
+                        "frozen unmarked {line:?}"
+                    );
+                    assert!(!(line.want && line.frozen), "wants a feed it marks frozen");
                     if line.want {
                         self.announced.insert(line.feed);
                     } else {
@@ -632,6 +640,11 @@ impl PeerHarness {
             }
             Action::Serve { from, to, .. } => {
                 assert!(1 <= from && from <= to && to - from < crate::sync::MAX_FETCH_RANGE);
+            }
+            Action::CheckHead { feed, seq, .. } => {
+                assert!(!self.frozen.contains(&feed), "checks the head of a frozen feed");
+                let held = self.held.get(&feed).copied().unwrap_or(0);
+                assert!(1 <= seq && seq <= held, "CheckHead {seq} holding {held}");
             }
             Action::Fetched { .. } => panic!("a Fetched action without a fetch"),
             Action::Evidence { .. } => panic!("fork evidence without a V9 refusal"),
@@ -774,8 +787,14 @@ pub fn peer_sync(data: &[u8]) {
                             b if b >= 0x80 => MAX_SEQ - u64::from(b & 0x7f),
                             b => u64::from(b % 16),
                         };
-                        let want = input.byte() & 1 == 1;
-                        ClockEntry { feed, latest, want }
+                        let flags = input.byte();
+                        ClockEntry {
+                            feed,
+                            latest,
+                            want: flags & 1 == 1,
+                            frozen: flags & 2 == 2,
+                            head: (latest > 0).then_some(Hash([flags; 32])),
+                        }
                     })
                     .collect();
                 feeds.sort_by_key(|line| line.feed);
@@ -910,8 +929,9 @@ fn reference_message(message: &Message) -> Vec<u8> {
                 feeds
                     .iter()
                     .map(|line| {
-                        let want = u64::from(line.want);
-                        Value::Array(vec![bytes(line.feed.as_bytes()), uint(line.latest), uint(want)])
+                        let flags = u64::from(line.want) | (u64::from(line.frozen) << 1);
+                        let head = line.head.map_or(Value::Null, |head| bytes(&head.0));
+                        Value::Array(vec![bytes(line.feed.as_bytes()), uint(line.latest), uint(flags), head])
                     })
                     .collect(),
             ),

@@ -35,7 +35,7 @@ use crate::feed::{FeedId, Keypair};
 pub const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
 /// The Noise prologue: both sides must use the same, so a different protocol
 /// version fails the handshake.
-pub const PROLOGUE: &[u8] = b"feedmesh transport v1";
+pub const PROLOGUE: &[u8] = b"feedmesh transport v2";
 /// Domain separation of the identity proof's signed message.
 pub const IDENTITY_CONTEXT: &[u8] = b"feedmesh handshake v1\0";
 /// Role byte signed by the initiator (dialer).

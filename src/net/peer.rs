@@ -62,7 +62,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, certificate_path};
+use crate::feed::{Entry, FeedId, ForkProof, Hash, ValidationError, Verified, certificate_path};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
     Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
@@ -788,7 +788,8 @@ impl Driver {
                     self.finish_store().await?;
                     self.serve(id, feed, from, to)?;
                 }
-                Action::Evidence { entry, error } => self.on_evidence(*entry, *error).await?,
+                Action::CheckHead { feed, seq, head } => self.check_head(feed, seq, head).await?,
+                Action::Evidence { entry, error } => self.on_evidence(*entry, error.map(|e| *e)).await?,
                 Action::Fetched { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
@@ -805,16 +806,33 @@ impl Driver {
         Ok(())
     }
 
+    /// Compares the head the peer's Clock named with the store's entry at
+    /// that seq (§2.2 "Fork evidence"); if they differ, the machine fetches
+    /// the peer's entry.
+    async fn check_head(&mut self, feed: FeedId, seq: u64, head: Hash) -> Result<(), Closed> {
+        let store = self.store.clone();
+        let held = blocking(move || store.entry(&feed, seq)).await?;
+        if held.is_some_and(|held| held.hash() != head) {
+            tracing::info!(peer = %self.peer, %feed, seq, "peer's head differs from ours; fetching it");
+            self.sync.head_differs(feed, seq, self.now());
+        }
+        Ok(())
+    }
+
     /// Compares the peer's entry with the store's at the same seq (§2.2
     /// "Fork evidence"): if they differ, records the fork proof (the host
     /// publishes it to every connection, this one included); if the store
     /// holds the same entry, the peer's record chained to nothing: it is
-    /// disconnected for the refused record's rule.
-    async fn on_evidence(&mut self, entry: Entry, error: ValidationError) -> Result<(), Closed> {
+    /// disconnected for the refused record's rule (a head check, without
+    /// one, does nothing).
+    async fn on_evidence(&mut self, entry: Entry, error: Option<ValidationError>) -> Result<(), Closed> {
         let (feed, seq) = (entry.author(), entry.seq());
         let store = self.store.clone();
         let held = blocking(move || store.entry(&feed, seq)).await?;
         let Some(proof) = held.and_then(|held| ForkProof::new(held, entry).ok()) else {
+            let Some(error) = error else {
+                return Ok(());
+            };
             let error = ProtocolError::InvalidEntry {
                 feed,
                 seq: seq + 1,
@@ -823,7 +841,7 @@ impl Driver {
             tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
             return Err(Closed::Protocol(error));
         };
-        tracing::warn!(peer = %self.peer, %feed, seq, "fork found from a relayed record");
+        tracing::warn!(peer = %self.peer, %feed, seq, "fork found from a peer's entry");
         let host = self.host.clone();
         Ok(blocking(move || host.record_fork(&proof)).await?)
     }
@@ -895,7 +913,15 @@ impl Driver {
     /// first (clocks, requests, fork proofs), then the current chunk's
     /// Records, then a new chunk read from the store.
     async fn send_next(&mut self, outbox: &Outbox) -> Result<(), Closed> {
-        if let Some(message) = self.peeked.take() {
+        if let Some(mut message) = self.peeked.take() {
+            if matches!(message, Message::Clock { .. }) {
+                let store = self.store.clone();
+                message = blocking(move || {
+                    message.fill_heads(|feed, seq| head_hash(&*store, feed, seq))?;
+                    Ok(message)
+                })
+                .await?;
+            }
             return outbox.send(message.encode());
         }
         if let Some((id, feed, from, to)) = self.fetches.pop_front() {
@@ -934,6 +960,16 @@ impl Driver {
             Some(first) => outbox.send(first),
             None => Ok(()),
         }
+    }
+}
+
+/// The hash of the store's entry `seq` of `feed`, for a Clock line's head.
+fn head_hash(store: &dyn Store, feed: FeedId, seq: u64) -> Result<Hash, StoreError> {
+    match store.entry(&feed, seq)? {
+        Some(entry) => Ok(entry.hash()),
+        None => Err(StoreError::Corrupt(format!(
+            "{feed} announced up to {seq}, which the store lacks"
+        ))),
     }
 }
 

@@ -5,7 +5,9 @@
 //! type; a frame carries exactly one message and nothing after it.
 //!
 //! ```text
-//! Clock    0x82  0  array(n) of  0x83 feed:bstr(32) latest:uint want:uint(0/1)
+//! Clock    0x82  0  array(n) of  0x84 feed:bstr(32) latest:uint flags:uint(0..=3) head
+//!                   flags: 1 want, 2 frozen; head: bstr(32) (the hash of entry
+//!                   `latest`), null iff latest = 0;
 //!                   feeds strictly ascending by id, n <= MAX_FEEDS_PER_CLOCK
 //! Records  0x82  1  array(n) of  0x82 entry payload
 //!                   entry: the entry's signed bytes (§1.2); payload: bstr / null
@@ -26,7 +28,7 @@
 //! `encode(decode(b)) == b` for every accepted `b`.
 
 use crate::feed::{
-    CborReader, DecodeError, Entry, FeedId, ForkProof, ForkProofError, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
+    CborReader, DecodeError, Entry, FeedId, ForkProof, ForkProofError, Hash, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
     ValidationError, cbor_write_array_head, cbor_write_bytes_head, cbor_write_uint, decode_record, encode_record,
     record_len,
 };
@@ -48,6 +50,8 @@ pub const MAX_CERTIFICATE_PATH: usize = 64;
 /// at most [`MAX_FETCH_RANGE`] entries of the range.
 pub const MAX_CHUNK_RECORDS: usize = MAX_RECORDS_PER_MESSAGE + MAX_CERTIFICATE_PATH;
 
+/// The CBOR null (a Clock line's head when `latest` is 0).
+const CBOR_NULL: u8 = 0xf6;
 /// Message type of [`Message::Clock`].
 const TYPE_CLOCK: u64 = 0;
 /// Message type of [`Message::Records`].
@@ -60,8 +64,16 @@ const TYPE_FORK: u64 = 3;
 const TYPE_FETCH: u64 = 4;
 /// Message type of [`Message::Chunk`].
 const TYPE_CHUNK: u64 = 5;
-/// Fewest bytes one Clock item takes (0x83, a 34-byte feed, two 1-byte uints).
-const MIN_CLOCK_ITEM: usize = 1 + 34 + 1 + 1;
+/// Fewest bytes one Clock item takes (0x84, a 34-byte feed, two 1-byte
+/// uints, a null head).
+const MIN_CLOCK_ITEM: usize = 1 + 34 + 1 + 1 + 1;
+/// Most bytes one Clock item takes (0x84, a 34-byte feed, a 9-byte uint, a
+/// 1-byte uint, a 34-byte head).
+const MAX_CLOCK_ITEM: usize = 1 + 34 + 9 + 1 + 34;
+/// Clock flag: the sender wants the feed.
+const FLAG_WANT: u64 = 1;
+/// Clock flag: the sender holds a fork proof of the feed.
+const FLAG_FROZEN: u64 = 2;
 /// Fewest bytes one record takes (0x82, an entry, a 1-byte payload).
 const MIN_RECORD: usize = 1 + 100 + 1;
 
@@ -78,6 +90,14 @@ pub struct ClockEntry {
     /// Whether the sender wants the receiver to send it this feed's entries
     /// after `latest`, and keep pushing new ones (EBT's request flag).
     pub want: bool,
+    /// Whether the sender holds a fork proof of the feed (it is frozen there
+    /// and sent with the Fork message on every connection).
+    pub frozen: bool,
+    /// The hash of the sender's entry `latest` (`None` iff `latest` is 0),
+    /// so that the receiver can compare heads and find forks (§2.2 "Fork
+    /// evidence"). The sync core leaves it `None`; the driver fills it from
+    /// its store when it sends the Clock ([`Message::fill_heads`]).
+    pub head: Option<Hash>,
 }
 
 /// A replication message (spec/PROTOCOL.md §2.1).
@@ -340,10 +360,17 @@ impl Message {
                 cbor_write_uint(&mut out, TYPE_CLOCK);
                 cbor_write_array_head(&mut out, feeds.len() as u64);
                 for entry in feeds {
-                    out.push(0x83);
+                    out.push(0x84);
                     write_feed(&mut out, &entry.feed);
                     cbor_write_uint(&mut out, entry.latest);
-                    cbor_write_uint(&mut out, u64::from(entry.want));
+                    cbor_write_uint(&mut out, entry.flags());
+                    match &entry.head {
+                        Some(head) => {
+                            cbor_write_bytes_head(&mut out, 32);
+                            out.extend_from_slice(&head.0);
+                        }
+                        None => out.push(CBOR_NULL),
+                    }
                 }
             }
             Message::Records { records } => {
@@ -394,6 +421,18 @@ impl Message {
         out
     }
 
+    /// Fills the head of every Clock line whose `latest` is above 0 with
+    /// `head_of(feed, latest)`, the hash of the sender's entry `latest` (the
+    /// driver reads it from its store); other messages are left as they are.
+    pub fn fill_heads<E>(&mut self, mut head_of: impl FnMut(FeedId, u64) -> Result<Hash, E>) -> Result<(), E> {
+        if let Message::Clock { feeds } = self {
+            for line in feeds.iter_mut().filter(|line| line.latest > 0) {
+                line.head = Some(head_of(line.feed, line.latest)?);
+            }
+        }
+        Ok(())
+    }
+
     /// A short name of the message type, for logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -411,23 +450,39 @@ fn decode_clock(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
     let count = c.count("clock", MAX_FEEDS_PER_CLOCK, MIN_CLOCK_ITEM)?;
     let mut feeds: Vec<ClockEntry> = Vec::with_capacity(count);
     for _ in 0..count {
-        c.expect_len("clock entry", 3)?;
+        c.expect_len("clock entry", 4)?;
         let feed = c.feed()?;
         let latest = c.uint("latest")?;
-        let want = match c.uint("want")? {
-            0 => false,
-            1 => true,
-            _ => return Err(MessageError::BadValue { field: "want" }),
-        };
+        let flags = c.uint("flags")?;
+        if flags > FLAG_WANT | FLAG_FROZEN {
+            return Err(MessageError::BadValue { field: "flags" });
+        }
         if latest > MAX_SEQ {
             return Err(MessageError::BadValue { field: "latest" });
+        }
+        let head = c.read(|r| r.optional_fixed("head"))?.map(Hash);
+        if head.is_none() != (latest == 0) {
+            return Err(MessageError::BadValue { field: "head" });
         }
         if feeds.last().is_some_and(|last| last.feed >= feed) {
             return Err(DecodeError::NotCanonical { field: "clock order" }.into());
         }
-        feeds.push(ClockEntry { feed, latest, want });
+        feeds.push(ClockEntry {
+            feed,
+            latest,
+            want: flags & FLAG_WANT != 0,
+            frozen: flags & FLAG_FROZEN != 0,
+            head,
+        });
     }
     Ok(Message::Clock { feeds })
+}
+
+impl ClockEntry {
+    /// The line's flags as on the wire.
+    fn flags(&self) -> u64 {
+        (u64::from(self.want) * FLAG_WANT) | (u64::from(self.frozen) * FLAG_FROZEN)
+    }
 }
 
 fn decode_records(c: &mut Cursor<'_>) -> Result<Message, MessageError> {
@@ -524,6 +579,9 @@ fn write_record(out: &mut Vec<u8>, entry: &Entry, payload: Option<&[u8]>) {
     encode_record(out, entry, payload);
 }
 
+// A Clock with the most lines of the largest size fits a frame.
+const _: () = assert!(1 + 1 + 3 + MAX_FEEDS_PER_CLOCK * MAX_CLOCK_ITEM <= MAX_FRAME);
+
 // Guard the size arithmetic of `pack_records` and the frame limit: one record
 // with the largest payload always fits a frame, four of them too.
 const _: () = assert!(4 * (1 + MAX_ENTRY_SIZE + 9 + MAX_PAYLOAD as usize) + 16 <= MAX_FRAME);
@@ -579,8 +637,10 @@ mod tests {
         let mut feeds: Vec<ClockEntry> = (1..=5)
             .map(|i| ClockEntry {
                 feed: feed_of(i),
-                latest: u64::from(i) * 1000,
+                latest: u64::from(i) * 1000 * u64::from(i > 1),
                 want: i % 2 == 0,
+                frozen: i % 3 == 0,
+                head: (i > 1).then_some(Hash([i; 32])),
             })
             .collect();
         feeds.sort_by_key(|e| e.feed);
@@ -717,6 +777,8 @@ mod tests {
             feed: feed_of(seed),
             latest: 1,
             want: true,
+            frozen: false,
+            head: Some(Hash([seed; 32])),
         };
         let (a, b) = (entry(1), entry(2));
         let (low, high) = if a.feed < b.feed { (a, b) } else { (b, a) };
@@ -726,10 +788,17 @@ mod tests {
                 Err(DecodeError::NotCanonical { field: "clock order" }.into())
             );
         }
-        // `want` other than 0 or 1.
+        // Flags other than 0 to 3 (the flags precede the 34-byte head).
         let mut bytes = Message::Clock { feeds: vec![low] }.encode();
-        *bytes.last_mut().expect("non-empty") = 2;
-        assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "want" }));
+        let flags = bytes.len() - 35;
+        bytes[flags] = 4;
+        assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "flags" }));
+        // A head that is null though entries are held, or given though none are.
+        for (latest, head) in [(1, None), (0, Some(Hash([1; 32])))] {
+            let line = ClockEntry { latest, head, ..low };
+            let bytes = Message::Clock { feeds: vec![line] }.encode();
+            assert_eq!(Message::decode(&bytes), Err(MessageError::BadValue { field: "head" }));
+        }
         // Empty or reversed request ranges, unknown types, wrong arity.
         for (from, to) in [(0, 1), (3, 2)] {
             let bytes = Message::Request {

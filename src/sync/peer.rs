@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::feed::{
-    Entry, FeedId, ForkProof, ValidationError, Verified, assume_verified, certificate_path, check_payload,
+    Entry, FeedId, ForkProof, Hash, ValidationError, Verified, assume_verified, certificate_path, check_payload,
     check_successor, verify_chain, verify_prefix,
 };
 
@@ -18,7 +18,7 @@ pub const MAX_FEEDS_PER_PEER: usize = 65_536;
 /// The most actions a machine holds undrained. A peer whose messages would
 /// queue more (for example a flood of requests the driver has not served yet)
 /// is disconnected ([`ProtocolError::Flooding`]). Above what one Clock message
-/// can cause (one Send per feed listed).
+/// can cause (one Send and one CheckHead per feed listed).
 pub const MAX_QUEUED_ACTIONS: usize = 4 * MAX_FEEDS_PER_CLOCK;
 /// The most fetches ([`PeerSync::fetch_range`]) outstanding at once on one
 /// connection, on each side: the asker refuses more
@@ -283,17 +283,35 @@ pub enum Action {
     },
     /// The store refused a relayed record for V9 (its prev hash is not that
     /// of the entry held before it), so this side asked the peer for its
-    /// entry `seq - 1` (§2.2 "Fork evidence"); here it is, signed by the
+    /// entry `seq - 1`, or the peer's Clock named a head other than the
+    /// store's entry at that seq ([`PeerSync::head_differs`]), so this side
+    /// asked for that entry (§2.2 "Fork evidence"); here it is, signed by the
     /// feed's author and verified from entry 1 of the peer's chain. Compare
     /// it with the store's entry at the same seq: if they differ, build the
     /// [`ForkProof`], record it and pass it on ([`PeerSync::local_fork`]);
-    /// if they are the same, the peer sent a record that chains to nothing
-    /// it holds: disconnect it ([`ProtocolError::InvalidEntry`], V9).
+    /// if they are the same and `error` is given, the peer sent a record that
+    /// chains to nothing it holds: disconnect it
+    /// ([`ProtocolError::InvalidEntry`], V9); without `error` (a head check),
+    /// do nothing.
     Evidence {
-        /// The peer's entry at the seq below the refused record.
+        /// The peer's entry at the seq asked for.
         entry: Box<Entry>,
-        /// Why the record was refused, for the disconnect.
-        error: Box<ValidationError>,
+        /// Why the record was refused, for the disconnect; `None` for a head
+        /// check, which never disconnects.
+        error: Option<Box<ValidationError>>,
+    },
+    /// The peer's Clock says its entry `seq` of `feed` has hash `head`, and
+    /// this side holds `feed` up to `seq` at least (§2.2 "Fork evidence"):
+    /// read the store's entry `seq`; if its hash differs, call
+    /// [`PeerSync::head_differs`] (the machine then fetches the peer's entry
+    /// and reports it as [`Action::Evidence`]). Never a fault of the peer.
+    CheckHead {
+        /// The feed.
+        feed: FeedId,
+        /// The sequence number the peer claims as its latest.
+        seq: u64,
+        /// The hash of the peer's entry `seq`.
+        head: Hash,
     },
     /// Close the connection; the peer broke the protocol. Always the last
     /// action: the machine ignores every input after it.
@@ -309,6 +327,19 @@ struct Remote {
     want: bool,
     /// The highest sequence already scheduled to be sent ([`Action::Send`]).
     sent: u64,
+    /// The latest head the peer's Clock named: its seq and hash.
+    head: Option<(u64, Hash)>,
+    /// The highest seq of the peer's head already checked ([`Action::CheckHead`]).
+    checked: u64,
+}
+
+/// Why this side fetched one entry as fork evidence (§2.2 "Fork evidence").
+#[derive(Debug, Clone)]
+enum Cause {
+    /// The store refused the peer's next record with this error (V9).
+    Refused(ValidationError),
+    /// The peer's Clock named another head than the store's entry.
+    Head,
 }
 
 /// A fetch this side sent with [`PeerSync::fetch_range`].
@@ -382,9 +413,8 @@ pub struct PeerSync {
     waiting: BTreeMap<FeedId, u64>,
     /// Fetches sent and not answered, by id.
     fetches: BTreeMap<u64, PendingFetch>,
-    /// Fetches sent for fork evidence (§2.2 "Fork evidence"), by id: the
-    /// error the store gave for the refused record.
-    evidence: BTreeMap<u64, ValidationError>,
+    /// Fetches sent for fork evidence (§2.2 "Fork evidence"), by id: why.
+    evidence: BTreeMap<u64, Cause>,
     /// Feeds whose relayed records the store refused for V9 while evidence
     /// is fetched: their further records are dropped.
     suspect: BTreeSet<FeedId>,
@@ -533,6 +563,28 @@ impl PeerSync {
         }
         self.pump(feed);
         self.refresh_waiting(feed, now);
+        self.check_head(feed);
+    }
+
+    /// The store's entry `seq` of `feed` is not the one the peer's Clock
+    /// named ([`Action::CheckHead`]): fetches the peer's entry `seq` as fork
+    /// evidence, reported as [`Action::Evidence`] without an error. Does
+    /// nothing if the feed is frozen, a fork-evidence fetch of it is
+    /// outstanding, or no fetch slot is free (a later Clock line retries).
+    pub fn head_differs(&mut self, feed: FeedId, seq: u64, now: u64) {
+        if self.closed || self.frozen.contains(&feed) || self.evidence_outstanding(feed) {
+            return;
+        }
+        match self.fetch_range(feed, seq, seq, now) {
+            Ok(id) => {
+                self.evidence.insert(id, Cause::Head);
+            }
+            Err(_) => {
+                if let Some(remote) = self.remote.get_mut(&feed) {
+                    remote.checked = remote.checked.min(seq.saturating_sub(1));
+                }
+            }
+        }
     }
 
     /// Asks the peer for entries `from..=to` of `feed`. `from` may be at most
@@ -621,7 +673,7 @@ impl PeerSync {
             && seq > 1
             && let Ok(id) = self.fetch_range(feed, seq - 1, seq - 1, now)
         {
-            self.evidence.insert(id, error);
+            self.evidence.insert(id, Cause::Refused(error));
             self.suspect.insert(feed);
             self.received.remove(&feed);
             self.requests.remove(&feed);
@@ -649,9 +701,14 @@ impl PeerSync {
             .collect();
         for id in expired {
             let fetch = self.fetches.remove(&id);
-            if let (Some(error), Some(fetch)) = (self.evidence.remove(&id), fetch) {
+            match (self.evidence.remove(&id), fetch) {
                 // No evidence in time: the relay is blamed after all.
-                return self.on_evidence(fetch.feed, fetch.from, Vec::new(), error);
+                (Some(Cause::Refused(error)), Some(fetch)) => {
+                    return self.on_evidence(fetch.feed, fetch.from, Vec::new(), Cause::Refused(error));
+                }
+                // A head check that got no answer proves nothing.
+                (Some(Cause::Head), _) => continue,
+                _ => {}
             }
             self.push_action(Action::Fetched {
                 id,
@@ -711,6 +768,8 @@ impl PeerSync {
                 feed,
                 latest: self.local.get(&feed).copied().unwrap_or(0),
                 want: self.wanted.contains(&feed) && !self.frozen.contains(&feed),
+                frozen: self.frozen.contains(&feed),
+                head: None,
             });
         }
         Some(Message::Clock { feeds })
@@ -768,12 +827,18 @@ impl PeerSync {
                 });
             }
             let remote = self.remote.entry(feed).or_default();
+            if let Some(head) = line.head
+                && line.latest >= remote.latest
+            {
+                remote.head = Some((line.latest, head));
+            }
             // Claims only grow within a connection; a lower one is stale.
             remote.latest = remote.latest.max(line.latest);
             remote.want = line.want;
             if self.frozen.contains(&feed) {
                 continue;
             }
+            self.check_head(feed);
             if !self.managed && line.latest > self.known(&feed) && self.wanted.insert(feed) {
                 // A feed this side lacks: ask for it by announcing want = true.
                 self.dirty.insert(feed);
@@ -814,8 +879,8 @@ impl PeerSync {
         match check_chunk(id, &fetch, feed, latest, records) {
             Ok(records) => {
                 self.fetches.remove(&id);
-                if let Some(error) = self.evidence.remove(&id) {
-                    return self.on_evidence(feed, fetch.from, records, error);
+                if let Some(cause) = self.evidence.remove(&id) {
+                    return self.on_evidence(feed, fetch.from, records, cause);
                 }
                 self.push_action(Action::Fetched {
                     id,
@@ -826,21 +891,55 @@ impl PeerSync {
         }
     }
 
-    /// The answer to a fork-evidence fetch: the peer's entry `seq`, or a
-    /// disconnect if it holds none (then its record chained to nothing) or
-    /// sent none in time.
-    fn on_evidence(&mut self, feed: FeedId, seq: u64, records: Vec<Verified>, error: ValidationError) {
-        match records.into_iter().next() {
-            Some(record) => self.push_action(Action::Evidence {
+    /// The answer to a fork-evidence fetch: the peer's entry `seq`; if it
+    /// holds none (or sent none in time), a disconnect for a refused record
+    /// (it chained to nothing), nothing for a head check.
+    fn on_evidence(&mut self, feed: FeedId, seq: u64, records: Vec<Verified>, cause: Cause) {
+        let error = match cause {
+            Cause::Refused(error) => Some(Box::new(error)),
+            Cause::Head => None,
+        };
+        match (records.into_iter().next(), error) {
+            (Some(record), error) => self.push_action(Action::Evidence {
                 entry: Box::new(record.entry().clone()),
-                error: Box::new(error),
+                error,
             }),
-            None => self.disconnect(ProtocolError::InvalidEntry {
+            (None, Some(error)) => self.disconnect(ProtocolError::InvalidEntry {
                 feed,
                 seq: seq + 1,
-                error: Box::new(error),
+                error,
             }),
+            (None, None) => {}
         }
+    }
+
+    /// Whether a fork-evidence fetch of `feed` is outstanding.
+    fn evidence_outstanding(&self, feed: FeedId) -> bool {
+        self.evidence
+            .keys()
+            .any(|id| self.fetches.get(id).is_some_and(|fetch| fetch.feed == feed))
+    }
+
+    /// Asks the driver to compare the peer's latest head of `feed` with the
+    /// store's entry at that seq, once per seq, when this side holds it and
+    /// no fork-evidence fetch of the feed is outstanding (§2.2 "Fork
+    /// evidence").
+    fn check_head(&mut self, feed: FeedId) {
+        if self.frozen.contains(&feed) || self.evidence_outstanding(feed) {
+            return;
+        }
+        let held = self.local.get(&feed).copied().unwrap_or(0);
+        let Some(remote) = self.remote.get_mut(&feed) else {
+            return;
+        };
+        let Some((seq, head)) = remote.head else {
+            return;
+        };
+        if seq > held || seq <= remote.checked {
+            return;
+        }
+        remote.checked = seq;
+        self.push_action(Action::CheckHead { feed, seq, head });
     }
 
     /// Checks a Records message completely before anything of it takes
@@ -1098,4 +1197,92 @@ fn check_chunk(
         .into_iter()
         .map(|(entry, payload)| assume_verified(entry, payload))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::pack_chunk;
+
+    const FEED: FeedId = FeedId([1; 32]);
+    const HEAD: Hash = Hash([2; 32]);
+
+    /// A machine holding `FEED` up to `held`, its opening Clock drained.
+    fn holding(held: u64) -> PeerSync {
+        let mut machine = PeerSync::new();
+        machine.start(&BTreeMap::from([(FEED, held)]), 0);
+        while machine.poll_transmit().is_some() {}
+        while machine.poll_action().is_some() {}
+        machine
+    }
+
+    fn clock(latest: u64) -> Message {
+        Message::Clock {
+            feeds: vec![ClockEntry {
+                feed: FEED,
+                latest,
+                want: false,
+                frozen: false,
+                head: Some(HEAD),
+            }],
+        }
+    }
+
+    fn head_checks(machine: &mut PeerSync) -> Vec<(FeedId, u64)> {
+        std::iter::from_fn(|| machine.poll_action())
+            .filter_map(|action| match action {
+                Action::CheckHead { feed, seq, head } => {
+                    assert_eq!(head, HEAD);
+                    Some((feed, seq))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_head_at_or_below_what_is_held_is_checked_once_per_seq() {
+        let mut machine = holding(3);
+        machine.handle_message(clock(2), 1);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 2)]);
+        machine.handle_message(clock(2), 2);
+        assert_eq!(head_checks(&mut machine), vec![], "seq 2 was checked already");
+        machine.handle_message(clock(3), 3);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 3)]);
+        machine.handle_message(clock(1), 4);
+        assert_eq!(head_checks(&mut machine), vec![], "a stale claim is no head");
+    }
+
+    #[test]
+    fn a_head_beyond_what_is_held_is_checked_once_stored() {
+        let mut machine = holding(2);
+        machine.handle_message(clock(3), 1);
+        assert_eq!(head_checks(&mut machine), vec![]);
+        machine.local_advanced(FEED, 3, 2);
+        assert_eq!(head_checks(&mut machine), vec![(FEED, 3)]);
+    }
+
+    #[test]
+    fn a_differing_head_fetches_that_entry_once_and_blames_no_one() {
+        let mut machine = holding(3);
+        machine.handle_message(clock(3), 1);
+        head_checks(&mut machine);
+        machine.head_differs(FEED, 3, 2);
+        let Some(Message::Fetch { id, feed, from, to }) = machine.poll_transmit() else {
+            panic!("no Fetch of entry 3");
+        };
+        assert_eq!((feed, from, to), (FEED, 3, 3));
+        // One head check per feed at a time.
+        machine.head_differs(FEED, 3, 3);
+        assert_eq!(machine.poll_transmit(), None);
+        // The peer holds no entry 3 after all: nothing happens.
+        machine.handle_message(pack_chunk(id, FEED, 0, Vec::new(), Vec::new()), 4);
+        assert_eq!(machine.poll_action(), None);
+        // A second check that is never answered times out without blame.
+        machine.head_differs(FEED, 3, 5);
+        assert!(matches!(machine.poll_transmit(), Some(Message::Fetch { .. })));
+        machine.handle_timeout(5 + FETCH_TIMEOUT_MS);
+        assert_eq!(machine.poll_action(), None);
+        assert!(!machine.is_closed());
+    }
 }

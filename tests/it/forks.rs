@@ -1,7 +1,7 @@
 //! A fork across peers (spec/PROTOCOL.md §2.2 "Fork evidence"): a rogue
-//! author gives entry 3a to node B and 3b to node C, then 4a to B. When B
-//! relays 4a, C finds the fork instead of blaming B: both freeze the feed and
-//! the B–C link stays up.
+//! author gives entry 3a to node B and 3b to node C (then, in one test, 4a
+//! to B). C finds the fork by comparing heads in Clocks, or when B relays
+//! 4a, instead of blaming B: both freeze the feed and the B–C link stays up.
 
 use crate::common::fork;
 use crate::common::nodes;
@@ -53,6 +53,8 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
         feed,
         latest: 4,
         want: false,
+        frozen: false,
+        head: Some(record.0.hash()),
     }];
     stream
         .send(&Message::Clock { feeds: claim }.encode())
@@ -79,35 +81,103 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fork_relayed_across_peers_is_proven_and_frozen_everywhere_without_dropping_the_link() {
+/// Nodes B and C, connected, after the rogue author gave 1, 2, 3a to B and
+/// 1, 2, 3b to C (and, with `relay`, 4a to B before C started, so that C
+/// gets 4a from B); branch "a" up to 4a; the network key.
+struct Forked {
+    _root: tempfile::TempDir,
+    key: NetworkKey,
+    a: Vec<Record>,
+    node_b: Node,
+    node_c: Node,
+}
+
+async fn forked_pair(relay: bool) -> Forked {
     let root = tempfile::TempDir::new().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
     let (dir_b, dir_c) = (make_dir(root.path(), "b", &key), make_dir(root.path(), "c", &key));
     let a = fork::branch(ROGUE, 4, 3, "a");
-    let b = fork::branch(ROGUE, 3, 3, "b");
-    let feed = a[0].0.author();
-    // The rogue author gave 1, 2, 3a to B and 1, 2, 3b to C.
     preload(&dir_b, &a[..3]);
-    preload(&dir_c, &b);
+    preload(&dir_c, &fork::branch(ROGUE, 3, 3, "b"));
     let node_b = start(&dir_b, vec![]).await;
+    if relay {
+        push_as_author(&node_b, &key, a[3].clone()).await;
+    }
     let node_c = start(&dir_c, vec![addr(&node_b)]).await;
     until("B and C to connect", || {
         node_c.peers().iter().any(|p| p.id == node_b.id())
     })
     .await;
-
-    push_as_author(&node_b, &key, a[3].clone()).await;
-    until("both to hold the fork proof", || {
-        frozen(&node_b, &feed) && frozen(&node_c, &feed)
-    })
-    .await;
-
-    for node in [&node_b, &node_c] {
-        let disconnects = node.disconnects();
-        assert!(!disconnects.contains_key("invalid-entry"), "{disconnects:?}");
+    Forked {
+        _root: root,
+        key,
+        a,
+        node_b,
+        node_c,
     }
-    assert!(node_c.peers().iter().any(|p| p.id == node_b.id()), "the B–C link is up");
-    node_b.shutdown().await;
-    node_c.shutdown().await;
+}
+
+impl Forked {
+    fn feed(&self) -> FeedId {
+        self.a[0].0.author()
+    }
+
+    /// Waits until both nodes hold the proof, checks that neither dropped
+    /// the other for it and that the B–C link is up, and shuts both down.
+    async fn assert_frozen_on_both_with_the_link_kept(self) {
+        let feed = self.feed();
+        until("both to hold the fork proof", || {
+            frozen(&self.node_b, &feed) && frozen(&self.node_c, &feed)
+        })
+        .await;
+        // C talks only to B: it closed no connection, nor had one closed.
+        // B's only closed connections are the rogue author's or a newcomer's
+        // leaving.
+        let disconnects = self.node_c.disconnects();
+        assert!(disconnects.is_empty(), "C: {disconnects:?}");
+        let disconnects = self.node_b.disconnects();
+        assert!(
+            disconnects.keys().all(|reason| ["io", "peer-closed"].contains(reason)),
+            "B: {disconnects:?}"
+        );
+        assert!(
+            self.node_c.peers().iter().any(|p| p.id == self.node_b.id()),
+            "the B–C link is up"
+        );
+        self.node_b.shutdown().await;
+        self.node_c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_relayed_across_peers_is_proven_and_frozen_everywhere_without_dropping_the_link() {
+    forked_pair(true).await.assert_frozen_on_both_with_the_link_kept().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_heads_at_the_same_seq_are_found_by_comparing_clocks() {
+    // No 4a: nothing is relayed, only the Clocks' head hashes differ.
+    let forked = forked_pair(false).await;
+    let feed = forked.feed();
+    until("B to hold the fork proof", || frozen(&forked.node_b, &feed)).await;
+    // A newcomer sees the feed marked frozen in B's Clock, and the proof.
+    let mut stream = rogue_as(addr(&forked.node_b), &forked.key, &Keypair::from_seed([9; 32])).await;
+    let (mut marked, mut proven) = (false, false);
+    tokio::time::timeout(DEADLINE, async {
+        while !(marked && proven) {
+            match Message::decode(&stream.recv().await.expect("recv")) {
+                Ok(Message::Clock { feeds }) => {
+                    marked |= feeds
+                        .iter()
+                        .any(|l| l.feed == feed && l.frozen && !l.want && l.latest == 3);
+                }
+                Ok(Message::Fork { proof }) => proven |= proof.author() == feed,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a frozen Clock line and the fork proof");
+    drop(stream);
+    forked.assert_frozen_on_both_with_the_link_kept().await;
 }

@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use feedmesh::bundle::{BundleWriter, MAGIC};
-use feedmesh::feed::{Entry, ForkProof, Keypair, Verified, certificate_path};
+use feedmesh::feed::{Entry, ForkProof, Hash, Keypair, Verified, certificate_path};
 use feedmesh::fuzzing::{self, Input, bundle_of, signed_chain};
 use feedmesh::net::{MAX_MESSAGE, MIN_MAX_MESSAGE};
 use feedmesh::sync::{ClockEntry, MAX_RECORDS_PER_MESSAGE, Message};
@@ -237,6 +237,8 @@ fn write_seed_corpus() {
             feed: feed(seed),
             latest,
             want,
+            frozen: seed == 2,
+            head: (latest > 0).then_some(Hash([seed; 32])),
         })
         .collect();
     lines.sort_by_key(|line| line.feed);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use admins::{admin_dir, member_dir};
-use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
+use feedmesh::feed::{FeedId, Hash, Keypair, NewEntry, Timestamp, sign};
 use feedmesh::net::{MAX_MESSAGE, OUTBOX_BYTES};
 use feedmesh::node::Node;
 use feedmesh::sync::{
@@ -71,6 +71,8 @@ fn claim_first_entries(feeds: &[FeedId]) -> Message {
             feed,
             latest: 1,
             want: false,
+            frozen: false,
+            head: Some(Hash([0; 32])),
         })
         .collect();
     Message::Clock { feeds }

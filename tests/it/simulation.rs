@@ -518,6 +518,8 @@ async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
                 feed,
                 latest: 1,
                 want: false,
+                frozen: false,
+                head: Some(feedmesh::feed::Hash([0; 32])),
             })
             .collect();
         if stream.send(&Message::Clock { feeds }.encode()).await.is_err() {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use feedmesh::feed::{Entry, FeedId, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
+use feedmesh::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
 use feedmesh::store::{MemoryStore, Store, StoreError};
 use feedmesh::sync::{
     Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
@@ -163,8 +163,12 @@ impl Net {
         self.schedule(node, |s, now| s.local(feed, seq, now));
     }
 
-    fn send(&mut self, from: usize, message: Message) {
+    fn send(&mut self, from: usize, mut message: Message) {
         let to = self.conns[from].reverse;
+        let store = &self.stores[self.conns[from].node];
+        message
+            .fill_heads(|feed, seq| store.entry(&feed, seq).map(|e| e.expect("announced entry held").hash()))
+            .expect("store");
         if !self.conns[to].open {
             return;
         }
@@ -254,10 +258,17 @@ impl Net {
                     conn.machine.local_fork(&proof, now);
                 }
             }
+            Action::CheckHead { feed, seq, head } => {
+                let held = self.stores[node].entry(&feed, seq).expect("entry").expect("held");
+                if held.hash() != head {
+                    self.conns[i].machine.head_differs(feed, seq, now);
+                }
+            }
             Action::Evidence { entry, .. } => {
                 let held = self.stores[node].entry(&entry.author(), entry.seq()).expect("entry");
-                let proof = feedmesh::feed::ForkProof::new(held.expect("held"), *entry).expect("a fork");
-                self.execute(i, Action::Fork(Box::new(proof)));
+                if let Ok(proof) = feedmesh::feed::ForkProof::new(held.expect("held"), *entry) {
+                    self.execute(i, Action::Fork(Box::new(proof)));
+                }
             }
             Action::Stalled { feed, .. } => {
                 self.stalls += 1;
@@ -542,6 +553,8 @@ fn gaps_and_disorder_disconnect_without_storing() {
             feed,
             latest: 6,
             want: false,
+            frozen: false,
+            head: Some(Hash([0; 32])),
         }],
     };
     for (picked, expected, found) in [(vec![2, 3], 1, 3), (vec![0, 1, 3], 3, 4), (vec![0, 2], 2, 3)] {
@@ -683,6 +696,8 @@ fn a_peer_that_claims_but_does_not_send_is_reported_stalled() {
                 feed,
                 latest: 5,
                 want: true,
+                frozen: false,
+                head: Some(Hash([0; 32])),
             }],
         },
         10,
@@ -742,6 +757,8 @@ fn arbitrary_frame_sequences_never_panic() {
                 feed,
                 latest: 12,
                 want: true,
+                frozen: false,
+                head: Some(Hash([0; 32])),
             }],
         }
         .encode(),
@@ -1096,6 +1113,8 @@ fn a_peer_claiming_more_of_our_own_feed_than_we_wrote_is_disconnected() {
             feed: own,
             latest,
             want: true,
+            frozen: false,
+            head: Some(Hash([0; 32])),
         }],
     };
     // Holding what we wrote is an acknowledgement, not a lie.
@@ -1145,6 +1164,8 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
         feed,
         latest: 4,
         want: true,
+        frozen: false,
+        head: Some(Hash([0; 32])),
     }];
     machine.handle_message(Message::Clock { feeds: claim }, 1);
     while machine.poll_transmit().is_some() {}
@@ -1183,8 +1204,45 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
         actions(&mut machine),
         vec![Action::Evidence {
             entry: Box::new(a[2].0.clone()),
-            error: Box::new(error)
+            error: Some(Box::new(error))
         }]
     );
     assert!(!machine.is_closed());
+}
+
+#[test]
+fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() {
+    // Node 0 holds 1, 2, 3a and node 1 holds 1, 2, 3b of a third author's
+    // feed: nothing is relayed, only the heads in the Clocks differ.
+    let (a, b3) = forked_at(9, 3, 3);
+    let feed = a[0].0.author();
+    let mut net = Net::flooding(2);
+    let mut b = a[..2].to_vec();
+    b.push(b3);
+    for (node, records) in [(0, &a), (1, &b)] {
+        let verified = feedmesh::feed::verify_batch(records.clone()).expect("valid");
+        net.stores[node].append(&verified).expect("append");
+    }
+    net.connect(0, 1);
+    net.run_until_idle();
+    for node in 0..2 {
+        assert_eq!(
+            net.stores[node].frozen_at(&feed).expect("frozen_at"),
+            Some(3),
+            "node {node}"
+        );
+    }
+    assert!(net.disconnects.is_empty(), "{:?}", net.disconnects);
+    // Each side now marks the feed frozen (and unwanted) in its Clock.
+    for conn in 0..2 {
+        let machine = &mut net.conns[conn].machine;
+        machine.local_advanced(feed, 4, net.now);
+        let Some(Message::Clock { feeds }) = machine.poll_transmit() else {
+            panic!("no Clock");
+        };
+        assert!(
+            feeds.iter().any(|line| line.feed == feed && line.frozen && !line.want),
+            "{feeds:?}"
+        );
+    }
 }

@@ -46,7 +46,13 @@ pub(crate) fn fields_json(message: &Message) -> Value {
             "kind": "clock",
             "feeds": feeds
                 .iter()
-                .map(|line| json!({ "feed": line.feed.to_string(), "latest": line.latest, "want": line.want }))
+                .map(|line| json!({
+                    "feed": line.feed.to_string(),
+                    "latest": line.latest,
+                    "want": line.want,
+                    "frozen": line.frozen,
+                    "head": line.head.map(|head| to_hex(&head.0)),
+                }))
                 .collect::<Vec<_>>(),
         }),
         Message::Records { records } => json!({
@@ -269,19 +275,23 @@ fn vectors() -> Value {
         ),
         (
             "clock",
-            "a Clock with two lines in ascending feed order: one wanted with nothing held, one held up to \
-             MAX_SEQ and not wanted",
+            "a Clock with two lines in ascending feed order: one wanted with nothing held (head null), one \
+             held up to MAX_SEQ (with its head's hash), not wanted and frozen (flags 2)",
             Message::Clock {
                 feeds: vec![
                     ClockEntry {
                         feed: feed_low,
                         latest: 0,
                         want: true,
+                        frozen: false,
+                        head: None,
                     },
                     ClockEntry {
                         feed: feed_high,
                         latest: MAX_SEQ,
                         want: false,
+                        frozen: true,
+                        head: Some(e1.hash()),
                     },
                 ],
             },
@@ -355,7 +365,8 @@ fn vectors() -> Value {
     let fetch = |from: u64, to: u64| array(&[uint(4), uint(1), bstr(author.as_bytes()), uint(from), uint(to)]);
 
     let request = |from: u64, to: u64| array(&[uint(2), bstr(author.as_bytes()), uint(from), uint(to)]);
-    let line = |feed: &[u8], latest: Vec<u8>, want: Vec<u8>| array(&[bstr(feed), latest, want]);
+    let head_bytes = bstr(&e1.hash().0);
+    let line = |feed: &[u8], latest: Vec<u8>, flags: Vec<u8>| array(&[bstr(feed), latest, flags, head_bytes.clone()]);
     let clock = |lines: &[Vec<u8>]| array(&[uint(0), array(lines)]);
     let record = |entry: &Entry, payload: Vec<u8>| array(&[entry.as_bytes().to_vec(), payload]);
     let records = |items: &[Vec<u8>]| array(&[uint(1), array(items)]);
@@ -521,10 +532,31 @@ fn vectors() -> Value {
             error: decode_error(DecodeError::NotCanonical { field: "clock order" }),
         },
         Invalid {
-            name: "clock-want-2",
-            description: "a Clock line with want = 2",
-            bytes: clock(&[line(author.as_bytes(), uint(1), uint(2))]),
-            error: MessageError::BadValue { field: "want" },
+            name: "clock-flags-4",
+            description: "a Clock line with flags = 4 (only want = 1 and frozen = 2 are defined)",
+            bytes: clock(&[line(author.as_bytes(), uint(1), uint(4))]),
+            error: MessageError::BadValue { field: "flags" },
+        },
+        Invalid {
+            name: "clock-head-null",
+            description: "a Clock line with latest = 1 and a null head",
+            bytes: clock(&[array(&[bstr(author.as_bytes()), uint(1), uint(1), vec![0xf6]])]),
+            error: MessageError::BadValue { field: "head" },
+        },
+        Invalid {
+            name: "clock-head-without-entries",
+            description: "a Clock line with latest = 0 and a head",
+            bytes: clock(&[line(author.as_bytes(), uint(0), uint(1))]),
+            error: MessageError::BadValue { field: "head" },
+        },
+        Invalid {
+            name: "clock-head-short",
+            description: "a Clock line whose head is 31 bytes (a truncated hash)",
+            bytes: clock(&[array(&[bstr(author.as_bytes()), uint(1), uint(1), bstr(&[7; 31])])]),
+            error: decode_error(DecodeError::WrongLength {
+                field: "head",
+                expected: 32,
+            }),
         },
         Invalid {
             name: "clock-latest-beyond-max-seq",
@@ -539,12 +571,13 @@ fn vectors() -> Value {
             error: decode_error(DecodeError::UnexpectedType { field: "latest" }),
         },
         Invalid {
-            name: "clock-line-of-two",
-            description: "a Clock line of two items: a feed and latest = 1000, no want",
-            bytes: clock(&[array(&[bstr(author.as_bytes()), uint(1000)])]),
+            name: "clock-line-of-three",
+            description: "a Clock line of three items: a feed, latest = 1000 and flags = 1, no head (the \
+                          line of transport v1)",
+            bytes: clock(&[array(&[bstr(author.as_bytes()), uint(1000), uint(1)])]),
             error: decode_error(DecodeError::WrongLength {
                 field: "clock entry",
-                expected: 3,
+                expected: 4,
             }),
         },
         Invalid {
