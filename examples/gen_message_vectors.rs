@@ -2,10 +2,10 @@
 //! (spec/PROTOCOL.md §2.1).
 //!
 //! Run from the crate root: `cargo run --example gen_message_vectors`. The
-//! output is deterministic; `tests/it/message_vectors.rs` fails when the
+//! output is deterministic; `crates/proto/tests/it/message_vectors.rs` fails when the
 //! committed file differs from what this writes.
 
-#[path = "../tests/it/common/message_vectors_gen.rs"]
+#[path = "../crates/proto/tests/it/common/message_vectors_gen.rs"]
 mod message_vectors_gen;
 
 use std::path::Path;

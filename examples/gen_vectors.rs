@@ -2,10 +2,10 @@
 //! part 1).
 //!
 //! Run from the crate root: `cargo run --example gen_vectors`. The output is
-//! deterministic; `tests/it/vectors.rs` fails when the committed files differ
+//! deterministic; `crates/proto/tests/it/vectors.rs` fails when the committed files differ
 //! from what this writes.
 
-#[path = "../tests/it/common/vectors_gen.rs"]
+#[path = "../crates/proto/tests/it/common/vectors_gen.rs"]
 mod vectors_gen;
 
 use std::path::Path;

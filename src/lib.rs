@@ -4,10 +4,12 @@
 //! each signed with the node's ed25519 key. Feeds replicate between peers, and
 //! views fold them into application state.
 //!
-//! Modules, from the ground up:
+//! Modules, from the ground up. The first eight are the protocol crate
+//! `feedmesh-proto` (crates/proto: no I/O, no async runtime), re-exported
+//! here under the same paths:
 //!
 //! - [`feed`]: identities, the entry format, signatures, chain validation,
-//!   fork proofs (spec/PROTOCOL.md part 1). No I/O.
+//!   fork proofs (spec/PROTOCOL.md part 1).
 //! - [`clock`]: the hybrid logical clock that stamps entries.
 //! - [`store`]: the [`store::Store`] trait with an on-disk (redb) and an
 //!   in-memory backend.
@@ -16,10 +18,13 @@
 //! - [`bundle`]: the export/import format for entries with their payloads.
 //! - [`writer`]: appending to the node's own feed (links, clock, batching).
 //! - [`integrity`]: re-verifying a whole store from scratch.
+//! - [`view`]: the session view, folding every author's session operations
+//!   into shared state (spec/SESSIONS.md).
+//!
+//! The node, on tokio:
+//!
 //! - [`net`]: the authenticated, encrypted transport between peers (network
 //!   key, Noise handshake with identity proofs, framing; part 3).
-//! - [`view`]: the session view, folding every author's session operations
-//!   into shared state (spec/SESSIONS.md). No I/O.
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //! - [`node`]: a running node (listener, dialers, one driver task per peer)
 //!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
@@ -42,18 +47,12 @@
 #[cfg(feature = "http")]
 pub mod api;
 pub mod audit;
-pub mod bundle;
-pub mod clock;
-pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod integrity;
 pub mod net;
 pub mod node;
 pub mod node_dir;
 pub mod readiness;
 pub mod sessions;
-pub mod store;
-pub mod sync;
-pub mod view;
-pub mod writer;
+
+pub use feedmesh_proto::{bundle, clock, feed, integrity, store, sync, view, writer};

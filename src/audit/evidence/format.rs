@@ -13,10 +13,8 @@
 //! Decoding checks the framing only (and the sort orders); what the
 //! entries prove is checked by the verifier.
 
-use crate::feed::{
-    CborReader, DecodeError, Entry, FeedId, ForkProof, Hash, MAX_SEQ, Record, cbor_write_array_head, cbor_write_bytes,
-    cbor_write_uint, decode_record, encode_record,
-};
+use crate::feed::cbor::{self, Reader as CborReader};
+use crate::feed::{DecodeError, Entry, FeedId, ForkProof, Hash, MAX_SEQ, Record, decode_record, encode_record};
 use crate::view::MAX_KEY;
 
 use super::{EvidenceError, EvidenceForm, Subject};
@@ -43,33 +41,33 @@ pub(crate) struct Bundle {
 /// Encodes a bundle; `admins`, `forks` and `records` must be sorted.
 pub(crate) fn encode(bundle: &Bundle) -> Vec<u8> {
     let mut out = EVIDENCE_MAGIC.to_vec();
-    cbor_write_array_head(&mut out, 6);
-    cbor_write_uint(&mut out, bundle.form as u64);
-    cbor_write_uint(&mut out, bundle.now_ms);
-    cbor_write_array_head(&mut out, bundle.admins.len() as u64);
+    cbor::write_array_head(&mut out, 6);
+    cbor::write_uint(&mut out, bundle.form as u64);
+    cbor::write_uint(&mut out, bundle.now_ms);
+    cbor::write_array_head(&mut out, bundle.admins.len() as u64);
     for admin in &bundle.admins {
-        cbor_write_bytes(&mut out, admin.as_bytes());
+        cbor::write_bytes(&mut out, admin.as_bytes());
     }
     match &bundle.subject {
         Subject::Session { key } => {
-            cbor_write_array_head(&mut out, 2);
-            cbor_write_uint(&mut out, SUBJECT_SESSION);
-            cbor_write_bytes(&mut out, key);
+            cbor::write_array_head(&mut out, 2);
+            cbor::write_uint(&mut out, SUBJECT_SESSION);
+            cbor::write_bytes(&mut out, key);
         }
         Subject::Member {
             feed,
             since_ms,
             until_ms,
         } => {
-            cbor_write_array_head(&mut out, 4);
-            cbor_write_uint(&mut out, SUBJECT_MEMBER);
-            cbor_write_bytes(&mut out, feed.as_bytes());
-            cbor_write_uint(&mut out, *since_ms);
-            cbor_write_uint(&mut out, *until_ms);
+            cbor::write_array_head(&mut out, 4);
+            cbor::write_uint(&mut out, SUBJECT_MEMBER);
+            cbor::write_bytes(&mut out, feed.as_bytes());
+            cbor::write_uint(&mut out, *since_ms);
+            cbor::write_uint(&mut out, *until_ms);
         }
     }
-    cbor_write_uint(&mut out, bundle.forks.len() as u64);
-    cbor_write_uint(&mut out, bundle.records.len() as u64);
+    cbor::write_uint(&mut out, bundle.forks.len() as u64);
+    cbor::write_uint(&mut out, bundle.records.len() as u64);
     for proof in &bundle.forks {
         out.extend_from_slice(&proof.encode());
     }

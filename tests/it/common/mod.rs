@@ -4,11 +4,9 @@
 pub(crate) mod admins;
 pub(crate) mod api;
 pub(crate) mod audit_scenario;
+#[path = "../../../crates/proto/tests/it/common/fork.rs"]
 pub(crate) mod fork;
 pub(crate) mod hostile;
 pub(crate) mod http;
-pub(crate) mod message_vectors_gen;
 pub(crate) mod nodes;
-pub(crate) mod vectors_gen;
-pub(crate) mod vectors_json;
 pub(crate) mod webdriver;

@@ -2,7 +2,7 @@
 //! `spec/vectors/messages.json` (spec/PROTOCOL.md §2.1).
 //!
 //! Shared, through a `#[path]` module, by `examples/gen_message_vectors.rs`
-//! (which writes the file) and `tests/it/message_vectors.rs` (which checks the
+//! (which writes the file) and `crates/proto/tests/it/message_vectors.rs` (which checks the
 //! implementation against the committed file and that the file is exactly
 //! what this produces). Deterministic: fixed keys (the RFC 8032 test keys of
 //! `entries.json`), fixed timestamps, no randomness.
@@ -11,11 +11,11 @@
 //! invalid ones are assembled here byte by byte, each with the error the
 //! decoder must report, written down here (not taken from the decoder).
 
-use feedmesh::clock::Timestamp;
-use feedmesh::feed::{
+use feedmesh_proto::clock::Timestamp;
+use feedmesh_proto::feed::{
     DecodeError, Entry, ForkProof, ForkProofError, Keypair, MAX_PAYLOAD, MAX_SEQ, NewEntry, ValidationError, to_hex,
 };
-use feedmesh::sync::{
+use feedmesh_proto::sync::{
     ClockEntry, MAX_CHUNK_RECORDS, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
     MessageError,
 };

@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use feedmesh::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
-use feedmesh::store::{MemoryStore, Store, StoreError};
-use feedmesh::sync::{
+use feedmesh_proto::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
+use feedmesh_proto::store::{MemoryStore, Store, StoreError};
+use feedmesh_proto::sync::{
     Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
     ReplicationScheduler, STALL_TIMEOUT_MS, pack_chunk, pack_records,
 };
-use feedmesh::writer::FeedWriter;
+use feedmesh_proto::writer::FeedWriter;
 
 /// A record as stored and sent: an entry and its payload.
 type Record = (Entry, Option<Vec<u8>>);
@@ -266,7 +266,7 @@ impl Net {
             }
             Action::Evidence { entry, .. } => {
                 let held = self.stores[node].entry(&entry.author(), entry.seq()).expect("entry");
-                if let Ok(proof) = feedmesh::feed::ForkProof::new(held.expect("held"), *entry) {
+                if let Ok(proof) = feedmesh_proto::feed::ForkProof::new(held.expect("held"), *entry) {
                     self.execute(i, Action::Fork(Box::new(proof)));
                 }
             }
@@ -513,7 +513,8 @@ fn signed_variant(seed: u8, count: u64, salt: u8) -> Vec<Record> {
     for seq in 1..=count {
         let mut payload = seq.to_be_bytes().to_vec();
         payload.push(salt);
-        let skip = feedmesh::feed::has_skip_link(seq).then(|| out[(feedmesh::feed::lipmaa(seq) - 1) as usize].0.hash());
+        let skip = feedmesh_proto::feed::has_skip_link(seq)
+            .then(|| out[(feedmesh_proto::feed::lipmaa(seq) - 1) as usize].0.hash());
         let new = NewEntry {
             seq,
             prev: out.last().map(|(e, _)| e.hash()),
@@ -1142,8 +1143,8 @@ fn forked_at(seed: u8, len: u64, fork_at: u64) -> (Vec<Record>, Record) {
     let new = NewEntry {
         seq: fork_at,
         prev: a[..at].last().map(|(e, _)| e.hash()),
-        skip: feedmesh::feed::has_skip_link(fork_at)
-            .then(|| a[(feedmesh::feed::lipmaa(fork_at) - 1) as usize].0.hash()),
+        skip: feedmesh_proto::feed::has_skip_link(fork_at)
+            .then(|| a[(feedmesh_proto::feed::lipmaa(fork_at) - 1) as usize].0.hash()),
         timestamp: Timestamp::new(10 + fork_at, 0),
         payload: &payload,
     };
@@ -1176,7 +1177,7 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
         2,
     );
     assert!(matches!(actions(&mut machine).as_slice(), [Action::Store(v)] if v.len() == 1));
-    let error = feedmesh::feed::ValidationError::PrevHashMismatch {
+    let error = feedmesh_proto::feed::ValidationError::PrevHashMismatch {
         seq: 4,
         expected: b3.0.hash(),
         found: a[2].0.hash(),
@@ -1220,7 +1221,7 @@ fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() 
     let mut b = a[..2].to_vec();
     b.push(b3);
     for (node, records) in [(0, &a), (1, &b)] {
-        let verified = feedmesh::feed::verify_batch(records.clone()).expect("valid");
+        let verified = feedmesh_proto::feed::verify_batch(records.clone()).expect("valid");
         net.stores[node].append(&verified).expect("append");
     }
     net.connect(0, 1);

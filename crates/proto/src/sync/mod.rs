@@ -7,7 +7,7 @@
 //! frames, local appends and timer ticks go in (with `now` passed by the
 //! caller); messages to send and [`Action`]s (send a range from the store,
 //! store verified records, record a fork proof, disconnect) come out. A driver
-//! (the network layer, or the in-memory harness of `tests/it/sync.rs`) moves the
+//! (the network layer, or the in-memory harness of `crates/proto/tests/it/sync.rs`) moves the
 //! messages and executes the actions against a [`crate::store::Store`].
 //!
 //! [`ReplicationScheduler`] is the node-level part: it picks one sender per

@@ -1,9 +1,9 @@
 //! Forked feeds for the tests: two branches of one author's feed that share
 //! a prefix and differ from a chosen sequence on.
 
-use feedmesh::feed::Keypair;
-use feedmesh::store::{MemoryStore, Record, Store};
-use feedmesh::writer::FeedWriter;
+use feedmesh_proto::feed::Keypair;
+use feedmesh_proto::store::{MemoryStore, Record, Store};
+use feedmesh_proto::writer::FeedWriter;
 
 /// The records of feed `seed` at `1..=len`, written by a fresh writer; the
 /// entries from `fork_at` on carry `branch` in their payloads, so two calls

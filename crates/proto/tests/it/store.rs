@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use feedmesh::feed::{
+use feedmesh_proto::feed::{
     Entry, FeedId, ForkProof, Hash, Keypair, NewEntry, Timestamp, ValidationError, Verified, has_skip_link, lipmaa,
     sign, verify, verify_chain,
 };
-use feedmesh::store::{AppendReport, FeedClock, MemoryStore, Record, RedbStore, Store, StoreError};
+use feedmesh_proto::store::{AppendReport, FeedClock, MemoryStore, Record, RedbStore, Store, StoreError};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! (spec/PROTOCOL.md part 1).
 //!
 //! Shared, through a `#[path]` module, by `examples/gen_vectors.rs` (which
-//! writes the files) and `tests/it/vectors.rs` (which checks that the committed
+//! writes the files) and `crates/proto/tests/it/vectors.rs` (which checks that the committed
 //! files are exactly what this produces). Deterministic: fixed seeds, fixed
 //! wall-clock times, no randomness.
 //!
@@ -11,8 +11,8 @@
 //! re-signed wherever the rule under test is not the signature, so that each
 //! one breaks exactly the rule it is listed under.
 
-use feedmesh::clock::{HybridClock, Timestamp};
-use feedmesh::feed::{
+use feedmesh_proto::clock::{HybridClock, Timestamp};
+use feedmesh_proto::feed::{
     Entry, FORMAT_VERSION, ForkProof, Hash, Keypair, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ, NewEntry, SIGNING_CONTEXT,
     certificate_path, has_skip_link, lipmaa, to_hex,
 };
@@ -46,7 +46,7 @@ const README: &str = "\
 # Entry format test vectors
 
 Test vectors for spec/PROTOCOL.md part 1 (identities and entries, format
-version 1). `tests/it/vectors.rs` checks the implementation against every one of
+version 1). `crates/proto/tests/it/vectors.rs` checks the implementation against every one of
 them, and checks that these files are exactly what the generator produces.
 
 Regenerate them (deterministic: fixed seeds, fixed clock readings, no
@@ -56,8 +56,8 @@ randomness) with:
 cargo run --example gen_vectors
 ```
 
-The generator lives in `tests/it/common/vectors_gen.rs`, shared by
-`examples/gen_vectors.rs` and `tests/it/vectors.rs`.
+The generator lives in `crates/proto/tests/it/common/vectors_gen.rs`, shared by
+`examples/gen_vectors.rs` and `crates/proto/tests/it/vectors.rs`.
 
 ## entries.json
 
@@ -94,9 +94,9 @@ unsigned integers.
 ## messages.json
 
 Test vectors for the replication messages of spec/PROTOCOL.md §2.1, checked
-by `tests/it/message_vectors.rs` and written by
+by `crates/proto/tests/it/message_vectors.rs` and written by
 `cargo run --example gen_message_vectors` (generator:
-`tests/it/common/message_vectors_gen.rs`). Same keys as `entries.json`; byte
+`crates/proto/tests/it/common/message_vectors_gen.rs`). Same keys as `entries.json`; byte
 strings in lowercase hex, integers up to 2^64 - 1.
 
 - `limits`: MAX_FRAME, MAX_RECORDS_PER_MESSAGE, MAX_FEEDS_PER_CLOCK,
@@ -127,7 +127,7 @@ has `message`, `pub_key` and `signature` (hex, the signature over the message
 bytes as given, without `SIGNING_CONTEXT`), `valid`, and for an invalid one
 `fault`: the first check of §1.3 that fails, taking them in the order key
 (`bad-key-encoding`, `small-order-key`), `S` (`non-canonical-s`), `R`
-(`bad-r-encoding`, `small-order-r`), equation (`equation`). `tests/it/signatures.rs`
+(`bad-r-encoding`, `small-order-r`), equation (`equation`). `crates/proto/tests/it/signatures.rs`
 checks each case alone and inside batches of 1, 2, 63 and 1,024 honest
 signatures at 1,000 positions: the verdict is always the one given here.
 ";

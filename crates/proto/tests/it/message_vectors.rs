@@ -10,10 +10,9 @@ use crate::common::message_vectors_gen;
 use crate::common::vectors_json;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use feedmesh::feed::{Keypair, MAX_PAYLOAD, MAX_SEQ, check_payload, check_signature};
-use feedmesh::sync::{MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message};
+use feedmesh_proto::feed::{Keypair, MAX_PAYLOAD, MAX_SEQ, check_payload, check_signature};
+use feedmesh_proto::sync::{MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message};
 use message_vectors_gen::{error_json, fields_json};
 use serde_json::Value;
 use vectors_json::hex;
@@ -28,7 +27,7 @@ fn items<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
 
 #[test]
 fn committed_vectors_are_what_the_generator_writes() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = vectors_json::repo_root();
     let committed = std::fs::read_to_string(root.join(message_vectors_gen::PATH)).unwrap_or_default();
     assert!(
         committed == message_vectors_gen::file(),

@@ -10,16 +10,15 @@ use crate::common::vectors_gen;
 use crate::common::vectors_json;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use feedmesh::bundle::{BundleWriter, ImportOptions, MAGIC, import};
-use feedmesh::feed::{
+use feedmesh_proto::bundle::{BundleWriter, ImportOptions, MAGIC, import};
+use feedmesh_proto::feed::{
     Entry, FORMAT_VERSION, FeedId, ForkProof, ForkProofError, Hash, Keypair, MAX_ENTRY_SIZE, MAX_PAYLOAD, MAX_SEQ,
     SIGNING_CONTEXT, ValidationError, Verified, certificate_path, check_payload, check_signature, check_skip,
     check_successor, has_skip_link, lipmaa, to_hex, verify, verify_batch, verify_chain,
 };
-use feedmesh::store::{MemoryStore, Store, StoreError};
+use feedmesh_proto::store::{MemoryStore, Store, StoreError};
 use serde_json::Value;
 use vectors_json::hex;
 
@@ -94,7 +93,7 @@ fn assert_signed_as_specified(entry: &Entry) {
 
 #[test]
 fn committed_vectors_are_what_the_generator_writes() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = vectors_json::repo_root();
     for (path, expected) in vectors_gen::files() {
         let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
         assert!(
@@ -161,7 +160,7 @@ fn valid_entries_decode_to_their_fields_and_verify() {
         let h = entry.header();
         let resigned = Entry::sign(
             &keys,
-            &feedmesh::feed::NewEntry {
+            &feedmesh_proto::feed::NewEntry {
                 seq: h.seq,
                 prev: h.prev,
                 skip: h.skip,

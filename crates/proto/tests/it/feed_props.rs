@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use feedmesh::feed::{
+use feedmesh_proto::feed::{
     Entry, FORMAT_VERSION, ForkProof, Hash, Header, Keypair, MAX_PAYLOAD, MAX_SEQ, NewEntry, SIGNING_CONTEXT,
     certificate_path, check_payload, check_signature, has_skip_link, lipmaa,
 };
@@ -15,7 +15,7 @@ use proptest::prelude::*;
 /// A canonical CBOR encoder of the entry header, written from the spec
 /// (§1.2) independently of the library's.
 mod spec_encoding {
-    use feedmesh::feed::Header;
+    use feedmesh_proto::feed::Header;
 
     pub(crate) const UINT: u8 = 0;
     pub(crate) const BYTES: u8 = 2;
@@ -54,7 +54,8 @@ mod spec_encoding {
 
     /// The nine items of an entry, each as encoded bytes (the signature last).
     pub(crate) fn items(h: &Header) -> Vec<Vec<u8>> {
-        let link = |hash: Option<feedmesh::feed::Hash>| hash.map_or_else(|| vec![0xf6], |hash| bstr(hash.as_bytes()));
+        let link =
+            |hash: Option<feedmesh_proto::feed::Hash>| hash.map_or_else(|| vec![0xf6], |hash| bstr(hash.as_bytes()));
         vec![
             head(UINT, 1),
             bstr(h.author.as_bytes()),
@@ -155,7 +156,7 @@ fn sample_entries() -> &'static [Entry] {
                 seq,
                 prev: (seq > 1).then(|| Hash::of(b"prev")),
                 skip: has_skip_link(seq).then(|| Hash::of(b"skip")),
-                timestamp: feedmesh::feed::Timestamp::from_u64(timestamp),
+                timestamp: feedmesh_proto::feed::Timestamp::from_u64(timestamp),
                 payload,
             };
             Entry::sign(keys(0), &new).expect("valid")
@@ -185,7 +186,7 @@ proptest! {
     #[test]
     fn signed_entries_round_trip((author, seq, prev, skip, timestamp, payload) in new_entry()) {
         let keys = keys(author);
-        let new = NewEntry { seq, prev, skip, timestamp: feedmesh::feed::Timestamp::from_u64(timestamp), payload: &payload };
+        let new = NewEntry { seq, prev, skip, timestamp: feedmesh_proto::feed::Timestamp::from_u64(timestamp), payload: &payload };
         let entry = Entry::sign(keys, &new).expect("layout-valid fields sign");
         let bytes = entry.as_bytes();
         prop_assert!((141..=227).contains(&bytes.len()));
@@ -215,7 +216,7 @@ proptest! {
             seq,
             prev,
             skip,
-            timestamp: feedmesh::feed::Timestamp::from_u64(timestamp),
+            timestamp: feedmesh_proto::feed::Timestamp::from_u64(timestamp),
             payload_len,
             payload_hash: Hash(payload_hash),
             signature: [0; 64],

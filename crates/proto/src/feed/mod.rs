@@ -6,7 +6,7 @@
 //! [`check_successor`], [`check_skip`] and [`verify_chain`] check the links
 //! between entries; [`ForkProof`] captures equivocation.
 
-mod cbor;
+pub mod cbor;
 mod entry;
 mod error;
 mod fork;

@@ -6,7 +6,7 @@
 use crate::common::vectors_json;
 
 use ed25519_dalek::{Signer, SigningKey};
-use feedmesh::feed::signature::{SignatureFault, SignedMessage, batch_holds, check};
+use feedmesh_proto::feed::signature::{SignatureFault, SignedMessage, batch_holds, check};
 use serde_json::Value;
 use vectors_json::{hex, load};
 

@@ -22,11 +22,13 @@
 //!   below it still go in, spec §1.7).
 
 mod memory;
+#[cfg(feature = "redb")]
 mod redb;
 
 use std::collections::BTreeMap;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redb")]
 pub use self::redb::RedbStore;
 use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified};
 

@@ -13,10 +13,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use feedmesh::feed::{
+use feedmesh_proto::feed::{
     Entry, Hash, Keypair, NewEntry, Timestamp, Verified, check_payload, has_skip_link, lipmaa, sign, verify_chain,
 };
-use feedmesh::store::{RedbStore, Store};
+use feedmesh_proto::store::{RedbStore, Store};
 
 /// Set (to the store's directory) in the environment of a writer process.
 const WRITER_DIR_VAR: &str = "FEEDMESH_CRASH_WRITER_DIR";

@@ -12,10 +12,10 @@ const MAJOR_UNSIGNED: u8 = 0;
 const MAJOR_BYTES: u8 = 2;
 const MAJOR_ARRAY: u8 = 4;
 /// The one-byte encoding of CBOR `null`.
-pub(crate) const NULL: u8 = 0xf6;
+pub const NULL: u8 = 0xf6;
 
 /// Appends the head of a data item (major type and argument) in shortest form.
-pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+pub fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let m = major << 5;
     match arg {
         0..=23 => out.push(m | arg as u8),
@@ -36,7 +36,7 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
 }
 
 /// The encoded length of a head with argument `arg` (1, 2, 3, 5 or 9 bytes).
-pub(crate) fn head_len(arg: u64) -> usize {
+pub fn head_len(arg: u64) -> usize {
     match arg {
         0..=23 => 1,
         24..=0xff => 2,
@@ -47,40 +47,40 @@ pub(crate) fn head_len(arg: u64) -> usize {
 }
 
 /// Appends an unsigned integer.
-pub(crate) fn write_uint(out: &mut Vec<u8>, value: u64) {
+pub fn write_uint(out: &mut Vec<u8>, value: u64) {
     write_head(out, MAJOR_UNSIGNED, value);
 }
 
 /// Appends a byte string.
-pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_head(out, MAJOR_BYTES, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 /// Appends the head of a byte string of `len` bytes (the body follows).
-pub(crate) fn write_bytes_head(out: &mut Vec<u8>, len: u64) {
+pub fn write_bytes_head(out: &mut Vec<u8>, len: u64) {
     write_head(out, MAJOR_BYTES, len);
 }
 
 /// Appends an array head of `len` items.
-pub(crate) fn write_array_head(out: &mut Vec<u8>, len: u64) {
+pub fn write_array_head(out: &mut Vec<u8>, len: u64) {
     write_head(out, MAJOR_ARRAY, len);
 }
 
 /// A cursor over a byte slice that reads canonical CBOR items.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
     /// Starts reading at the beginning of `input`.
-    pub(crate) fn new(input: &'a [u8]) -> Self {
+    pub fn new(input: &'a [u8]) -> Self {
         Reader { input, pos: 0 }
     }
 
     /// How many bytes have been consumed.
-    pub(crate) fn position(&self) -> usize {
+    pub fn position(&self) -> usize {
         self.pos
     }
 
@@ -126,18 +126,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an unsigned integer.
-    pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+    pub fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         self.head(MAJOR_UNSIGNED, field)
     }
 
     /// Reads an array head and returns its declared length.
-    pub(crate) fn array_head(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+    pub fn array_head(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         self.head(MAJOR_ARRAY, field)
     }
 
     /// Reads a byte string of at most `max` bytes, checking the declared length
     /// against `max` before touching the body.
-    pub(crate) fn bytes(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
         let len = self.head(MAJOR_BYTES, field)?;
         let len = usize::try_from(len)
             .ok()
@@ -147,7 +147,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a byte string of exactly `N` bytes.
-    pub(crate) fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+    pub fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
         let bytes = self.bytes(field, N)?;
         let mut out = [0u8; N];
         if bytes.len() != N {
@@ -158,10 +158,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads either `null` (returning `None`) or a byte string of exactly `N` bytes.
-    pub(crate) fn optional_fixed<const N: usize>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<Option<[u8; N]>, DecodeError> {
+    pub fn optional_fixed<const N: usize>(&mut self, field: &'static str) -> Result<Option<[u8; N]>, DecodeError> {
         if self.peek()? == NULL {
             self.pos += 1;
             return Ok(None);
@@ -170,7 +167,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads either `null` (returning `None`) or a byte string of at most `max` bytes.
-    pub(crate) fn optional_bytes(&mut self, field: &'static str, max: usize) -> Result<Option<&'a [u8]>, DecodeError> {
+    pub fn optional_bytes(&mut self, field: &'static str, max: usize) -> Result<Option<&'a [u8]>, DecodeError> {
         if self.peek()? == NULL {
             self.pos += 1;
             return Ok(None);

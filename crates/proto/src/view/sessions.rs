@@ -202,7 +202,7 @@ fn expiry_of(timestamp: Timestamp, ttl_ms: u64) -> u64 {
 
 /// Whether an entry stamped `timestamp` is held back at local time `now_ms`
 /// (spec/SESSIONS.md §2.5).
-pub(crate) fn is_beyond_drift(timestamp: Timestamp, now_ms: u64) -> bool {
+pub fn is_beyond_drift(timestamp: Timestamp, now_ms: u64) -> bool {
     timestamp.wall_ms() > now_ms.saturating_add(MAX_DRIFT_MS)
 }
 

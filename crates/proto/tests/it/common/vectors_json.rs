@@ -1,12 +1,18 @@
 //! Reading the committed test vector files (`spec/vectors/*.json`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The committed vectors file at `path`, relative to the crate root.
+/// The repository's top directory (where `spec/` is), two levels above
+/// this crate's manifest.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The committed vectors file at `path`, relative to the repository's top.
 pub(crate) fn load(path: &str) -> Value {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let file = repo_root().join(path);
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{path} exists: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is JSON: {e}"))
 }

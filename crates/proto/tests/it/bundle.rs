@@ -3,10 +3,10 @@
 
 use crate::common::fork;
 
-use feedmesh::bundle::{self, ImportOptions};
-use feedmesh::feed::Keypair;
-use feedmesh::store::{MemoryStore, Record, Store};
-use feedmesh::writer::FeedWriter;
+use feedmesh_proto::bundle::{self, ImportOptions};
+use feedmesh_proto::feed::Keypair;
+use feedmesh_proto::store::{MemoryStore, Record, Store};
+use feedmesh_proto::writer::FeedWriter;
 
 fn exported_feed(entries: usize) -> (Keypair, Vec<Record>, Vec<u8>) {
     let keys = Keypair::from_seed([42; 32]);

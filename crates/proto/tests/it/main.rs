@@ -1,0 +1,15 @@
+//! The integration tests of `feedmesh-proto`, one binary, with no async
+//! runtime: the spec's vectors (entries, messages, signatures), the entry
+//! format's properties, the stores (crash safety included), bundles, and
+//! replication between in-memory peers.
+
+mod common;
+
+mod bundle;
+mod crash;
+mod feed_props;
+mod message_vectors;
+mod signatures;
+mod store;
+mod sync;
+mod vectors;
