@@ -64,7 +64,7 @@ use crate::net::{
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
-use crate::sessions::{AppendFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
+use crate::sessions::{AppendFn, GuardFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
 use crate::sync::{
     Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, ReplicationScheduler,
@@ -469,7 +469,11 @@ impl Node {
                     .ok_or_else(|| NodeError::Store(StoreError::Backend("no entry written".into())))
             })
         };
-        let task = run_group_commit(commit_queue, append, inner.shutdown.subscribe());
+        let guard: GuardFn = {
+            let inner = inner.clone();
+            Arc::new(move |guard| inner.view.check(guard, inner.now_ms()))
+        };
+        let task = run_group_commit(commit_queue, append, guard, inner.shutdown.subscribe());
         inner.spawn(task);
         Ok(Node { inner })
     }

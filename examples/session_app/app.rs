@@ -72,7 +72,7 @@ impl FeedmeshStore {
 
     /// Revokes every session of `user` on every node ("log out everywhere").
     pub(crate) async fn revoke_owner(&self, user: &str) -> session_store::Result<()> {
-        let written = self.sessions.revoke_owner(user).await.map_err(backend)?;
+        let written = self.sessions.revoke_owner(user).await.map_err(backend)?.written;
         self.acknowledged(&written).await
     }
 

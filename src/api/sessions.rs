@@ -3,11 +3,12 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `PUT /v1/sessions/{KEY}`, body `{"value": ANY, "ttl_secs": N, "owner": "..."}` (`owner` optional) | `{"author", "seq", "expires_at"}` once the put is durable on this node |
-//! | `GET /v1/sessions/{KEY}` | `{"value", "expires_at", "owner", "author", "seq"}` of the live session; 404 if it was never put (here, yet), is revoked or has expired |
+//! | `PUT /v1/sessions/{KEY}`, body `{"value": ANY, "ttl_secs": N, "owner": "..."}` (`owner` optional) | `{"author", "seq", "expires_at"}` once the put is durable on this node; with `If-None-Match: *` only if this node holds no session under `KEY` (create), with `If-Match: *` only if it holds a live one (update, never resurrects): 412 otherwise, nothing written |
+//! | `GET /v1/sessions/{KEY}` | `{"value", "expires_at", "ttl_ms", "owner", "author", "seq"}` of the live session (`ttl_ms`: what remains of it); 404 if it was never put (here, yet), is revoked or has expired |
 //! | `POST /v1/sessions/{KEY}/touch`, body `{"ttl_secs": N}` | `{"author", "seq", "expires_at"}`: the expiry becomes at least now + N s (never shorter) |
 //! | `DELETE /v1/sessions/{KEY}` | `{"author", "seq"}`: the session is revoked for good (logout) |
-//! | `DELETE /v1/owners/{OWNER}/sessions` | `{"author", "seq"}`: every session `OWNER` put before now is revoked ("log out everywhere") |
+//! | `GET /v1/owners/{OWNER}/sessions` | `{"owner", "count", "sessions": [{"key", "expires_at", "author", "seq"}]}`: the live sessions that some put names `OWNER` as owner (those a `DELETE` of this path would revoke, spec/SESSIONS.md §2.4), sorted by key |
+//! | `DELETE /v1/owners/{OWNER}/sessions` | `{"author", "seq", "revoked"}`: every session `OWNER` put before now is revoked ("log out everywhere"); `revoked` counts the live ones this node held |
 //! | `GET /v1/view/digest` | `{"digest", "clock", "sessions", "held_back"}`: the digest of the folded state (spec/SESSIONS.md §3, hex), the node's clock (`{FEED_ID: SEQ}`, as in `GET /v1/status`), the number of sessions held and of entries held back (dated too far ahead) |
 //!
 //! `KEY` and `OWNER` are path segments, percent-decoded (`%2F` for `/`), 1 to
@@ -29,7 +30,9 @@
 //! Errors are `{"error": "..."}`: 400 for a malformed key, owner, ttl, body
 //! (not JSON, unknown or missing fields) or query, or a value over the limit;
 //! 401 without the bearer token (as every route of the API); 404 for a
-//! session that is not live; 409 for a write that would have no effect and
+//! session that is not live; 412 for a put whose precondition failed
+//! (`"refused: a live session exists under the key"`, `"refused: no live
+//! session under the key"`); 409 for a write that would have no effect and
 //! is refused, nothing appended (`"refused: the session key is revoked"` for
 //! a put, touch or DELETE of a revoked key, `"refused: this node is not a
 //! member of the network"` for any session write from a node not admitted
@@ -43,14 +46,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::{HeaderName, IF_MATCH, IF_NONE_MATCH};
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{Acks, AppState, Failure, body_bytes, node_clock};
-use crate::sessions::{SessionError, Written};
+use crate::sessions::{Refusal, SessionError, Written};
 use crate::view::MAX_TTL_MS;
 
 /// The session routes, merged into [`super::router`].
@@ -58,7 +62,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/sessions/{key}", get(read).put(put).delete(revoke))
         .route("/v1/sessions/{key}/touch", post(touch))
-        .route("/v1/owners/{owner}/sessions", delete(revoke_owner))
+        .route("/v1/owners/{owner}/sessions", get(owned).delete(revoke_owner))
         .route("/v1/view/digest", get(digest))
 }
 
@@ -69,6 +73,7 @@ impl From<SessionError> for Failure {
             SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             SessionError::NotAdmin => StatusCode::FORBIDDEN,
+            SessionError::Refused(Refusal::Exists | Refusal::NotLive) => StatusCode::PRECONDITION_FAILED,
             SessionError::Refused(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -153,15 +158,53 @@ async fn answer_with_expiry(
     acks.answer(&state.node, written.seq, answer).await
 }
 
+/// The precondition of a put (RFC 9110 §13.1): `If-None-Match: *` creates
+/// only, `If-Match: *` updates only; any other value of either is a 400.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Precondition {
+    None,
+    Absent,
+    Live,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Precondition {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Precondition, Failure> {
+        let star = |name: HeaderName| match parts.headers.get(&name) {
+            None => Ok(false),
+            Some(value) if value == "*" => Ok(true),
+            Some(_) => Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("{name}: only \"*\" is supported (sessions have no entity tags)"),
+            )),
+        };
+        match (star(IF_NONE_MATCH)?, star(IF_MATCH)?) {
+            (false, false) => Ok(Precondition::None),
+            (true, false) => Ok(Precondition::Absent),
+            (false, true) => Ok(Precondition::Live),
+            (true, true) => Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "If-Match and If-None-Match together can never both hold",
+            )),
+        }
+    }
+}
+
 async fn put(
     State(state): State<AppState>,
     Segment(key): Segment,
+    precondition: Precondition,
     acks: Acks,
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<axum::Json<Value>, Failure> {
-    let written = (state.node.sessions())
-        .put(&key, &body.value, ttl(body.ttl_secs)?, body.owner.as_deref())
-        .await?;
+    let sessions = state.node.sessions();
+    let (ttl, owner) = (ttl(body.ttl_secs)?, body.owner.as_deref());
+    let written = match precondition {
+        Precondition::None => sessions.put(&key, &body.value, ttl, owner).await?,
+        Precondition::Absent => sessions.create(&key, &body.value, ttl, owner).await?,
+        Precondition::Live => sessions.update(&key, &body.value, ttl, owner).await?,
+    };
     answer_with_expiry(&state, &acks, &key, &written).await
 }
 
@@ -178,9 +221,11 @@ async fn read(State(state): State<AppState>, Segment(key): Segment) -> Result<ax
             format!("no live session {key:?} (never put here, revoked or expired)"),
         ));
     };
+    let ttl_ms = session.expires_at_ms.saturating_sub(state.node.now_ms());
     Ok(axum::Json(json!({
         "value": session.value,
         "expires_at": session.expires_at_ms,
+        "ttl_ms": ttl_ms,
         "owner": session.owner.map(|owner| String::from_utf8_lossy(&owner).into_owned()),
         "author": session.author.to_string(),
         "seq": session.seq,
@@ -211,8 +256,24 @@ async fn revoke_owner(
     Segment(owner): Segment,
     acks: Acks,
 ) -> Result<axum::Json<Value>, Failure> {
-    let written = state.node.sessions().revoke_owner(owner).await?;
-    acks.answer(&state.node, written.seq, written_json(&written)).await
+    let revoked = state.node.sessions().revoke_owner(owner).await?;
+    let mut answer = written_json(&revoked.written);
+    answer["revoked"] = json!(revoked.sessions);
+    acks.answer(&state.node, revoked.written.seq, answer).await
+}
+
+async fn owned(State(state): State<AppState>, Segment(owner): Segment) -> axum::Json<Value> {
+    let sessions: Vec<Value> = (state.node.sessions().owned_by(&owner).into_iter())
+        .map(|(key, session)| {
+            json!({
+                "key": String::from_utf8_lossy(&key),
+                "expires_at": session.expires_at_ms,
+                "author": session.author.to_string(),
+                "seq": session.seq,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "owner": owner, "count": sessions.len(), "sessions": sessions }))
 }
 
 async fn digest(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {

@@ -8,12 +8,18 @@
 //! lone write is therefore never delayed (there is no timer), and under load
 //! the entry grows with the number of waiting writers: the cost of a
 //! signature and an fsync is shared by all of them.
+//!
+//! A write may carry a [`Guard`]: a condition on its session ("absent",
+//! "live") checked against the view when the write joins a batch, after
+//! every earlier batch is folded. A guarded write whose key an earlier write
+//! of the same batch names (or that follows a `RevokeOwner` in it) waits
+//! for the next batch, so the condition always sees the writes before it.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{SessionError, Written};
+use super::{Refusal, SessionError, Written};
 use crate::feed::{Entry, MAX_PAYLOAD};
 use crate::node::NodeError;
 use crate::view::{MAX_OPS, Op, OpsError, encode_ops};
@@ -28,10 +34,32 @@ const MAX_GATHER_YIELDS: usize = 16;
 /// Appends one payload to the node's feed, durably. Blocking.
 pub(crate) type AppendFn = Arc<dyn Fn(Vec<u8>) -> Result<Entry, NodeError> + Send + Sync>;
 
+/// Checks a [`Guard`] against the node's view as it is now.
+pub(crate) type GuardFn = Arc<dyn Fn(&Guard) -> Result<(), Refusal> + Send + Sync>;
+
+/// What a guarded write needs of its session when it is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// No live session and no revocation under the key (create, `SET NX`).
+    Absent,
+    /// A live session under the key (update, `SET XX`): never resurrects.
+    Live,
+}
+
+/// A condition on the session `key`, checked by the committer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Guard {
+    /// The session key.
+    pub(crate) key: Vec<u8>,
+    /// What the key's session must be.
+    pub(crate) condition: Condition,
+}
+
 /// One writer's operations, waiting to be committed.
 #[derive(Debug)]
 pub(crate) struct Pending {
     ops: Vec<Op>,
+    guard: Option<Guard>,
     /// The encoded length of `ops` alone (an upper bound of their share of a batch).
     encoded_len: usize,
     reply: oneshot::Sender<Result<Written, SessionError>>,
@@ -42,6 +70,7 @@ impl Pending {
     /// limits of one entry and pairs them with the reply channel.
     pub(crate) fn new(
         ops: Vec<Op>,
+        guard: Option<Guard>,
         reply: oneshot::Sender<Result<Written, SessionError>>,
     ) -> Result<Pending, SessionError> {
         if ops.len() > MAX_OPS {
@@ -53,6 +82,7 @@ impl Pending {
         }
         Ok(Pending {
             ops,
+            guard,
             encoded_len,
             reply,
         })
@@ -62,7 +92,12 @@ impl Pending {
 /// Commits queued operations until the queue closes or `shutdown` turns true.
 /// Requests still queued then are dropped (their writers see
 /// [`SessionError::ShuttingDown`]).
-pub(crate) async fn run(mut queue: mpsc::Receiver<Pending>, append: AppendFn, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    mut queue: mpsc::Receiver<Pending>,
+    append: AppendFn,
+    guard: GuardFn,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -76,20 +111,43 @@ pub(crate) async fn run(mut queue: mpsc::Receiver<Pending>, append: AppendFn, mu
                 },
             },
         };
-        let mut batch = vec![first];
-        let mut ops = batch[0].ops.len();
-        let mut bytes = batch[0].encoded_len;
-        while let Ok(next) = queue.try_recv() {
-            if ops + next.ops.len() > MAX_OPS || bytes + next.encoded_len > MAX_PAYLOAD as usize {
-                carried = Some(next);
+        let mut batch = Vec::new();
+        let (mut ops, mut bytes) = (0, 0);
+        let mut next = Some(first);
+        while let Some(pending) = next.take().or_else(|| queue.try_recv().ok()) {
+            let full = ops + pending.ops.len() > MAX_OPS || bytes + pending.encoded_len > MAX_PAYLOAD as usize;
+            if !batch.is_empty() && (full || pending.depends_on(&batch)) {
+                carried = Some(pending);
                 break;
             }
-            ops += next.ops.len();
-            bytes += next.encoded_len;
-            batch.push(next);
+            if let Some(refusal) = pending.guard.as_ref().and_then(|g| guard(g).err()) {
+                let _ = pending.reply.send(Err(SessionError::Refused(refusal)));
+                continue;
+            }
+            ops += pending.ops.len();
+            bytes += pending.encoded_len;
+            batch.push(pending);
+        }
+        if batch.is_empty() {
+            continue;
         }
         commit(batch, &append).await;
         gather(&queue).await;
+    }
+}
+
+impl Pending {
+    /// Whether this write's guard must see `batch` folded first: an
+    /// operation of `batch` names its key, or revokes an owner's sessions.
+    fn depends_on(&self, batch: &[Pending]) -> bool {
+        let Some(guard) = &self.guard else {
+            return false;
+        };
+        batch.iter().flat_map(|p| &p.ops).any(|op| match op {
+            Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => *key == guard.key,
+            Op::RevokeOwner { .. } => true,
+            Op::AddMember { .. } | Op::RemoveMember { .. } => false,
+        })
     }
 }
 

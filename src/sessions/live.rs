@@ -14,6 +14,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
+use super::Refusal;
+use super::commit::{Condition, Guard};
 use crate::clock::Timestamp;
 use crate::feed::{Entry, FeedId, Hash};
 use crate::store::{Store, StoreError};
@@ -190,6 +192,20 @@ impl LiveView {
 
     fn write(&self) -> RwLockWriteGuard<'_, Folding> {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the session of `guard` meets its condition at `now_ms`.
+    pub(crate) fn check(&self, guard: &Guard, now_ms: u64) -> Result<(), Refusal> {
+        let state = self.read();
+        if state.view.is_revoked(&guard.key) {
+            return Err(Refusal::Revoked);
+        }
+        let live = state.view.get(&guard.key, now_ms).is_some();
+        match guard.condition {
+            Condition::Absent if live => Err(Refusal::Exists),
+            Condition::Live if !live => Err(Refusal::NotLive),
+            _ => Ok(()),
+        }
     }
 
     /// A receiver of the view's changes.

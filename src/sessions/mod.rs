@@ -33,7 +33,8 @@ use crate::feed::{FeedId, Hash};
 use crate::node::NodeError;
 use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
 
-pub(crate) use commit::{AppendFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
+pub(crate) use commit::{AppendFn, GuardFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
+use commit::{Condition, Guard};
 pub(crate) use live::LiveView;
 pub use live::{SessionChange, ViewStats};
 
@@ -115,6 +116,24 @@ pub enum Refusal {
     /// so no node folds its session operations.
     #[error("this node is not a member of the network")]
     NotMember,
+    /// [`Sessions::create`]: this node holds a live session under the key.
+    #[error("a live session exists under the key")]
+    Exists,
+    /// [`Sessions::update`]: this node holds no live session under the key
+    /// (never put, or expired).
+    #[error("no live session under the key")]
+    NotLive,
+}
+
+/// What [`Sessions::revoke_owner`] wrote and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRevoked {
+    /// Where the revocation landed.
+    pub written: Written,
+    /// How many live sessions of the owner this node held just before the
+    /// revocation: the sessions it revoked here. (A put of the owner that
+    /// this node has not yet received is revoked too, once it arrives.)
+    pub sessions: usize,
 }
 
 impl SessionError {
@@ -154,14 +173,63 @@ impl Sessions {
         ttl: Duration,
         owner: Option<&str>,
     ) -> Result<Written, SessionError> {
-        let value = encode_value(value)?;
-        self.write(vec![Op::Put {
-            key: key.as_ref().to_vec(),
-            value,
+        self.put_guarded(key.as_ref(), value, ttl, owner, None).await
+    }
+
+    /// [`Sessions::put`] only if this node holds no session under `key`,
+    /// live or revoked (create-if-absent, Redis's `SET NX`); otherwise
+    /// [`Refusal::Exists`] or [`Refusal::Revoked`], and nothing is written.
+    ///
+    /// The check and the write are atomic on this node, not across nodes:
+    /// two nodes that create the same key before either has received the
+    /// other's put both succeed, and the later put wins everywhere
+    /// (spec/SESSIONS.md §6.6). Random 128-bit session ids make that moot.
+    pub async fn create<T: Serialize + ?Sized>(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &T,
+        ttl: Duration,
+        owner: Option<&str>,
+    ) -> Result<Written, SessionError> {
+        self.put_guarded(key.as_ref(), value, ttl, owner, Some(Condition::Absent))
+            .await
+    }
+
+    /// [`Sessions::put`] only if this node holds a live session under `key`
+    /// (update-only-if-live, Redis's `SET XX`): an expired or revoked
+    /// session is never brought back. Otherwise [`Refusal::NotLive`] or
+    /// [`Refusal::Revoked`], and nothing is written. Atomic on this node, as
+    /// for [`Sessions::create`].
+    pub async fn update<T: Serialize + ?Sized>(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &T,
+        ttl: Duration,
+        owner: Option<&str>,
+    ) -> Result<Written, SessionError> {
+        self.put_guarded(key.as_ref(), value, ttl, owner, Some(Condition::Live))
+            .await
+    }
+
+    async fn put_guarded<T: Serialize + ?Sized>(
+        &self,
+        key: &[u8],
+        value: &T,
+        ttl: Duration,
+        owner: Option<&str>,
+        condition: Option<Condition>,
+    ) -> Result<Written, SessionError> {
+        let op = Op::Put {
+            key: key.to_vec(),
+            value: encode_value(value)?,
             ttl_ms: ttl_ms(ttl),
             owner: owner.map(|o| o.as_bytes().to_vec()),
-        }])
-        .await
+        };
+        let guard = condition.map(|condition| Guard {
+            key: key.to_vec(),
+            condition,
+        });
+        self.write_guarded(vec![op], guard).await
     }
 
     /// Extends the expiry of `key` to at least now + `ttl` (never shortens it).
@@ -183,24 +251,28 @@ impl Sessions {
     }
 
     /// Revokes every session of `owner` put before this operation ("log out
-    /// everywhere").
-    pub async fn revoke_owner(&self, owner: impl AsRef<[u8]>) -> Result<Written, SessionError> {
-        self.write(vec![Op::RevokeOwner {
-            owner: owner.as_ref().to_vec(),
-        }])
-        .await
+    /// everywhere"), and says how many of them this node held.
+    pub async fn revoke_owner(&self, owner: impl AsRef<[u8]>) -> Result<OwnerRevoked, SessionError> {
+        let owner = owner.as_ref();
+        let sessions = self.count_owned_by(owner);
+        let written = self.write(vec![Op::RevokeOwner { owner: owner.to_vec() }]).await?;
+        Ok(OwnerRevoked { written, sessions })
     }
 
     /// Writes several operations in one entry, atomically (they fold
     /// together or not at all). Returns once the entry is durable locally
     /// and folded into this node's view.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Written, SessionError> {
+        self.write_guarded(ops, None).await
+    }
+
+    async fn write_guarded(&self, ops: Vec<Op>, guard: Option<Guard>) -> Result<Written, SessionError> {
         for op in &ops {
             op.check()?;
         }
         self.refusal(&ops)?;
         let (reply, answer) = oneshot::channel();
-        let pending = Pending::new(ops, reply)?;
+        let pending = Pending::new(ops, guard, reply)?;
         self.queue.send(pending).await.map_err(|_| SessionError::ShuttingDown)?;
         answer.await.map_err(|_| SessionError::ShuttingDown)?
     }
@@ -304,6 +376,36 @@ impl Sessions {
             .view
             .get_shared(key.as_ref(), self.node.now_ms())
             .cloned()
+    }
+
+    /// How long the live session `key` has left; `None` if it was never
+    /// put, is revoked, or has expired.
+    pub fn ttl(&self, key: impl AsRef<[u8]>) -> Option<Duration> {
+        let now = self.node.now_ms();
+        let state = self.view.read();
+        let session = state.view.get(key.as_ref(), now)?;
+        Some(Duration::from_millis(session.expires_at_ms.saturating_sub(now)))
+    }
+
+    /// The live sessions of `owner` (value still encoded), with their keys,
+    /// sorted by key: those that any put names `owner` as owner, which are
+    /// exactly the sessions a "log out everywhere" would revoke
+    /// (spec/SESSIONS.md §2.4), whoever the latest put names.
+    pub fn owned_by(&self, owner: impl AsRef<[u8]>) -> Vec<(Vec<u8>, Arc<Session>)> {
+        let now = self.node.now_ms();
+        let state = self.view.read();
+        state
+            .view
+            .owned_by(owner.as_ref(), now)
+            .into_iter()
+            .map(|(key, session)| (key.to_vec(), session.clone()))
+            .collect()
+    }
+
+    /// How many live sessions `owner` has, as [`Sessions::owned_by`] counts.
+    pub fn count_owned_by(&self, owner: impl AsRef<[u8]>) -> usize {
+        let now = self.node.now_ms();
+        self.view.read().view.owned_by(owner.as_ref(), now).len()
     }
 
     /// Whether `key` has been revoked (by key or by owner).

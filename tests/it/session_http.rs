@@ -104,7 +104,9 @@ async fn writes_on_one_node_are_read_on_the_other() {
         "{written}"
     );
 
-    let read = status_becomes(api_b, "/v1/sessions/s1", 200).await.json();
+    let mut read = status_becomes(api_b, "/v1/sessions/s1", 200).await.json();
+    let ttl_ms = read.as_object_mut().unwrap().remove("ttl_ms").expect("ttl_ms");
+    assert!(ttl_ms.as_u64().unwrap() <= expires_at - before, "{ttl_ms}");
     assert_eq!(
         read,
         json!({"value": value, "expires_at": expires_at, "owner": "alice",
@@ -351,4 +353,72 @@ async fn session_writes_from_a_node_not_admitted_are_409() {
         not_member,
     )
     .await;
+}
+
+#[tokio::test]
+async fn preconditions_make_create_and_update_and_owners_are_listed() {
+    let Pair {
+        a,
+        b,
+        api_a,
+        api_b,
+        _tmp,
+    } = pair().await;
+    let create = |key: &str, value: i64| {
+        Request::new("PUT", &format!("/v1/sessions/{key}"))
+            .header("If-None-Match", "*")
+            .json(&json!({"value": value, "ttl_secs": 60, "owner": "bob"}))
+    };
+    let update = |key: &str, value: i64| {
+        Request::new("PUT", &format!("/v1/sessions/{key}"))
+            .header("If-Match", "*")
+            .json(&json!({"value": value, "ttl_secs": 60, "owner": "bob"}))
+    };
+    assert_eq!(create("s1", 1).send(api_a).await.status, 200);
+    assert_eq!(create("s2", 2).send(api_a).await.status, 200);
+
+    // Once b holds them, a create there is 412 and writes nothing.
+    status_becomes(api_b, "/v1/sessions/s2", 200).await;
+    let before = b.clock().expect("clock");
+    let answer = create("s1", 9).send(api_b).await;
+    assert_eq!(answer.status, 412, "{}", answer.text());
+    assert_eq!(answer.json()["error"], "refused: a live session exists under the key");
+    let answer = update("never", 9).send(api_b).await;
+    assert_eq!(answer.status, 412, "{}", answer.text());
+    assert_eq!(answer.json()["error"], "refused: no live session under the key");
+    assert_eq!(b.clock().expect("clock"), before, "a failed precondition appended");
+
+    assert_eq!(update("s1", 3).send(api_b).await.status, 200);
+    let read = get(api_b, "/v1/sessions/s1").await.json();
+    assert_eq!(read["value"], 3);
+    let ttl_ms = read["ttl_ms"].as_u64().expect("ttl_ms");
+    assert!(
+        ttl_ms <= 60_000 && ttl_ms > 60_000 - DEADLINE.as_millis() as u64,
+        "{ttl_ms}"
+    );
+
+    // Unsupported precondition values are 400.
+    let answer = Request::new("PUT", "/v1/sessions/s1")
+        .header("If-Match", "\"etag\"")
+        .json(&json!({"value": 1, "ttl_secs": 60}))
+        .send(api_b)
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+
+    let listed = get(api_b, "/v1/owners/bob/sessions").await.json();
+    assert_eq!(listed["count"], 2);
+    let keys: Vec<&str> = (listed["sessions"].as_array().unwrap().iter())
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["s1", "s2"]);
+    assert_eq!(listed["sessions"][0]["author"], b.id().to_string());
+
+    let answer = delete(api_b, "/v1/owners/bob/sessions").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["revoked"], 2);
+    assert_eq!(get(api_b, "/v1/owners/bob/sessions").await.json()["count"], 0);
+    // A revoked session cannot be updated back to life.
+    status_becomes(api_a, "/v1/sessions/s1", 404).await;
+    assert_eq!(update("s1", 4).send(api_a).await.status, 409);
+    let _ = a;
 }

@@ -167,6 +167,158 @@ async fn a_lone_write_is_one_entry_and_concurrent_writes_share_entries() {
 }
 
 #[tokio::test]
+async fn create_never_overwrites_and_update_never_resurrects() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let sessions = node.sessions();
+    let refused = |result: Result<_, SessionError>| match result {
+        Err(SessionError::Refused(refusal)) => refusal,
+        other => panic!("not refused: {other:?}"),
+    };
+
+    sessions
+        .create("sid", &login("alice"), HOUR, Some("alice"))
+        .await
+        .unwrap();
+    let entries = own_entries(&node).len();
+    let again = sessions.create("sid", &login("mallory"), HOUR, None).await;
+    assert_eq!(refused(again), Refusal::Exists);
+    assert_eq!(own_entries(&node).len(), entries, "a refused create writes nothing");
+    assert_eq!(sessions.get::<Login>("sid").unwrap().unwrap().value, login("alice"));
+
+    // The remaining time of a live session; none for an unknown key.
+    let left = sessions.ttl("sid").expect("live");
+    assert!(left <= HOUR && left > HOUR - DEADLINE, "{left:?}");
+    assert_eq!(sessions.ttl("nobody"), None);
+
+    // update changes a live session and refuses one that is not live.
+    sessions
+        .update("sid", &login("alice2"), HOUR, Some("alice"))
+        .await
+        .unwrap();
+    assert_eq!(sessions.get::<Login>("sid").unwrap().unwrap().value, login("alice2"));
+    assert_eq!(
+        refused(sessions.update("nobody", &1, HOUR, None).await),
+        Refusal::NotLive
+    );
+    sessions
+        .put("brief", &1u8, Duration::from_millis(30), None)
+        .await
+        .unwrap();
+    while sessions.ttl("brief").is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        refused(sessions.update("brief", &2u8, HOUR, None).await),
+        Refusal::NotLive
+    );
+    assert_eq!(
+        sessions.get::<u8>("brief").unwrap(),
+        None,
+        "an expired session stays dead"
+    );
+    // An expired key may be created anew.
+    sessions.create("brief", &3u8, HOUR, None).await.unwrap();
+    assert_eq!(sessions.get::<u8>("brief").unwrap().unwrap().value, 3);
+
+    // A revoked key can be neither created nor updated.
+    sessions.revoke("sid").await.unwrap();
+    let entries = own_entries(&node).len();
+    assert_eq!(
+        refused(sessions.update("sid", &login("x"), HOUR, None).await),
+        Refusal::Revoked
+    );
+    assert_eq!(
+        refused(sessions.create("sid", &login("x"), HOUR, None).await),
+        Refusal::Revoked
+    );
+    assert_eq!(own_entries(&node).len(), entries);
+    assert_eq!(sessions.ttl("sid"), None);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn of_concurrent_creates_of_one_key_exactly_one_succeeds() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let sessions = node.sessions();
+
+    // Many creates of one key, and plain puts of others in the same batches.
+    let creators: Vec<_> = (0..64u32)
+        .map(|i| {
+            let sessions = sessions.clone();
+            tokio::spawn(async move {
+                let other = sessions.put(format!("other{i}"), &i, HOUR, None);
+                let (created, other) = tokio::join!(sessions.create("k", &i, HOUR, None), other);
+                other.unwrap();
+                created.map(|_| i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for creator in creators {
+        match creator.await.unwrap() {
+            Ok(i) => winners.push(i),
+            Err(error) => assert!(matches!(error, SessionError::Refused(Refusal::Exists)), "{error}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(sessions.get::<u32>("k").unwrap().unwrap().value, winners[0]);
+    let puts_of_k = own_entries(&node)
+        .iter()
+        .flatten()
+        .filter(|op| matches!(op, Op::Put { key, .. } if key == b"k"))
+        .count();
+    assert_eq!(puts_of_k, 1, "only the winning create is written");
+    for i in 0..64u32 {
+        assert_eq!(sessions.get::<u32>(format!("other{i}")).unwrap().unwrap().value, i);
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_owners_sessions_are_listed_counted_and_revoked_with_a_count() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
+    let (sa, sb) = (a.sessions(), b.sessions());
+
+    for sid in ["s3", "s1", "s2"] {
+        sa.put(sid, &login("bob"), HOUR, Some("bob")).await.unwrap();
+    }
+    sa.put("c1", &login("carol"), HOUR, Some("carol")).await.unwrap();
+    // A session put for bob and then given to carol is both bob's and
+    // carol's: logging bob out everywhere revokes it (spec/SESSIONS.md §2.4).
+    sa.put("moved", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    sa.put("moved", &login("carol"), HOUR, Some("carol")).await.unwrap();
+    eventually(&[&sb], "every put on b", |s| s.count_owned_by("carol") == 2).await;
+
+    let listed: Vec<Vec<u8>> = sb.owned_by("bob").into_iter().map(|(key, _)| key).collect();
+    let expected: Vec<Vec<u8>> = ["moved", "s1", "s2", "s3"].map(|k| k.as_bytes().to_vec()).into();
+    assert_eq!(listed, expected);
+    assert_eq!(sb.count_owned_by("bob"), 4);
+    assert_eq!(sb.count_owned_by("nobody"), 0);
+    // b sees a's session: a create of its key on b is refused.
+    assert!(matches!(
+        sb.create("s1", &login("eve"), HOUR, None).await,
+        Err(SessionError::Refused(Refusal::Exists))
+    ));
+
+    let revoked = sb.revoke_owner("bob").await.unwrap();
+    assert_eq!(revoked.sessions, 4);
+    assert_eq!((revoked.written.author, revoked.written.seq), (b.id(), 1));
+    assert!(sb.owned_by("bob").is_empty());
+    eventually(&[&sa], "the owner revocation on a", |s| s.count_owned_by("bob") == 0).await;
+    assert_eq!(sa.count_owned_by("carol"), 1, "moved is revoked, c1 lives");
+    assert_eq!(sa.revoke_owner("bob").await.unwrap().sessions, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn puts_and_revocations_reach_every_node_with_equal_digests() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");

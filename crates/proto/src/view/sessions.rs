@@ -412,6 +412,23 @@ impl SessionView {
         (record.expiry > now_ms).then_some(session)
     }
 
+    /// The live sessions at `now_ms` that some put of theirs names `owner`
+    /// as owner, with their keys, sorted by key: exactly the sessions a
+    /// RevokeOwner of `owner` folded now would revoke (spec/SESSIONS.md §2.4),
+    /// whoever the winning put names.
+    pub fn owned_by(&self, owner: &[u8], now_ms: u64) -> Vec<(&[u8], &Arc<Session>)> {
+        let mut owned: Vec<(&[u8], &Arc<Session>)> = self
+            .by_owner
+            .get(owner)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| Some((key.as_slice(), self.get_shared(key.as_slice(), now_ms)?)))
+            .collect();
+        owned.sort_unstable_by_key(|(key, _)| *key);
+        owned.dedup_by_key(|(key, _)| *key);
+        owned
+    }
+
     /// Whether `key` is revoked (a tombstone is held for it).
     pub fn is_revoked(&self, key: &[u8]) -> bool {
         self.records.get(key).is_some_and(|r| r.revoked)
