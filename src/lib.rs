@@ -35,6 +35,8 @@
 //!   (spec/AUDIT.md).
 //! - `api` (feature `http`, on by default): the HTTP API over a node
 //!   (status, append, feeds, sessions, audit, metrics), on axum.
+//! - `tower_sessions` (feature `tower-sessions`): `FeedmeshStore`, a
+//!   tower-sessions store over the node's session store, for web apps.
 //!
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
@@ -54,5 +56,7 @@ pub mod node;
 pub mod node_dir;
 pub mod readiness;
 pub mod sessions;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
 
 pub use feedmesh_proto::{bundle, clock, feed, integrity, store, sync, view, writer};

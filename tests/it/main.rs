@@ -19,4 +19,5 @@ mod session_http;
 mod session_store;
 mod sessions;
 mod simulation;
+mod tower_store;
 mod transport;
