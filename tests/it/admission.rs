@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
+use feedmesh::node_dir::NodeDir;
 use nodes::{addr, config, make_dir, start};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -105,4 +106,46 @@ async fn a_restarted_peer_rejoins_while_keyless_sockets_are_held_open() {
     assert_eq!(sockets.len(), ATTACKERS, "the attacker still holds its sockets");
     peer.shutdown().await;
     victim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admins_a_member_gets_in_while_key_holders_fill_the_connection_cap() {
+    let (_root, dirs) = dirs(4);
+    let admin = NodeDir::open(&dirs[0]).expect("open").feed_id();
+    for dir in &dirs {
+        NodeDir::open(dir).expect("open").set_admins(&[admin]).expect("admins");
+    }
+    let mut config = config(&dirs[0], Vec::new());
+    config.max_connections = 1;
+    let victim = Node::start(config).await.expect("start victim");
+    let member = NodeDir::open(&dirs[3]).expect("open").feed_id();
+    victim.sessions().add_member(member, 1).await.expect("admit");
+
+    // Two holders of the network key that are not members: the first takes
+    // the one established slot, the second is refused at the cap.
+    let holder = start(&dirs[1], vec![addr(&victim)]).await;
+    let started = Instant::now();
+    while !victim.peers().iter().any(|p| p.id == holder.id()) {
+        assert!(started.elapsed() < DEADLINE, "the first key holder never got in");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_holder = start(&dirs[2], vec![addr(&victim)]).await;
+    while victim.disconnects().get("connection-cap").copied().unwrap_or(0) == 0 {
+        assert!(started.elapsed() < DEADLINE, "the second key holder was never refused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The member gets a reserved slot and replicates the admin feed.
+    let member_node = start(&dirs[3], vec![addr(&victim)]).await;
+    assert_eq!(member_node.id(), member);
+    wait_for_entry(&member_node, &victim, 1).await;
+    let peers: Vec<_> = victim.peers().iter().map(|p| p.id).collect();
+    assert!(peers.contains(&member) && peers.contains(&holder.id()), "{peers:?}");
+    assert!(
+        !peers.contains(&refused_holder.id()),
+        "the cap let a non-member in: {peers:?}"
+    );
+    for node in [member_node, refused_holder, holder, victim] {
+        node.shutdown().await;
+    }
 }
