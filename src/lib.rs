@@ -38,6 +38,10 @@
 //! - `tower_sessions` (feature `tower-sessions`): `FeedmeshStore`, a
 //!   tower-sessions store over the node's session store, for web apps.
 //!
+//! Features `fuzzing` (the fuzz targets' entry points) and `test-utils`
+//! (handshakes that lie about their identity) compile test hooks that are
+//! not a public API; nothing builds them but the fuzz crate and the tests.
+//!
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
 //! application that embeds a node and its session store depends on this
@@ -49,6 +53,7 @@
 #[cfg(feature = "http")]
 pub mod api;
 pub mod audit;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod net;

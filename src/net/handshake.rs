@@ -354,6 +354,7 @@ async fn respond_claiming<S: AsyncRead + AsyncWrite + Unpin>(
 /// Test hooks: handshakes that claim a feed id while signing with another
 /// key, as an impostor would. An honest peer must refuse them with
 /// [`HandshakeError::BadIdentityProof`].
+#[cfg(feature = "test-utils")]
 #[doc(hidden)]
 pub mod impostor {
     use super::*;

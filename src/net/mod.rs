@@ -48,6 +48,7 @@ pub use framing::{
     FRAME_HEADER_LEN, FramingError, MAX_FRAME_PLAINTEXT, MAX_MESSAGE, MAX_NOISE_FRAME, MESSAGE_HEADER_LEN,
     MIN_MAX_MESSAGE, MessageDecoder, NOISE_TAG_LEN, SecureReader, SecureStream, SecureWriter, StreamError, parse_frame,
 };
+#[cfg(feature = "test-utils")]
 #[doc(hidden)]
 pub use handshake::impostor;
 pub use handshake::{
