@@ -44,10 +44,11 @@ pub const MAX_FRAME_PLAINTEXT: usize = MAX_NOISE_FRAME - NOISE_TAG_LEN;
 /// Length of a message's length prefix.
 pub const MESSAGE_HEADER_LEN: usize = 4;
 /// Default largest application message (plaintext, without its length
-/// prefix): 4 MiB + 64 KiB, so that a batch of entries with 1 MiB of payload
-/// (and their headers) fits comfortably. A configured limit must be at least
+/// prefix): the replication layer's [`crate::sync::MAX_FRAME`], 4 MiB +
+/// 64 KiB, so that a batch of entries with 1 MiB of payload (and their
+/// headers) fits comfortably. A configured limit must be at least
 /// [`MIN_MAX_MESSAGE`].
-pub const MAX_MESSAGE: usize = 4 * 1024 * 1024 + 64 * 1024;
+pub const MAX_MESSAGE: usize = crate::sync::MAX_FRAME;
 /// Smallest allowed `max_message` setting (64 KiB).
 pub const MIN_MAX_MESSAGE: usize = 64 * 1024;
 

@@ -33,8 +33,8 @@ pub use self::redb::RedbStore;
 use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified};
 
 /// A stored entry and its payload (`None` when the payload was dropped or
-/// never received).
-pub type Record = (Entry, Option<Vec<u8>>);
+/// never received): the feed layer's record.
+pub use crate::feed::Record;
 
 /// The latest sequence number held for every feed: the store's "clock".
 pub type FeedClock = BTreeMap<FeedId, u64>;
