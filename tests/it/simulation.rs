@@ -14,9 +14,12 @@
 //! `FEEDMESH_SIM_CHAOS_SECS` lengthens the chaos phase (default 10 s of
 //! simulated time) and `FEEDMESH_SIM_VERBOSE=1` prints each seed's events.
 //!
-//! A second simulation adds hostile peers that hold the network key and
+//! Two more simulations add hostile peers that hold the network key: some
 //! claim or offer feeds of their own making (spec/PROTOCOL.md §2.2 "Which
-//! feeds a node takes"): the honest feeds must converge regardless.
+//! feeds a node takes"); others fork their own feed across two hosts, ask
+//! for answers they never read, or stall inside large messages. The honest
+//! feeds must converge regardless, every fork be proven everywhere, and no
+//! honest host cut another off.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,12 +31,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use feedmesh::feed::{FeedId, Keypair, NewEntry, Timestamp, sign};
-use feedmesh::net::{BoxConnection, BoxFuture, HandshakeConfig, Listener, Network, NetworkKey, initiate};
+use feedmesh::feed::{FeedId, Keypair, NewEntry, Record, Timestamp, sign};
+use feedmesh::net::{
+    BoxConnection, BoxFuture, HandshakeConfig, Listener, MAX_FRAME_PLAINTEXT, MESSAGE_HEADER_LEN, Network, NetworkKey,
+    SecureStream, initiate,
+};
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
 use feedmesh::store::{FeedClock, Store};
-use feedmesh::sync::{ClockEntry, Message};
+use feedmesh::sync::{ClockEntry, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, Message};
 
 /// Seeds run by `cargo test`.
 const DEFAULT_SEEDS: u64 = 20;
@@ -135,6 +141,8 @@ struct Shared {
     honest_only: bool,
     /// Per host: the most feeds its store held.
     most_feeds: Mutex<Vec<usize>>,
+    /// Per host: the feeds its store holds a fork proof of.
+    frozen: Mutex<Vec<BTreeSet<FeedId>>>,
 }
 
 fn name(host: usize) -> String {
@@ -176,6 +184,9 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     config.reconnect_min = Duration::from_millis(50);
     config.reconnect_max = Duration::from_secs(2);
     config.handshake_timeout = Duration::from_secs(3);
+    // Short, so that the simulation sees peers that stall in a message cut
+    // (honest messages here are far smaller than one that needs it).
+    config.message_deadline = Duration::from_secs(2);
     config.jitter_seed = Some(rng.next());
     if let Some(max_feeds) = shared.max_feeds {
         config.max_feeds = max_feeds;
@@ -201,6 +212,7 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
             written += 1;
         }
         shared.disconnects.lock().expect("lock")[host] = node.disconnects();
+        shared.frozen.lock().expect("lock")[host] = store.forks()?.iter().map(|proof| proof.author()).collect();
         let clock = store.clock()?;
         {
             let mut most = shared.most_feeds.lock().expect("lock");
@@ -264,6 +276,7 @@ fn setup_with(
         honest,
         honest_only: max_feeds.is_some(),
         most_feeds: Mutex::new(vec![0; hosts]),
+        frozen: Mutex::new(vec![BTreeSet::new(); hosts]),
     });
     (root, dirs, shared, rng)
 }
@@ -499,11 +512,7 @@ async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
         tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
         let host = rng.below(hosts as u64) as usize;
         let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
-        let addr = SocketAddr::new(turmoil::lookup(name(host)), PORT);
-        let Ok(stream) = turmoil::net::TcpStream::connect(addr).await else {
-            continue;
-        };
-        let Ok(mut stream) = initiate(stream, &key, &identity, None, &HandshakeConfig::default()).await else {
+        let Some(mut stream) = connect_as(host, &key, &identity).await else {
             continue;
         };
         let offered: BTreeMap<FeedId, Keypair> = (0..OFFERED_FEEDS)
@@ -547,7 +556,7 @@ async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
 }
 
 /// Entry 1 of the feed of `keys`.
-fn first_entry(keys: &Keypair) -> (feedmesh::feed::Entry, Option<Vec<u8>>) {
+fn first_entry(keys: &Keypair) -> Record {
     let new = NewEntry {
         seq: 1,
         prev: None,
@@ -556,6 +565,121 @@ fn first_entry(keys: &Keypair) -> (feedmesh::feed::Entry, Option<Vec<u8>>) {
         payload: b"junk",
     };
     sign(keys, &new).expect("sign").into_parts()
+}
+
+/// Entries 1 and 2 of the feed of `keys`, entry 2 carrying `variant`: two
+/// calls with different variants fork the feed at 2.
+fn forked_chain(keys: &Keypair, variant: &[u8]) -> Vec<Record> {
+    let first = first_entry(keys);
+    let second = NewEntry {
+        seq: 2,
+        prev: Some(first.0.hash()),
+        skip: None,
+        timestamp: Timestamp::new(1_767_225_600_001, 0),
+        payload: variant,
+    };
+    vec![first, sign(keys, &second).expect("sign").into_parts()]
+}
+
+/// Connects to honest host `host` as `identity`, or `None`.
+async fn connect_as(
+    host: usize,
+    key: &NetworkKey,
+    identity: &Keypair,
+) -> Option<SecureStream<turmoil::net::TcpStream>> {
+    let addr = SocketAddr::new(turmoil::lookup(name(host)), PORT);
+    let stream = turmoil::net::TcpStream::connect(addr).await.ok()?;
+    initiate(stream, key, identity, None, &HandshakeConfig::default())
+        .await
+        .ok()
+}
+
+/// One side of a forking author: tells host `host` it holds `chain` (its
+/// own feed, forked elsewhere) and sends what the host wants of it; again
+/// after every disconnect, until the simulation ends.
+async fn offer_fork(host: usize, key: NetworkKey, identity: Keypair, chain: Vec<Record>) {
+    let feed = identity.feed_id();
+    let head = chain.last().expect("a chain").0.clone();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(mut stream) = connect_as(host, &key, &identity).await else {
+            continue;
+        };
+        let claim = Message::Clock {
+            feeds: vec![ClockEntry {
+                feed,
+                latest: head.seq(),
+                want: false,
+                frozen: false,
+                head: Some(head.hash()),
+            }],
+        };
+        if stream.send(&claim.encode()).await.is_err() {
+            continue;
+        }
+        while let Ok(bytes) = stream.recv().await {
+            let Ok(Message::Clock { feeds }) = Message::decode(&bytes) else {
+                continue;
+            };
+            let Some(line) = feeds.iter().find(|line| line.feed == feed && line.want) else {
+                continue;
+            };
+            let records: Vec<Record> = chain.iter().filter(|(e, _)| e.seq() > line.latest).cloned().collect();
+            if !records.is_empty() && stream.send(&Message::Records { records }.encode()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A hostile peer that misbehaves without breaking a rule a host can see
+/// at once: it connects to a random honest host as a fresh identity and
+/// either asks for the largest answers it may have outstanding and never
+/// reads them, or starts a message of nearly [`MAX_FRAME`] bytes and stalls
+/// in it; then leaves, and again, until the simulation ends.
+async fn staller(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
+    let mut rng = Rng(seed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+        let host = rng.below(hosts as u64) as usize;
+        let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
+        let Some(mut stream) = connect_as(host, &key, &identity).await else {
+            continue;
+        };
+        let stay = Duration::from_millis(500 + rng.below(3000));
+        if rng.chance(50) {
+            // Fetches of the first honest feed the host announces, unread.
+            let Ok(Ok(bytes)) = tokio::time::timeout(stay, stream.recv()).await else {
+                continue;
+            };
+            let Ok(Message::Clock { feeds }) = Message::decode(&bytes) else {
+                continue;
+            };
+            let Some(line) = feeds.iter().find(|line| line.latest > 0) else {
+                continue;
+            };
+            for id in 0..MAX_FETCHES_PER_PEER as u64 {
+                let fetch = Message::Fetch {
+                    id,
+                    feed: line.feed,
+                    from: 1,
+                    to: line.latest.min(MAX_FETCH_RANGE),
+                };
+                if stream.send(&fetch.encode()).await.is_err() {
+                    break;
+                }
+            }
+        } else {
+            let mut partial = (MAX_FRAME as u32).to_be_bytes().to_vec();
+            partial.resize(MESSAGE_HEADER_LEN + 200_000, 0x5a);
+            for frame in partial.chunks(MAX_FRAME_PLAINTEXT) {
+                if stream.send_raw_frame(frame).await.is_err() {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(stay).await;
+    }
 }
 
 /// Three honest hosts in a full mesh while three hostile peers come and go,
@@ -612,5 +736,70 @@ fn honest_hosts_converge_while_hostile_peers_claim_and_offer_feeds() {
             most.iter().any(|&n| n > HONEST),
             "seed {seed}: the hostile peers offered nothing"
         );
+    }
+}
+
+/// Three honest hosts in a full mesh while two forking authors each show
+/// one version of their feed to one host and another to the next, and two
+/// hostile peers come and go asking for answers they never read or
+/// stalling inside large messages: the honest feeds converge, every honest
+/// host holds the proof of both forks (found by comparing heads, not by
+/// blaming the host that relays the other version), and no honest host cut
+/// another off for what the hostile peers did.
+#[test]
+fn honest_hosts_prove_forks_and_keep_their_links_while_rogues_fork_and_stall() {
+    const HONEST: usize = 3;
+    for seed in 0..3 {
+        let (_root, dirs, shared, mut rng) = setup_with(seed, HONEST, Some(HOSTILE_BUDGET));
+        let key = NetworkKey::read_file(&dirs[0].join("network_key")).expect("network key");
+        let mut sim = two_minutes_of(seed, &dirs, &shared, Duration::from_millis(20));
+        let mut forkers = BTreeSet::new();
+        for forker in 0..2 {
+            let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
+            forkers.insert(identity.feed_id());
+            for (side, variant) in [(forker, b"version a"), (forker + 1, b"version b")] {
+                let (key, identity) = (key.clone(), identity.clone());
+                let chain = forked_chain(&identity, variant);
+                sim.client(format!("forker{forker}-{side}"), async move {
+                    offer_fork(side % HONEST, key, identity, chain).await;
+                    Ok(())
+                });
+            }
+        }
+        for rogue in 0..2 {
+            let (seed, key) = (rng.next(), key.clone());
+            sim.client(format!("staller{rogue}"), staller(seed, key, HONEST));
+        }
+        for _ in 0..chaos().as_millis() / TICK.as_millis() {
+            sim.step().expect("step");
+        }
+        shared.writing.store(false, Ordering::SeqCst);
+        shared.reports.lock().expect("lock").fill(None);
+        let started = sim.elapsed();
+        let proven = |shared: &Shared| shared.frozen.lock().expect("lock").iter().all(|f| forkers.is_subset(f));
+        while !(converged(&shared) && proven(&shared)) {
+            assert!(
+                sim.elapsed() - started < HEAL_LIMIT,
+                "seed {seed}: no convergence: {:?}, frozen {:?}",
+                shared.reports.lock().expect("lock"),
+                shared.frozen.lock().expect("lock")
+            );
+            sim.step().expect("step");
+        }
+        let disconnects = shared.disconnects.lock().expect("lock");
+        assert!(
+            disconnects.iter().any(|d| d.contains_key("slow-message")),
+            "seed {seed}: no stalled message was cut: {disconnects:?}"
+        );
+        drop(disconnects);
+        for (host, disconnects) in shared.disconnects.lock().expect("lock").iter().enumerate() {
+            for reason in ["too-many-feeds", "flooding", "invalid-entry", "false-claim"] {
+                assert_eq!(
+                    disconnects.get(reason),
+                    None,
+                    "seed {seed}: host {host}: {disconnects:?}"
+                );
+            }
+        }
     }
 }
