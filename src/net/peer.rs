@@ -62,11 +62,13 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use crate::feed::{Entry, FeedId, ForkProof, Hash, ValidationError, Verified, certificate_path};
+use crate::feed::{
+    Entry, FeedId, ForkProof, Hash, Record, ValidationError, Verified, certificate_path, declared_record_len,
+};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
-    MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, pack_chunk, pack_records, record_size,
+    Action, CHUNK_OVERHEAD, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
+    MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, RECORDS_OVERHEAD, pack_chunk, pack_records, record_size,
 };
 
 use super::{SecureReader, SecureWriter, StreamError};
@@ -937,15 +939,10 @@ impl Driver {
             return Ok(());
         }
         let store = self.store.clone();
-        let records = blocking(move || {
-            let mut records = Vec::new();
-            for (feed, from, to) in taken {
-                let len = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
-                records.extend(store.range(&feed, from, to, len)?);
-            }
-            Ok(records)
-        })
-        .await?;
+        let (records, unread) = blocking(move || read_ranges(&*store, taken)).await?;
+        for (feed, from, to) in unread.into_iter().rev() {
+            self.ranges.push_front(feed, from, to);
+        }
         let largest = records
             .iter()
             .map(|(entry, payload)| record_size(entry, payload.as_deref()))
@@ -961,6 +958,37 @@ impl Driver {
             None => Ok(()),
         }
     }
+}
+
+/// A range of a feed to send: (feed, from, to).
+type Range = (FeedId, u64, u64);
+
+/// Reads `ranges` in order, as many records as one Records message holds
+/// ([`MAX_FRAME`] bytes, counted before the payloads are read, so one read
+/// never holds more than one message whatever the records' sizes); returns
+/// them and the ranges, or rests of ranges, left unread, in order.
+fn read_ranges(store: &dyn Store, ranges: Vec<Range>) -> Result<(Vec<Record>, Vec<Range>), StoreError> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut unread = Vec::new();
+    // Each record takes one byte more in a message than on its own.
+    let mut left = MAX_FRAME - RECORDS_OVERHEAD - MAX_RECORDS_PER_MESSAGE;
+    for (feed, from, to) in ranges {
+        if !unread.is_empty() {
+            unread.push((feed, from, to));
+            continue;
+        }
+        let len = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
+        let read = store.range_within(&feed, from, to, len, left)?;
+        left -= read.iter().map(|(entry, _)| declared_record_len(entry)).sum::<usize>();
+        let next = read.last().map_or(from, |(entry, _)| entry.seq() + 1);
+        // Fewer than asked: either the bytes ran out, or the store holds
+        // no more of the range (then nothing is left to send of it).
+        if read.len() < len && next <= to && store.latest(&feed)?.is_some_and(|latest| latest >= next) {
+            unread.push((feed, next, to));
+        }
+        records.extend(read);
+    }
+    Ok((records, unread))
 }
 
 /// The hash of the store's entry `seq` of `feed`, for a Clock line's head.
@@ -989,7 +1017,10 @@ fn read_chunk(store: &dyn Store, id: u64, feed: FeedId, from: u64, to: u64) -> R
         }
     }
     let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
-    let range = store.range(&feed, from, to, limit)?;
+    // What one Chunk can carry besides the path: read no more than that.
+    let path_len: usize = path.iter().map(|entry| record_size(entry, None)).sum();
+    let room = MAX_FRAME - CHUNK_OVERHEAD - path_len - limit;
+    let range = store.range_within(&feed, from, to, limit, room)?;
     Ok(pack_chunk(id, feed, latest, path, range))
 }
 
@@ -1063,6 +1094,18 @@ impl SendQueue {
             }
         }
         taken
+    }
+
+    /// Puts `from..=to` of `feed` back in front of the feed's ranges (the
+    /// rest of a range that one read could not take), the feed first in
+    /// turn if it had no other range queued.
+    fn push_front(&mut self, feed: FeedId, from: u64, to: u64) {
+        let ranges = self.ranges.entry(feed).or_default();
+        if ranges.is_empty() {
+            self.order.push_front(feed);
+        }
+        ranges.push_front((from, to));
+        self.len += 1;
     }
 
     /// The front range was sent up to `next - 1`: it goes on from `next`.

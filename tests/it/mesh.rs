@@ -8,10 +8,11 @@ use crate::common::nodes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use feedmesh::feed::FeedId;
+use feedmesh::feed::{FeedId, MAX_PAYLOAD, record_len};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig, NodeError};
 use feedmesh::store::Store;
+use feedmesh::sync::MAX_FRAME;
 use hostile::Rogue;
 use nodes::{addr, localhost, make_dir, net, start};
 use tokio::time::Instant;
@@ -401,5 +402,42 @@ async fn a_node_fetches_a_verified_range_from_one_peer() {
         b.fetch_range(stranger, a.id(), 1, 2, DEADLINE).await,
         Err(NodeError::NotConnected(peer)) if peer == stranger
     ));
+    shutdown(&[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_payloads_replicate_and_fetch_one_message_at_a_time() {
+    let net = net(2);
+    let a = start(&net.dirs[0], vec![]).await;
+    // Small entries first (the sender's chunk grows), then entries with the
+    // largest payloads: one read must still hold one message, not a chunk
+    // of a thousand megabyte records.
+    let small: Vec<Vec<u8>> = (0..300).map(|i| format!("small {i}").into_bytes()).collect();
+    a.append_batch(&small.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .await
+        .expect("small");
+    let large: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; MAX_PAYLOAD as usize]).collect();
+    for payload in &large {
+        a.append(payload).await.expect("large");
+    }
+    let b = start(&net.dirs[1], vec![addr(&a)]).await;
+    converge(&[&a, &b], &a.clock().expect("clock")).await;
+
+    // A fetch across them is cut to one frame, and goes on from there.
+    let first = b.fetch_range(a.id(), a.id(), 299, 310, DEADLINE).await.expect("fetch");
+    let seqs: Vec<u64> = first.iter().map(|(e, _)| e.seq()).collect();
+    assert_eq!(
+        seqs,
+        (299..=304).collect::<Vec<_>>(),
+        "two small and the four large ones one frame holds"
+    );
+    let size: usize = first.iter().map(|(e, p)| record_len(e, p.as_deref())).sum();
+    assert!(size <= MAX_FRAME, "{size}");
+    let rest = b.fetch_range(a.id(), a.id(), 305, 310, DEADLINE).await.expect("fetch");
+    assert_eq!(
+        rest.iter().map(|(e, _)| e.seq()).collect::<Vec<_>>(),
+        (305..=308).collect::<Vec<_>>()
+    );
+    assert_eq!(rest[0].1.as_deref(), Some(&large[4][..]));
     shutdown(&[&a, &b]).await;
 }

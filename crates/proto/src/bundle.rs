@@ -15,9 +15,7 @@
 use std::io::{self, Read, Write};
 
 pub use crate::feed::decode_record;
-use crate::feed::{
-    Entry, FeedId, MAX_ENTRY_SIZE, MAX_PAYLOAD, Record, ValidationError, Verified, encode_record, verify_prefix,
-};
+use crate::feed::{Entry, FeedId, Record, ValidationError, Verified, encode_record, verify_prefix};
 use crate::store::{AppendReport, Store, StoreError};
 
 /// The first bytes of every bundle.
@@ -384,4 +382,4 @@ pub fn export(store: &dyn Store, feed: &FeedId, from: u64, out: impl Write) -> R
 }
 
 /// The largest record a bundle can hold, in bytes.
-pub const MAX_RECORD_SIZE: usize = MAX_ENTRY_SIZE + 9 + MAX_PAYLOAD as usize;
+pub use crate::feed::MAX_RECORD_SIZE;

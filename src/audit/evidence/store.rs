@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::feed::{Entry, FeedId, ForkProof, Verified};
-use crate::store::{AppendReport, FeedClock, Record, Store, StoreError};
+use crate::store::{AppendReport, ByteBound, FeedClock, Record, Store, StoreError};
 
 /// The verified records and fork proofs of a bundle.
 #[derive(Debug, Default)]
@@ -41,14 +41,23 @@ impl Store for EvidenceStore {
         Ok(self.records.get(&(*feed, seq)).and_then(|r| r.1.clone()))
     }
 
-    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn range_within(
+        &self,
+        feed: &FeedId,
+        from: u64,
+        to: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         if from > to {
             return Ok(Vec::new());
         }
+        let mut bound = ByteBound::new(max_bytes);
         Ok(self
             .records
             .range((*feed, from)..=(*feed, to))
             .take(limit)
+            .take_while(|(_, (entry, _))| bound.admit(entry))
             .map(|(_, r)| r.clone())
             .collect())
     }

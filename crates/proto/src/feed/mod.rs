@@ -24,7 +24,7 @@ pub use fork::{ForkProof, ForkProofError};
 pub use id::{FEED_ID_PREFIX, FeedId, Hash, ParseIdError, from_hex, to_hex};
 pub use keys::{KeyError, Keypair};
 pub use lipmaa::{certificate_path, has_skip_link, lipmaa};
-pub use record::{Record, decode_record, encode_record, record_len};
+pub use record::{MAX_RECORD_SIZE, Record, declared_record_len, decode_record, encode_record, record_len};
 pub(crate) use verify::assume_verified;
 pub use verify::{
     BatchError, ChainSummary, Verified, check_payload, check_signature, check_signatures, check_skip, check_skip_hash,

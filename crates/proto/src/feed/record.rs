@@ -8,10 +8,22 @@
 //! ```
 
 use super::cbor::{self, Reader};
-use super::{Entry, MAX_PAYLOAD, ValidationError};
+use super::{Entry, MAX_ENTRY_SIZE, MAX_PAYLOAD, ValidationError};
 
 /// An entry and its payload, if included.
 pub type Record = (Entry, Option<Vec<u8>>);
+
+/// The largest encoded record: the largest entry, a payload's longest CBOR
+/// head and the largest payload.
+pub const MAX_RECORD_SIZE: usize = MAX_ENTRY_SIZE + 9 + MAX_PAYLOAD as usize;
+
+/// The encoded length of `entry`'s record with its payload, from the entry
+/// alone (the payload counted by its declared length), before the payload
+/// is read.
+pub fn declared_record_len(entry: &Entry) -> usize {
+    let payload = entry.header().payload_len;
+    entry.as_bytes().len() + cbor::head_len(payload) + usize::try_from(payload).unwrap_or(usize::MAX)
+}
 
 /// Decodes the record at the start of `bytes`, returning it and its encoded
 /// length. [`super::DecodeError::Incomplete`] means more bytes are needed.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{AppendReport, ChainReader, FeedClock, Record, Store, StoreError, plan_append};
+use super::{AppendReport, ByteBound, ChainReader, FeedClock, Record, Store, StoreError, plan_append};
 use crate::feed::{Entry, FeedId, ForkProof, Verified};
 
 /// Holds feeds in memory.
@@ -124,7 +124,14 @@ impl Store for MemoryStore {
         Ok(self.read()?.record(feed, seq).and_then(|(_, payload)| payload.clone()))
     }
 
-    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn range_within(
+        &self,
+        feed: &FeedId,
+        from: u64,
+        to: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         let inner = self.read()?;
         let Some(log) = inner.feeds.get(feed) else {
             return Ok(Vec::new());
@@ -136,7 +143,13 @@ impl Store for MemoryStore {
         }
         // Both bounds are within 1..=log.len() here, so they fit a usize.
         let (start, end) = (from as usize - 1, to as usize);
-        Ok(log[start..end].iter().take(limit).cloned().collect())
+        let mut bound = ByteBound::new(max_bytes);
+        Ok(log[start..end]
+            .iter()
+            .take(limit)
+            .take_while(|(entry, _)| bound.admit(entry))
+            .cloned()
+            .collect())
     }
 
     fn clock(&self) -> Result<FeedClock, StoreError> {

@@ -30,11 +30,37 @@ use std::collections::BTreeMap;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redb")]
 pub use self::redb::RedbStore;
-use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified};
+#[cfg(doc)]
+use crate::feed::MAX_RECORD_SIZE;
+use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, declared_record_len};
 
 /// A stored entry and its payload (`None` when the payload was dropped or
 /// never received): the feed layer's record.
 pub use crate::feed::Record;
+
+/// A running total of [`declared_record_len`] against `max_bytes`, for
+/// [`Store::range_within`].
+#[derive(Debug)]
+pub struct ByteBound {
+    left: usize,
+}
+
+impl ByteBound {
+    /// A bound of `max_bytes`, nothing admitted yet.
+    pub fn new(max_bytes: usize) -> ByteBound {
+        ByteBound { left: max_bytes }
+    }
+
+    /// Whether `entry`'s record still fits (counting it if so).
+    pub fn admit(&mut self, entry: &Entry) -> bool {
+        let size = declared_record_len(entry);
+        if size > self.left {
+            return false;
+        }
+        self.left -= size;
+        true
+    }
+}
 
 /// The latest sequence number held for every feed: the store's "clock".
 pub type FeedClock = BTreeMap<FeedId, u64>;
@@ -122,7 +148,24 @@ pub trait Store: Send + Sync {
 
     /// Entries `from..=to` of `feed` (clamped to what is held) with their
     /// payloads, in order, at most `limit` of them.
-    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.range_within(feed, from, to, limit, usize::MAX)
+    }
+
+    /// [`Store::range`] bounded in bytes too: it stops before the first
+    /// record that would take the records' total [`declared_record_len`]
+    /// past `max_bytes` (so with `max_bytes` at least [`MAX_RECORD_SIZE`],
+    /// a range with records never reads none). A payload is counted by its
+    /// entry's `payload_len` before it is read, so a read that answers a
+    /// peer never holds more than the peer may be sent at once.
+    fn range_within(
+        &self,
+        feed: &FeedId,
+        from: u64,
+        to: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StoreError>;
 
     /// The latest sequence number held for every feed.
     fn clock(&self) -> Result<FeedClock, StoreError>;

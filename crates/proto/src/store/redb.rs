@@ -33,7 +33,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{AppendReport, ChainReader, FeedClock, Record, Store, StoreError, plan_append};
+use super::{AppendReport, ByteBound, ChainReader, FeedClock, Record, Store, StoreError, plan_append};
 use crate::feed::{Entry, FeedId, ForkProof, Verified};
 
 /// Length of an entry key: feed id (32 bytes) then big-endian seq (8 bytes).
@@ -430,7 +430,14 @@ impl Store for RedbStore {
             .map(|payload| payload.value().to_vec()))
     }
 
-    fn range(&self, feed: &FeedId, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+    fn range_within(
+        &self,
+        feed: &FeedId,
+        from: u64,
+        to: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         let from = from.max(1);
         if from > to || limit == 0 {
             return Ok(Vec::new());
@@ -445,10 +452,14 @@ impl Store for RedbStore {
         // The range is lazy: only the first `limit` rows are read. The
         // capacity guess is capped so that a huge limit allocates nothing.
         let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bound = ByteBound::new(max_bytes);
         for row in rows.take(limit) {
             let (key, bytes) = row.map_err(redb_error("reading a range of entries"))?;
             let key = key.value();
             let entry = decode_entry(feed, key_seq(key), bytes.value())?;
+            if !bound.admit(&entry) {
+                break;
+            }
             let payload = payloads
                 .get(key)
                 .map_err(redb_error("reading a payload"))?

@@ -510,22 +510,27 @@ pub fn record_size(entry: &Entry, payload: Option<&[u8]>) -> usize {
     1 + record_len(entry, payload)
 }
 
+/// The bytes of a Records message besides its records (array head, type,
+/// records count).
+pub const RECORDS_OVERHEAD: usize = 1 + 1 + 3;
+/// The bytes of a Chunk message besides its records (array head, type, id,
+/// feed, latest, records count).
+pub const CHUNK_OVERHEAD: usize = 1 + 1 + 9 + 34 + 9 + 3;
+
 /// Splits records into Records messages, each with at most
 /// [`MAX_RECORDS_PER_MESSAGE`] records and encoding to at most [`MAX_FRAME`]
 /// bytes, keeping their order. A sender must not send larger ones.
 pub fn pack_records(records: Vec<WireRecord>) -> Vec<Message> {
-    /// Array head, type and records count.
-    const OVERHEAD: usize = 1 + 1 + 3;
     let mut messages = Vec::new();
     let mut current: Vec<WireRecord> = Vec::new();
-    let mut size = OVERHEAD;
+    let mut size = RECORDS_OVERHEAD;
     for (entry, payload) in records {
         let len = record_size(&entry, payload.as_deref());
         if !current.is_empty() && (current.len() == MAX_RECORDS_PER_MESSAGE || size + len > MAX_FRAME) {
             messages.push(Message::Records {
                 records: std::mem::take(&mut current),
             });
-            size = OVERHEAD;
+            size = RECORDS_OVERHEAD;
         }
         size += len;
         current.push((entry, payload));
@@ -544,9 +549,7 @@ pub fn pack_records(records: Vec<WireRecord>) -> Vec<Message> {
 /// it so that the message encodes to at most [`MAX_FRAME`] bytes, keeping at
 /// least its first entry.
 pub fn pack_chunk(id: u64, feed: FeedId, latest: u64, path: Vec<Entry>, range: Vec<WireRecord>) -> Message {
-    /// Array head, type, id, feed, latest and records count.
-    const OVERHEAD: usize = 1 + 1 + 9 + 34 + 9 + 3;
-    let mut size = OVERHEAD;
+    let mut size = CHUNK_OVERHEAD;
     let mut records: Vec<WireRecord> = Vec::with_capacity(path.len() + range.len());
     for entry in path.into_iter().take(MAX_CERTIFICATE_PATH) {
         size += record_size(&entry, None);

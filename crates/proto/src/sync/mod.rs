@@ -22,8 +22,9 @@ mod peer;
 mod schedule;
 
 pub use message::{
-    ClockEntry, MAX_CERTIFICATE_PATH, MAX_CHUNK_RECORDS, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE, MAX_FRAME,
-    MAX_RECORDS_PER_MESSAGE, Message, MessageError, WireRecord, pack_chunk, pack_records, record_size,
+    CHUNK_OVERHEAD, ClockEntry, MAX_CERTIFICATE_PATH, MAX_CHUNK_RECORDS, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE,
+    MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, MessageError, RECORDS_OVERHEAD, WireRecord, pack_chunk, pack_records,
+    record_size,
 };
 pub use peer::{
     Action, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, MAX_QUEUED_ACTIONS,

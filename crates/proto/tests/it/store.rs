@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use feedmesh_proto::feed::{
-    Entry, FeedId, ForkProof, Hash, Keypair, NewEntry, Timestamp, ValidationError, Verified, has_skip_link, lipmaa,
-    sign, verify, verify_chain,
+    Entry, FeedId, ForkProof, Hash, Keypair, NewEntry, Timestamp, ValidationError, Verified, declared_record_len,
+    has_skip_link, lipmaa, record_len, sign, verify, verify_chain,
 };
 use feedmesh_proto::store::{AppendReport, FeedClock, MemoryStore, Record, RedbStore, Store, StoreError};
 use proptest::prelude::*;
@@ -86,6 +86,7 @@ macro_rules! suite {
 suite!(
     append_and_read_back,
     range_clamps_and_limits,
+    range_within_stops_at_the_byte_bound,
     clock_over_several_feeds,
     appending_twice_is_harmless,
     refuses_a_gap,
@@ -267,6 +268,36 @@ fn range_clamps_and_limits<H: Harness>() {
     assert_eq!(seqs(11, 20, 10), Vec::<u64>::new());
     assert_eq!(seqs(1, 10, 0), Vec::<u64>::new());
     assert!(store.range(&feed(99), 1, 10, 10).unwrap().is_empty());
+}
+
+fn range_within_stops_at_the_byte_bound<H: Harness>() {
+    let h = H::new();
+    let store = h.store();
+    let keys = keys(3);
+    // Payloads of 100, 200, ..., 1000 bytes.
+    let records = chain_with(&keys, 10, |seq| vec![seq as u8; 100 * seq as usize]);
+    store.append(&records).unwrap();
+    let f = keys.feed_id();
+    let sizes: Vec<usize> = records.iter().map(|r| declared_record_len(r.entry())).collect();
+    for (record, size) in records.iter().zip(&sizes) {
+        assert_eq!(
+            *size,
+            record_len(record.entry(), record.payload()),
+            "declared = encoded"
+        );
+    }
+    let seqs = |from: u64, max_bytes: usize| -> Vec<u64> {
+        let got = store.range_within(&f, from, 10, usize::MAX, max_bytes).unwrap();
+        let total: usize = got.iter().map(|(e, p)| record_len(e, p.as_deref())).sum();
+        assert!(total <= max_bytes, "{total} > {max_bytes}");
+        got.iter().map(|(entry, _)| entry.seq()).collect()
+    };
+    let first_three: usize = sizes[..3].iter().sum();
+    assert_eq!(seqs(1, first_three), vec![1, 2, 3], "exactly three fit");
+    assert_eq!(seqs(1, first_three - 1), vec![1, 2], "one byte short of the third");
+    assert_eq!(seqs(4, sizes[3] - 1), Vec::<u64>::new(), "not even the first fits");
+    assert_eq!(seqs(1, usize::MAX), (1..=10).collect::<Vec<_>>());
+    assert_eq!(store.range(&f, 1, 10, 10).unwrap().len(), 10, "range has no byte bound");
 }
 
 fn clock_over_several_feeds<H: Harness>() {
