@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::clock::MAX_DRIFT_MS;
 use crate::feed::{Entry, FeedId};
 use crate::sessions::LiveView;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, pages};
 use crate::view::{Membership, Op, SessionView, decode_ops};
 
 /// How many records are read from the store at a time.
@@ -88,12 +88,8 @@ impl Ledger {
             now_ms,
         };
         for (feed, latest) in store.clock()? {
-            let mut from = 1;
-            while from <= latest {
-                let records = store.range(&feed, from, latest, CHUNK)?;
-                let Some(last) = records.last() else { break };
-                from = last.0.seq() + 1;
-                for (entry, payload) in records {
+            for records in pages(store, feed, 1, latest, CHUNK) {
+                for (entry, payload) in records? {
                     let admission = ledger.admission(&entry);
                     let ops = match payload {
                         Some(payload) => decode_ops(&payload).map_err(|e| Unreadable::Malformed(e.to_string())),

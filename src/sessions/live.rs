@@ -18,7 +18,7 @@ use super::Refusal;
 use super::commit::{Condition, Guard};
 use crate::clock::Timestamp;
 use crate::feed::{Entry, FeedId, Hash};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, pages};
 use crate::view::sessions::is_beyond_drift;
 use crate::view::{Membership, Op, SessionView, decode_ops};
 
@@ -360,12 +360,8 @@ fn for_each_record(
     latest: u64,
     mut f: impl FnMut(&Entry, &[u8]),
 ) -> Result<(), StoreError> {
-    let mut from = 1;
-    while from <= latest {
-        let records = store.range(&feed, from, latest, REBUILD_CHUNK)?;
-        let Some(last) = records.last() else { break };
-        from = last.0.seq() + 1;
-        for (entry, payload) in &records {
+    for records in pages(store, feed, 1, latest, REBUILD_CHUNK) {
+        for (entry, payload) in &records? {
             if let Some(payload) = payload {
                 f(entry, payload);
             }

@@ -20,7 +20,7 @@ use feedmesh::integrity::verify_store;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::{NETWORK_KEY_FILE, NodeDir};
-use feedmesh::store::Store;
+use feedmesh::store::{Store, pages};
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
 
@@ -558,15 +558,9 @@ fn append(dir: &Path, payload: &[u8]) -> anyhow::Result<Entry> {
 fn print_log(store: &dyn Store, feed: &FeedId, from: u64, to: u64, out: &mut impl Write) -> anyhow::Result<()> {
     const PAGE: usize = 4096;
     let frozen_at = store.frozen_at(feed)?;
-    let mut next = from.max(1);
-    while next <= to {
-        let page = store.range(feed, next, to, PAGE)?;
-        for (entry, _) in &page {
+    for page in pages(store, *feed, from, to, PAGE) {
+        for (entry, _) in &page? {
             writeln!(out, "{}", log_json(entry, frozen_at))?;
-        }
-        match page.last() {
-            Some((last, _)) if page.len() == PAGE => next = last.seq() + 1,
-            _ => break,
         }
     }
     Ok(())

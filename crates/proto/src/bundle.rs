@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 
 pub use crate::feed::decode_record;
 use crate::feed::{Entry, FeedId, Record, ValidationError, Verified, encode_record, verify_prefix};
-use crate::store::{AppendReport, Store, StoreError};
+use crate::store::{AppendReport, Store, StoreError, pages};
 
 /// The first bytes of every bundle.
 pub const MAGIC: &[u8] = b"feedmesh bundle v1\n";
@@ -363,19 +363,13 @@ pub fn export(store: &dyn Store, feed: &FeedId, from: u64, out: impl Write) -> R
     let store_error = |error| BundleError::Store { index: 0, error };
     let to = store.frozen_at(feed).map_err(store_error)?.map_or(u64::MAX, |n| n - 1);
     let mut writer = BundleWriter::new(out)?;
-    let mut next = from.max(1);
-    while next <= to {
-        let page = store.range(feed, next, to, PAGE).map_err(|error| BundleError::Store {
+    for page in pages(store, *feed, from, to, PAGE) {
+        let page = page.map_err(|error| BundleError::Store {
             index: writer.records,
             error,
         })?;
-        let Some((last, _)) = page.last() else { break };
-        next = last.seq() + 1;
         for (entry, payload) in &page {
             writer.write(entry, payload.as_deref())?;
-        }
-        if page.len() < PAGE {
-            break;
         }
     }
     Ok(writer.finish()?.0)

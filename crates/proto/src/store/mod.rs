@@ -38,6 +38,54 @@ use crate::feed::{Entry, FeedId, ForkProof, ValidationError, Verified, declared_
 /// never received): the feed layer's record.
 pub use crate::feed::Record;
 
+/// The records `from..=to` of a feed, read from a store `page` at a time,
+/// ascending ([`pages`]). Each item is one non-empty page; the iterator ends
+/// after a short page (the feed ends there) or at the first error.
+#[derive(Debug)]
+pub struct Pages<'a, S: Store + ?Sized> {
+    store: &'a S,
+    feed: FeedId,
+    next: u64,
+    to: u64,
+    page: usize,
+}
+
+/// Reads `from..=to` of `feed` from `store`, `page` records (at least 1) at
+/// a time, so that no read holds the whole feed.
+pub fn pages<S: Store + ?Sized>(store: &S, feed: FeedId, from: u64, to: u64, page: usize) -> Pages<'_, S> {
+    Pages {
+        store,
+        feed,
+        next: from.max(1),
+        to,
+        page: page.max(1),
+    }
+}
+
+impl<S: Store + ?Sized> Iterator for Pages<'_, S> {
+    type Item = Result<Vec<Record>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next > self.to {
+            return None;
+        }
+        let page = match self.store.range(&self.feed, self.next, self.to, self.page) {
+            Ok(page) => page,
+            Err(error) => {
+                self.next = u64::MAX;
+                self.to = 0;
+                return Some(Err(error));
+            }
+        };
+        match page.last() {
+            Some((last, _)) if page.len() == self.page => self.next = last.seq().saturating_add(1),
+            Some(_) => self.to = 0,
+            None => return None,
+        }
+        Some(Ok(page))
+    }
+}
+
 /// A running total of [`declared_record_len`] against `max_bytes`, for
 /// [`Store::range_within`].
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use feedmesh_proto::feed::{
     Entry, FeedId, ForkProof, Hash, Keypair, NewEntry, Timestamp, ValidationError, Verified, declared_record_len,
     has_skip_link, lipmaa, record_len, sign, verify, verify_chain,
 };
-use feedmesh_proto::store::{AppendReport, FeedClock, MemoryStore, Record, RedbStore, Store, StoreError};
+use feedmesh_proto::store::{AppendReport, FeedClock, MemoryStore, Record, RedbStore, Store, StoreError, pages};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -268,6 +268,23 @@ fn range_clamps_and_limits<H: Harness>() {
     assert_eq!(seqs(11, 20, 10), Vec::<u64>::new());
     assert_eq!(seqs(1, 10, 0), Vec::<u64>::new());
     assert!(store.range(&feed(99), 1, 10, 10).unwrap().is_empty());
+    // Paged reads: every record once, in order, in pages of the given size.
+    let paged = |from, to, page| -> Vec<Vec<u64>> {
+        pages(store, f, from, to, page)
+            .map(|page| page.unwrap().iter().map(|(entry, _)| entry.seq()).collect())
+            .collect()
+    };
+    assert_eq!(
+        paged(1, 10, 3),
+        vec![vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9], vec![10]]
+    );
+    assert_eq!(
+        paged(0, u64::MAX, 5),
+        vec![(1..=5).collect::<Vec<_>>(), (6..=10).collect()]
+    );
+    assert_eq!(paged(4, 5, 100), vec![vec![4, 5]]);
+    assert!(paged(11, 20, 3).is_empty());
+    assert!(pages(store, feed(99), 1, 10, 3).next().is_none());
 }
 
 fn range_within_stops_at_the_byte_bound<H: Harness>() {
