@@ -28,19 +28,30 @@
 # feedmesh side: `$FEEDMESH bench sessions|catchup ... --json` (built with
 # cargo build --release unless FEEDMESH is set); "not available" if absent.
 # Every server it starts is stopped and the temp dir removed on exit,
-# failure or Ctrl-C. Usage: benches/compare-redis.sh [--ops M] [--writers C]
-#   [--value-bytes B] [--missed M] [--json]
+# failure or Ctrl-C.
+# The same redis-benchmark on both sides (issue 13's figures, issue 15's
+# targets): `-t set|get -d VALUE -r 1000000 -c 64 -n OPS`, with -P 1 and
+# -P 16, against the RESP port (`feedmesh serve --resp`) of node 1 of a
+# 3-node mesh and against the Redis primary (appendfsync always, 2
+# replicas). A SET run counts until every node holds every write: its
+# throughput is OPS / (benchmark time + the time until the other nodes'
+# view digests equal node 1's, or the replicas reach the primary's offset).
+# Then resident memory per million live sessions of node 1 and of the
+# primary. Printed as a second table; --resp-only runs just this part.
+# Usage: benches/compare-redis.sh [--ops M] [--writers C]
+#   [--value-bytes B] [--missed M] [--json] [--resp-only]
 set -euo pipefail
 
-OPS=200000 WRITERS=256 VALUE=200 MISSED=200000 JSON=0
+OPS=200000 WRITERS=256 VALUE=200 MISSED=200000 JSON=0 RESP_ONLY=0 RESP_CLIENTS=64
 while [ $# -gt 0 ]; do
   case "$1" in
+    --resp-only) RESP_ONLY=1; shift ;;
     --ops) OPS=$2; shift 2 ;;
     --writers) WRITERS=$2; shift 2 ;;
     --value-bytes) VALUE=$2; shift 2 ;;
     --missed) MISSED=$2; shift 2 ;;
     --json) JSON=1; shift ;;
-    *) echo "usage: $0 [--ops M] [--writers C] [--value-bytes B] [--missed M] [--json]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--ops M] [--writers C] [--value-bytes B] [--missed M] [--json] [--resp-only]" >&2; exit 2 ;;
   esac
 done
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -185,8 +196,142 @@ for k in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms", "samples", "timeouts"): prin
   rm -rf "$RUN"
 }
 
+# The same redis-benchmark against both systems (see the header). Writes
+# $WORK/same-redis.txt and $WORK/same-feedmesh.txt (name value lines).
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+same_bench() { # port test pipeline: prints requests/s of redis-benchmark's own clock
+  redis-benchmark -h 127.0.0.1 -p "$1" -t "$2" -d "$VALUE" -r 1000000 -c "$RESP_CLIENTS" -n "$OPS" -P "$3" --csv |
+    csv_field "$(tr a-z A-Z <<<"$2")" 4
+}
+# Runs the four benchmarks on port $1; after each SET, `$2` must return
+# once every node holds every write. Writes lines to $3.
+same_runs() {
+  # (not `port`: wait_sync's loop variable would overwrite it)
+  local target=$1 settle=$2 out=$3 p t0 rps secs
+  for p in 1 16; do
+    t0=$(now)
+    rps=$(same_bench "$target" set "$p")
+    $settle
+    secs=$(elapsed "$t0")
+    echo "set_p${p}_rps $rps" >>"$out"
+    echo "set_p${p}_held_rps $(awk -v n="$OPS" -v s="$secs" 'BEGIN { print n / s }')" >>"$out"
+    echo "get_p${p}_rps $(same_bench "$target" get "$p")" >>"$out"
+  done
+}
+redis_settle() { wait_sync "$P1" "$P2"; }
+same_redis() {
+  local out=$WORK/same-redis.txt
+  RUN=$WORK/same-redis
+  read -r P0 P1 P2 < <(free_ports)
+  start_redis primary "$P0" always
+  start_redis replica1 "$P1" everysec "$P0"
+  start_redis replica2 "$P2" everysec "$P0"
+  wait_sync "$P1" "$P2"
+  log "same benchmark, redis (appendfsync always): ports $P0 $P1 $P2"
+  : >"$out"
+  same_runs "$P0" redis_settle "$out"
+  local keys rss
+  keys=$(redis-cli -h 127.0.0.1 -p "$P0" dbsize)
+  rss=$(info "$P0" memory | awk -F: '$1 == "used_memory_rss" { r = $2 } $1 == "mem_replication_backlog" { b = $2 } END { print r - b }')
+  echo "keys $keys" >>"$out"
+  echo "rss_mb_per_million $(awk -v a="$rss" -v k="$keys" 'BEGIN { print a / 1048576 / k * 1e6 }')" >>"$out"
+  for name in replica2 replica1 primary; do stop_pid "${PID[$name]}"; done
+  rm -rf "$RUN"
+}
+digest_of() { # api port: the view digest and clock, as one line
+  python3 -c 'import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/view/digest", timeout=10))
+print(d["digest"], json.dumps(d["clock"], sort_keys=True))' "$1"
+}
+feedmesh_settle() { # until nodes 2 and 3 show node 1's digest and clock
+  local first
+  for _ in $(seq 12000); do # up to 120 s
+    first=$(digest_of "${FM_API[0]}")
+    [ "$(digest_of "${FM_API[1]}")" = "$first" ] && [ "$(digest_of "${FM_API[2]}")" = "$first" ] && return 0
+    sleep 0.01
+  done
+  log "feedmesh nodes did not converge"; exit 1
+}
+same_feedmesh() {
+  local out=$WORK/same-feedmesh.txt dir=$WORK/same-feedmesh i peers
+  mkdir -p "$dir"
+  "$FEEDMESH" network-key --out "$dir/key" >/dev/null
+  read -r L0 L1 L2 < <(free_ports)
+  read -r R0 R1 R2 < <(free_ports)
+  read -r A0 A1 A2 < <(free_ports)
+  FM_LISTEN=("$L0" "$L1" "$L2") FM_RESP=("$R0" "$R1" "$R2") FM_API=("$A0" "$A1" "$A2")
+  for i in 0 1 2; do
+    "$FEEDMESH" init --dir "$dir/n$i" --network-key-file "$dir/key" >/dev/null
+    peers=()
+    for j in 0 1 2; do [ "$j" -lt "$i" ] && peers+=(--peer "127.0.0.1:${FM_LISTEN[$j]}"); done
+    RUST_LOG=warn "$FEEDMESH" serve --dir "$dir/n$i" --listen "127.0.0.1:${FM_LISTEN[$i]}" \
+      --api "127.0.0.1:${FM_API[$i]}" --resp "127.0.0.1:${FM_RESP[$i]}" ${peers[@]+"${peers[@]}"} \
+      2>"$dir/n$i.log" &
+    PID[fm$i]=$!
+    PIDS+=("$!")
+  done
+  for i in 0 1 2; do
+    for _ in $(seq 3000); do
+      [ "$(redis-cli -h 127.0.0.1 -p "${FM_RESP[$i]}" ping 2>/dev/null)" = PONG ] && break
+      sleep 0.01
+    done
+  done
+  for _ in $(seq 3000); do # every node sees its two peers
+    local ok=1
+    for i in 0 1 2; do
+      [ "$(info "${FM_RESP[$i]}" replication | field connected_slaves)" = 2 ] || ok=0
+    done
+    [ $ok = 1 ] && break
+    sleep 0.01
+  done
+  log "same benchmark, feedmesh: RESP ports ${FM_RESP[*]}"
+  : >"$out"
+  same_runs "$R0" feedmesh_settle "$out"
+  local keys rss
+  keys=$(redis-cli -h 127.0.0.1 -p "$R0" dbsize)
+  rss=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/${PID[fm0]}/status")
+  echo "keys $keys" >>"$out"
+  echo "rss_mb_per_million $(awk -v a="$rss" -v k="$keys" 'BEGIN { print a / 1048576 / k * 1e6 }')" >>"$out"
+  for i in 2 1 0; do stop_pid "${PID[fm$i]}"; done
+}
+same_table() {
+  python3 - "$WORK" "$OPS" "$VALUE" "$RESP_CLIENTS" <<'PY'
+import sys
+work, ops, value, clients = sys.argv[1], *map(int, sys.argv[2:5])
+def load(p):
+    try:
+        return {k: float(v) for k, v in (l.split() for l in open(p) if l.strip())}
+    except FileNotFoundError:
+        return {}
+r, f = load(f"{work}/same-redis.txt"), load(f"{work}/same-feedmesh.txt")
+rows = [
+    ("SET -P 1, requests/s (redis-benchmark)", "set_p1_rps"),
+    ("SET -P 1, held by all 3 nodes, /s", "set_p1_held_rps"),
+    ("SET -P 16, requests/s (redis-benchmark)", "set_p16_rps"),
+    ("SET -P 16, held by all 3 nodes, /s", "set_p16_held_rps"),
+    ("GET -P 1, requests/s", "get_p1_rps"),
+    ("GET -P 16, requests/s", "get_p16_rps"),
+    ("RSS MB per million live keys (node 1 / primary)", "rss_mb_per_million"),
+]
+print(f"\nThe same redis-benchmark on both (-d {value} -r 1000000 -c {clients} -n {ops}):")
+table = [("figure", "feedmesh", "redis always", "feedmesh/redis")]
+fmt = lambda x: "-" if x is None else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+for label, k in rows:
+    a, b = f.get(k), r.get(k)
+    table.append((label, fmt(a), fmt(b), f"{a / b:.2f}" if a is not None and b else "-"))
+w = [max(len(t[i]) for t in table) for i in range(4)]
+for i, t in enumerate(table):
+    print("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(t)))
+    if i == 0:
+        print("  ".join("-" * x for x in w))
+PY
+}
+
+if [ "$RESP_ONLY" = 0 ]; then
 run_redis always
 run_redis everysec
+fi
 
 # feedmesh side.
 FM_STATUS="feedmesh side: not available" BUILD_SECS=0
@@ -199,6 +344,16 @@ if [ -z "${FEEDMESH:-}" ]; then
   else
     log "cargo build failed:"; tail -5 "$WORK/build.log" >&2
   fi
+fi
+same_redis
+if [ -n "${FEEDMESH:-}" ] && "$FEEDMESH" serve --help 2>/dev/null | grep -q -- --resp; then
+  same_feedmesh
+else
+  log "feedmesh has no --resp: the same-benchmark table has no feedmesh column"
+fi
+if [ "$RESP_ONLY" = 1 ]; then
+  same_table
+  exit 0
 fi
 if [ -n "${FEEDMESH:-}" ] && "$FEEDMESH" bench --help >/dev/null 2>&1; then
   log "feedmesh bench sessions, bench catchup"
@@ -280,3 +435,4 @@ print(f"\n* feedmesh: durable puts, acknowledged once held on all 3 nodes; redis
 if done:
     print("\ndone-when (issue 6): " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in done.items()))
 EOF
+[ "$JSON" = 1 ] || same_table
