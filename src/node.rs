@@ -59,8 +59,8 @@ use crate::feed::{Entry, FeedId, ForkProof, Keypair, Verified};
 use crate::net::{
     BoxConnection, BufferBudget, Closed, DEFAULT_BUFFER_BUDGET, DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_HANDSHAKES_PER_ADDR, DEFAULT_MESSAGE_DEADLINE, FetchCommand, HandshakeConfig, HandshakeError,
-    HandshakeSlots, Host, Listener, LocalEvent, MAX_MESSAGE, Network, NetworkKey, SecureStream, TcpNetwork, Traffic,
-    initiate, respond, run_connection,
+    HandshakeSlots, Host, Listener, LocalEvent, MAX_MESSAGE, MIN_OUTBOX_SHARE, Network, NetworkKey, SecureStream,
+    TcpNetwork, Traffic, initiate, respond, run_connection,
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
@@ -71,6 +71,9 @@ use crate::sync::{
 };
 use crate::writer::{FeedWriter, WriteError};
 
+/// Default [`NodeConfig::outbox_budget`]: 128 MiB, about 1.8 MiB a
+/// connection at the default connection limits.
+pub const DEFAULT_OUTBOX_BUDGET: usize = 128 * 1024 * 1024;
 /// Default [`NodeConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// Established inbound connections allowed over
@@ -131,6 +134,13 @@ pub struct NodeConfig {
     /// is free is not read until it does (spec/PROTOCOL.md §2.2 "Memory per
     /// node"); see [`BufferBudget`].
     pub buffer_budget: usize,
+    /// Bytes of encoded messages all connections together may hold waiting
+    /// for their sockets (default [`DEFAULT_OUTBOX_BUDGET`], 128 MiB): each
+    /// connection gets an equal share of it over the connections the node
+    /// may have (`max_connections` + [`RESERVED_MEMBER_CONNECTIONS`] + the
+    /// configured peers), at least [`MIN_OUTBOX_SHARE`]
+    /// ([`Node::outbox_share`]; spec/PROTOCOL.md §2.2 "Memory per node").
+    pub outbox_budget: usize,
     /// How long a large message has, once its share of the buffer budget is
     /// granted, to arrive whole before the connection is dropped
     /// (`slow-message`; default [`DEFAULT_MESSAGE_DEADLINE`], 30 s).
@@ -168,6 +178,7 @@ impl Default for NodeConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_feeds: DEFAULT_FEED_BUDGET,
             buffer_budget: DEFAULT_BUFFER_BUDGET,
+            outbox_budget: DEFAULT_OUTBOX_BUDGET,
             message_deadline: DEFAULT_MESSAGE_DEADLINE,
             ready_admin_within: Duration::from_millis(DEFAULT_READY_ADMIN_WITHIN_MS),
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
@@ -661,9 +672,16 @@ impl Node {
         }))
     }
 
+    /// The bytes of encoded messages one connection may hold waiting for
+    /// its socket: [`NodeConfig::outbox_budget`] over the connections the
+    /// node may have, at least [`MIN_OUTBOX_SHARE`].
+    pub fn outbox_share(&self) -> usize {
+        self.inner.outbox_share()
+    }
+
     /// Message bytes waiting to be sent to each peer now (what a peer that
-    /// does not read makes the node hold: at most
-    /// [`OUTBOX_BYTES`](crate::net::OUTBOX_BYTES) plus one message each).
+    /// does not read makes the node hold: at most [`Node::outbox_share`]
+    /// each).
     pub fn queued_out(&self) -> BTreeMap<FeedId, u64> {
         lock(&self.inner.traffic)
             .iter()
@@ -1123,6 +1141,12 @@ impl Inner {
 impl Host for Inner {
     fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    fn outbox_share(&self) -> usize {
+        let config = &self.config;
+        let connections = config.max_connections + RESERVED_MEMBER_CONNECTIONS + config.peers.len();
+        (config.outbox_budget / connections.max(1)).max(MIN_OUTBOX_SHARE)
     }
 
     fn subscribe_local(&self) -> broadcast::Receiver<LocalEvent> {

@@ -13,12 +13,13 @@
 //! ```
 //!
 //! [`SecureWriter::send`] is not cancel-safe, so the writer lives in its own
-//! task fed by a channel of encoded messages bounded in bytes
-//! ([`OUTBOX_BYTES`]). The driver only produces a message while fewer bytes
-//! than that wait for the writer (it waits for room inside the `select!`),
-//! so it keeps reading while the peer is slow to read: two nodes sending
-//! each other bulk data cannot deadlock, and a peer that does not read gets
-//! no more than that queued (plus the one message being built). Clock lines
+//! task fed by a channel of encoded messages bounded in bytes: the
+//! connection's share of the node's outbox budget ([`Host::outbox_share`]).
+//! The driver only builds a message while [`MIN_OUTBOX_SHARE`] of the share
+//! is free (it waits for room inside the `select!`), and builds it within
+//! what is free, so it keeps reading while the peer is slow to read: two
+//! nodes sending each other bulk data cannot deadlock, and a peer that does
+//! not read makes the node hold no more than the share. Clock lines
 //! stay coalesced inside [`PeerSync`] while the outbox is full. The peer's
 //! Fetches wait as requests (at most [`MAX_FETCHES_PER_PEER`]); each Chunk is
 //! read from the store only when it is its turn to be sent.
@@ -63,7 +64,8 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use crate::feed::{
-    Entry, FeedId, ForkProof, Hash, Record, ValidationError, Verified, certificate_path, declared_record_len,
+    Entry, FeedId, ForkProof, Hash, MAX_RECORD_SIZE, Record, ValidationError, Verified, certificate_path,
+    declared_record_len,
 };
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
@@ -71,12 +73,15 @@ use crate::sync::{
     MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, RECORDS_OVERHEAD, pack_chunk, pack_records, record_size,
 };
 
-use super::{SecureReader, SecureWriter, StreamError};
+use super::{SMALL_MESSAGE, SecureReader, SecureWriter, StreamError};
 
-/// How many bytes of encoded messages may wait for the writer, per
-/// connection, before the driver builds another (which may take it past
-/// this by one message of at most [`MAX_FRAME`] bytes).
-pub const OUTBOX_BYTES: usize = 1 << 20;
+/// The smallest outbox share a connection may have ([`Host::outbox_share`]):
+/// room for the largest record in a message of its own (or in a Fetch's
+/// answer, with its certificate path), which is more than any other message
+/// the driver builds (a Clock of [`crate::sync::MAX_FEEDS_PER_CLOCK`] lines
+/// is under 400 KiB). The driver builds a message only while this much of
+/// its share is free, so what waits for the writer never exceeds the share.
+pub const MIN_OUTBOX_SHARE: usize = MAX_RECORD_SIZE + SMALL_MESSAGE;
 /// The most ranges waiting to be read and sent, per connection; a peer whose
 /// requests queue more is disconnected ([`ProtocolError::Flooding`]).
 /// The ranges of a feed are coalesced, so an honest peer (one live stream and
@@ -141,7 +146,7 @@ pub struct Traffic {
     /// Message bytes sent to the peer (handed to the socket).
     pub bytes_out: AtomicU64,
     /// Message bytes waiting to be sent to the peer now (a gauge; at most
-    /// [`OUTBOX_BYTES`] plus one message).
+    /// the connection's [`Host::outbox_share`]).
     pub queued_out: AtomicU64,
 }
 
@@ -190,6 +195,11 @@ pub trait Host: Send + Sync + 'static {
     fn stalled(&self, _conn: u64, _feed: FeedId) {}
     /// An attached connection ended.
     fn detach(&self, _conn: u64) {}
+    /// How many bytes of encoded messages may wait for the writer on one
+    /// connection (at least [`MIN_OUTBOX_SHARE`]): the node's outbox budget
+    /// divided among the connections it may have, so that peers that do
+    /// not read make the node hold no more than that budget in all.
+    fn outbox_share(&self) -> usize;
 }
 
 /// Why a connection ended.
@@ -271,7 +281,7 @@ where
 {
     let peer = reader.remote_id();
     let traffic = host.traffic(peer);
-    let (tx, rx) = outbox(traffic.clone());
+    let (tx, rx) = outbox(traffic.clone(), host.outbox_share());
     let mut writer_task = tokio::spawn(write_loop(writer, rx));
     let mut driver = Driver {
         peer,
@@ -372,6 +382,8 @@ impl OutboxQueue {
 struct Outbox {
     messages: mpsc::UnboundedSender<Vec<u8>>,
     queue: Arc<OutboxQueue>,
+    /// The most bytes that may wait ([`Host::outbox_share`]).
+    share: usize,
 }
 
 /// The writer's end of the outbox.
@@ -380,8 +392,8 @@ struct OutboxReceiver {
     queue: Arc<OutboxQueue>,
 }
 
-/// A new outbox, counting into `traffic`.
-fn outbox(traffic: Option<Arc<Traffic>>) -> (Outbox, OutboxReceiver) {
+/// A new outbox of `share` bytes, counting into `traffic`.
+fn outbox(traffic: Option<Arc<Traffic>>, share: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queue = Arc::new(OutboxQueue {
         queued: AtomicUsize::new(0),
@@ -392,17 +404,25 @@ fn outbox(traffic: Option<Arc<Traffic>>) -> (Outbox, OutboxReceiver) {
         Outbox {
             messages: tx,
             queue: queue.clone(),
+            share: share.max(MIN_OUTBOX_SHARE),
         },
         OutboxReceiver { messages: rx, queue },
     )
 }
 
 impl Outbox {
-    /// Waits until fewer than [`OUTBOX_BYTES`] bytes wait for the writer.
+    /// Waits until at least [`MIN_OUTBOX_SHARE`] bytes of the share are free.
     async fn room(&self) {
-        while self.queue.queued.load(Ordering::SeqCst) >= OUTBOX_BYTES {
+        while self.queue.queued.load(Ordering::SeqCst) + MIN_OUTBOX_SHARE > self.share {
             self.queue.drained.notified().await;
         }
+    }
+
+    /// How large the next message built may be: what the share has free,
+    /// and at most [`MAX_FRAME`].
+    fn allowance(&self) -> usize {
+        let queued = self.queue.queued.load(Ordering::SeqCst);
+        self.share.saturating_sub(queued).min(MAX_FRAME)
     }
 
     /// Hands `message` to the writer.
@@ -928,7 +948,8 @@ impl Driver {
         }
         if let Some((id, feed, from, to)) = self.fetches.pop_front() {
             let store = self.store.clone();
-            let chunk = blocking(move || read_chunk(&*store, id, feed, from, to)).await?;
+            let allowance = outbox.allowance();
+            let chunk = blocking(move || read_chunk(&*store, id, feed, from, to, allowance)).await?;
             return outbox.send(chunk.encode());
         }
         if let Some(frame) = self.frames.pop_front() {
@@ -939,7 +960,8 @@ impl Driver {
             return Ok(());
         }
         let store = self.store.clone();
-        let (records, unread) = blocking(move || read_ranges(&*store, taken)).await?;
+        let allowance = outbox.allowance();
+        let (records, unread) = blocking(move || read_ranges(&*store, taken, allowance)).await?;
         for (feed, from, to) in unread.into_iter().rev() {
             self.ranges.push_front(feed, from, to);
         }
@@ -963,15 +985,20 @@ impl Driver {
 /// A range of a feed to send: (feed, from, to).
 type Range = (FeedId, u64, u64);
 
-/// Reads `ranges` in order, as many records as one Records message holds
-/// ([`MAX_FRAME`] bytes, counted before the payloads are read, so one read
-/// never holds more than one message whatever the records' sizes); returns
-/// them and the ranges, or rests of ranges, left unread, in order.
-fn read_ranges(store: &dyn Store, ranges: Vec<Range>) -> Result<(Vec<Record>, Vec<Range>), StoreError> {
+/// Reads `ranges` in order, as many records as one Records message of at
+/// most `allowance` bytes holds (counted before the payloads are read, so
+/// one read never holds more than that message whatever the records'
+/// sizes); returns them and the ranges, or rests of ranges, left unread, in
+/// order.
+fn read_ranges(
+    store: &dyn Store,
+    ranges: Vec<Range>,
+    allowance: usize,
+) -> Result<(Vec<Record>, Vec<Range>), StoreError> {
     let mut records: Vec<Record> = Vec::new();
     let mut unread = Vec::new();
     // Each record takes one byte more in a message than on its own.
-    let mut left = MAX_FRAME - RECORDS_OVERHEAD - MAX_RECORDS_PER_MESSAGE;
+    let mut left = allowance.saturating_sub(RECORDS_OVERHEAD + MAX_RECORDS_PER_MESSAGE);
     for (feed, from, to) in ranges {
         if !unread.is_empty() {
             unread.push((feed, from, to));
@@ -1003,8 +1030,15 @@ fn head_hash(store: &dyn Store, feed: FeedId, seq: u64) -> Result<Hash, StoreErr
 
 /// The Chunk answering Fetch `id`: the certificate path of `from` below it
 /// (headers), then what `store` holds of `from..=to` (at most
-/// [`MAX_FETCH_RANGE`] records).
-fn read_chunk(store: &dyn Store, id: u64, feed: FeedId, from: u64, to: u64) -> Result<Message, StoreError> {
+/// [`MAX_FETCH_RANGE`] records), read and encoded within `allowance` bytes.
+fn read_chunk(
+    store: &dyn Store,
+    id: u64,
+    feed: FeedId,
+    from: u64,
+    to: u64,
+    allowance: usize,
+) -> Result<Message, StoreError> {
     let latest = store.latest(&feed)?.unwrap_or(0);
     if latest < from {
         return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new()));
@@ -1019,7 +1053,7 @@ fn read_chunk(store: &dyn Store, id: u64, feed: FeedId, from: u64, to: u64) -> R
     let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
     // What one Chunk can carry besides the path: read no more than that.
     let path_len: usize = path.iter().map(|entry| record_size(entry, None)).sum();
-    let room = MAX_FRAME - CHUNK_OVERHEAD - path_len - limit;
+    let room = allowance.saturating_sub(CHUNK_OVERHEAD + path_len + limit);
     let range = store.range_within(&feed, from, to, limit, room)?;
     Ok(pack_chunk(id, feed, latest, path, range))
 }

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Hash, Keypair, NewEntry, Timestamp, sign};
-use feedmesh::net::{MAX_MESSAGE, OUTBOX_BYTES};
-use feedmesh::node::Node;
+use feedmesh::net::{MAX_MESSAGE, MIN_OUTBOX_SHARE};
+use feedmesh::node::{DEFAULT_OUTBOX_BUDGET, Node};
 use feedmesh::sync::{
-    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
+    ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER,
     MAX_RECORDS_PER_MESSAGE, Message,
 };
 use hostile::Rogue;
@@ -269,17 +269,22 @@ async fn a_peer_that_does_not_read_its_answers_gets_no_more_of_them_queued() {
         rogues.push(rogue);
     }
     let queued = |rogue: &Rogue| b.queued_out().get(&rogue.keys.feed_id()).copied().unwrap_or(0) as usize;
+    let share = b.outbox_share();
+    assert!(
+        share >= MIN_OUTBOX_SHARE && share * 72 <= DEFAULT_OUTBOX_BUDGET,
+        "{share}"
+    );
     eventually("the answers back up", || {
-        rogues.iter().all(|r| queued(r) >= OUTBOX_BYTES)
+        rogues.iter().all(|r| queued(r) + MIN_OUTBOX_SHARE > share)
     })
     .await;
 
     // Honest traffic flows meanwhile, and what waits for each rogue stays
-    // within its outbox: OUTBOX_BYTES plus the one message built past it.
+    // within its share of the node's outbox budget.
     delivered(&a, &c, "a to c").await;
     delivered(&c, &a, "c to a").await;
     for rogue in &rogues {
-        assert!(queued(rogue) <= OUTBOX_BYTES + MAX_FRAME, "{} queued", queued(rogue));
+        assert!(queued(rogue) <= share, "{} queued, share {share}", queued(rogue));
     }
     no_limit_disconnects(&[&a, &b, &c]);
     drop(rogues);

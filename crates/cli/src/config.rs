@@ -42,6 +42,7 @@ pub(crate) enum LogFormat {
 /// | `reconnect_max_ms` | integer, ms | 10000 | largest reconnect delay |
 /// | `max_feeds` | integer | 64512 | in an open network, feeds taken from peers before only connected peers' own feeds are (spec/PROTOCOL.md §2.2) |
 /// | `buffer_budget_bytes` | integer | 67108864 (64 MiB) | bytes of large incoming messages all connections may hold at once (at least one largest message, 4259840; spec/PROTOCOL.md §2.2 "Memory per node") |
+/// | `outbox_budget_bytes` | integer | 134217728 (128 MiB) | bytes of messages all connections may hold waiting to be sent, an equal share each over `max_connections` + 8 reserved + `peers` (at least 1114377 each; spec/PROTOCOL.md §2.2 "Memory per node") |
 /// | `ready_admin_within_ms` | integer, ms | 300000 | with admins, how recently an admin feed must have been heard from for `GET /v1/ready` |
 ///
 /// ```toml
@@ -86,6 +87,9 @@ pub(crate) struct ServeConfig {
     /// Bytes of large incoming messages all connections may hold at once.
     /// Default [`feedmesh::net::DEFAULT_BUFFER_BUDGET`].
     pub(crate) buffer_budget_bytes: usize,
+    /// Bytes of messages all connections may hold waiting to be sent.
+    /// Default [`feedmesh::node::DEFAULT_OUTBOX_BUDGET`].
+    pub(crate) outbox_budget_bytes: usize,
 }
 
 impl Default for ServeConfig {
@@ -106,6 +110,7 @@ impl Default for ServeConfig {
             ready_admin_within_ms: millis(node.ready_admin_within),
             max_feeds: node.max_feeds,
             buffer_budget_bytes: node.buffer_budget,
+            outbox_budget_bytes: node.outbox_budget,
         }
     }
 }
@@ -205,6 +210,7 @@ impl ServeConfig {
             ready_admin_within: Duration::from_millis(self.ready_admin_within_ms),
             max_feeds: self.max_feeds,
             buffer_budget: self.buffer_budget_bytes,
+            outbox_budget: self.outbox_budget_bytes,
             ..NodeConfig::new(dir)
         })
     }
@@ -232,13 +238,15 @@ mod tests {
         );
         assert_eq!(config.max_feeds, node.max_feeds);
         assert_eq!(config.buffer_budget_bytes, node.buffer_budget);
+        assert_eq!(config.outbox_budget_bytes, node.outbox_budget);
     }
 
     #[test]
     fn keys_parse() {
         let text = "listen = \"127.0.0.1:7000\"\npeers = [\"127.0.0.1:7001\"]\napi = \"127.0.0.1:0\"\n\
                     api_token_file = \"token\"\nlog_format = \"json\"\nmax_connections = 3\n\
-                    max_feeds = 100\nready_admin_within_ms = 1000\nbuffer_budget_bytes = 8000000\n";
+                    max_feeds = 100\nready_admin_within_ms = 1000\nbuffer_budget_bytes = 8000000\n\
+                    outbox_budget_bytes = 9000000\n";
         let config = ServeConfig::parse(text, Path::new("f.toml")).expect("parse");
         assert_eq!(config.listen, Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(config.peers, vec!["127.0.0.1:7001".parse().unwrap()]);
@@ -248,6 +256,7 @@ mod tests {
         assert_eq!(node.listen, config.listen);
         assert_eq!(node.max_feeds, 100);
         assert_eq!(node.buffer_budget, 8_000_000);
+        assert_eq!(node.outbox_budget, 9_000_000);
         assert_eq!(node.ready_admin_within, Duration::from_millis(1000));
     }
 

@@ -95,7 +95,7 @@ enum Command {
     /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
     /// reconnect_min_ms (100); reconnect_max_ms (10000);
     /// ready_admin_within_ms (300000); max_feeds (64512);
-    /// buffer_budget_bytes (67108864). With --api, GET /v1/ready answers 200
+    /// buffer_budget_bytes (67108864); outbox_budget_bytes (134217728). With --api, GET /v1/ready answers 200
     /// only when the node holds what its peers claimed at connect and (with
     /// admins) heard an admin feed within that bound, else 503 with the
     /// reasons: the probe for a load balancer.
@@ -228,6 +228,9 @@ struct ServeArgs {
     /// Bytes of large incoming messages all connections may hold at once; a connection whose message does not fit waits [config: buffer_budget_bytes; default: 67108864].
     #[arg(long)]
     buffer_budget_bytes: Option<usize>,
+    /// Bytes of messages all connections may hold waiting to be sent, shared equally among the connections the node may have [config: outbox_budget_bytes; default: 134217728].
+    #[arg(long)]
+    outbox_budget_bytes: Option<usize>,
     /// With admins, how recently an admin feed must have been heard from for GET /v1/ready, in milliseconds [config: ready_admin_within_ms; default: 300000].
     #[arg(long)]
     ready_admin_within_ms: Option<u64>,
@@ -438,6 +441,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
     settings.ready_admin_within_ms = args.ready_admin_within_ms.unwrap_or(settings.ready_admin_within_ms);
     settings.max_feeds = args.max_feeds.unwrap_or(settings.max_feeds);
     settings.buffer_budget_bytes = args.buffer_budget_bytes.unwrap_or(settings.buffer_budget_bytes);
+    settings.outbox_budget_bytes = args.outbox_budget_bytes.unwrap_or(settings.outbox_budget_bytes);
     let config = settings.node_config(&args.dir)?;
     Ok((settings, config))
 }
