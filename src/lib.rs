@@ -35,11 +35,14 @@
 //!   (spec/AUDIT.md).
 //! - `api` (feature `http`, on by default): the HTTP API over a node
 //!   (status, append, feeds, sessions, audit, metrics), on axum.
+//! - `resp` (feature `resp`, on by default): the Redis protocol endpoint
+//!   over the session store, for any Redis client (spec/RESP.md).
+//! - [`token`]: the token of those endpoints, and when one is required.
 //!
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
 //! application that embeds a node and its session store depends on this
-//! crate with `default-features = false` and builds no HTTP server.
+//! crate with `default-features = false` and builds neither endpoint.
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
@@ -53,6 +56,9 @@ pub mod net;
 pub mod node;
 pub mod node_dir;
 pub mod readiness;
+#[cfg(feature = "resp")]
+pub mod resp;
 pub mod sessions;
+pub mod token;
 
 pub use feedmesh_proto::{bundle, clock, feed, integrity, store, sync, view, writer};
