@@ -9,7 +9,7 @@
 //! allocates for a length that was never sent nor recurses into nested
 //! arrays.
 
-use redis_protocol::bytes::{Bytes, BytesMut};
+pub use redis_protocol::bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::encode::extend_encode;
 use redis_protocol::resp2::types::BytesFrame;
@@ -61,22 +61,19 @@ pub fn next_command(buffer: &mut BytesMut) -> Result<Option<Vec<Bytes>>, Protoco
 /// its LF), and the integer after its first byte; `None` if incomplete.
 fn length_line(buffer: &[u8], at: usize, what: &str) -> Result<Option<(usize, i64)>, ProtocolError> {
     let window = &buffer[at..buffer.len().min(at + MAX_LENGTH_LINE)];
-    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+    let Some(cr) = window.windows(2).position(|pair| pair == b"\r\n") else {
         if window.len() == MAX_LENGTH_LINE {
             return Err(ProtocolError::new(format!("invalid {what} length")));
         }
         return Ok(None);
     };
-    if cr + 1 == window.len() {
-        return Ok(None);
-    }
-    let number = std::str::from_utf8(&window[1..cr])
+    let digits = &window[1..cr];
+    let number = std::str::from_utf8(digits)
         .ok()
-        .and_then(|digits| digits.parse::<i64>().ok());
-    match (number, window[cr + 1]) {
-        (Some(number), b'\n') => Ok(Some((at + cr + 2, number))),
-        _ => Err(ProtocolError::new(format!("invalid {what} length"))),
-    }
+        .filter(|text| !text.starts_with('+'))
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| ProtocolError::new(format!("invalid {what} length")))?;
+    Ok(Some((at + cr + 2, number)))
 }
 
 /// The length and argument count of the complete multibulk command at the
