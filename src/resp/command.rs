@@ -87,8 +87,9 @@ pub enum Command {
     CommandDocs,
     /// `COMMAND COUNT`.
     CommandCount,
-    /// `CONFIG GET parameter ...`: no configuration parameters.
-    ConfigGet,
+    /// `CONFIG GET pattern ...`: the few parameters of [`CONFIG`](super::CONFIG)
+    /// whose names match.
+    ConfigGet(Vec<Bytes>),
     /// `DBSIZE`.
     DbSize,
     /// `SET`, `SETEX`, `PSETEX`.
@@ -361,7 +362,7 @@ pub fn parse(args: &[Bytes]) -> Result<Command, CommandError> {
         "config" => match args.get(1).map(|sub| sub.to_ascii_uppercase()).as_deref() {
             Some(b"GET") => {
                 arity(args, "config|get", 3, None)?;
-                Command::ConfigGet
+                Command::ConfigGet(args[2..].to_vec())
             }
             Some(_) => return Err(subcommand("CONFIG", &args[1])),
             None => return Err(CommandError::Arity(lower)),

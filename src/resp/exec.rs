@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use super::codec::{Reply, array, bulk, error, integer, nil, ok, simple};
 use super::command::{COMMANDS, Command, CommandError, Condition, Expiry, Set};
 use super::glob::Glob;
-use super::{DEFAULT_TTL_MS, MAX_CONNECTIONS, MAX_WAIT, REDIS_VERSION, keyspace, value};
+use super::{CONFIG, DEFAULT_TTL_MS, MAX_CONNECTIONS, MAX_WAIT, REDIS_VERSION, keyspace, value};
 use crate::node::Node;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::token::ApiToken;
@@ -204,7 +204,8 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, last: Option<Written
         Command::ClientId => integer(client.id).into(),
         Command::ClientSetInfo => ok().into(),
         Command::Info(sections) => bulk(info(shared, &sections)).into(),
-        Command::CommandDocs | Command::ConfigGet => array(Vec::new()).into(),
+        Command::CommandDocs => array(Vec::new()).into(),
+        Command::ConfigGet(patterns) => config(&patterns).into(),
         Command::CommandCount => integer(COMMANDS.len()).into(),
         Command::DbSize => integer(keyspace::count(&sessions)).into(),
         Command::Set(set) => self::set(shared, sessions, set),
@@ -388,6 +389,25 @@ fn wait(shared: &Shared, last: Option<Written>, peers: usize, timeout_ms: u64) -
             Err(failure) => session_error(failure).into(),
         }
     })
+}
+
+/// `CONFIG GET`: the parameters of [`CONFIG`] that a pattern matches, as
+/// name, value pairs.
+fn config(patterns: &[Bytes]) -> Reply {
+    let globs: Vec<Glob> = patterns
+        .iter()
+        .map(|pattern| Glob::new(&pattern.to_ascii_lowercase()))
+        .collect();
+    let pairs = CONFIG
+        .iter()
+        .filter(|(name, _)| globs.iter().any(|glob| glob.matches(name.as_bytes())))
+        .flat_map(|&(name, value)| {
+            [
+                bulk(Bytes::from_static(name.as_bytes())),
+                bulk(Bytes::from_static(value.as_bytes())),
+            ]
+        });
+    array(pairs.collect())
 }
 
 /// The text of `INFO` for `sections` (none, `all`, `default`, `everything`:

@@ -65,6 +65,16 @@ pub const MAX_PENDING: usize = 1024;
 /// The longest a `WAIT` waits (also for a timeout of 0, "forever" in Redis).
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
+/// What `CONFIG GET` answers (clients such as `redis-benchmark` read
+/// them): no snapshots, every write appended to the node's feed and synced
+/// before it is answered, one database.
+pub const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "yes"),
+    ("appendfsync", "always"),
+    ("databases", "1"),
+];
+
 /// Errors of setting the endpoint up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

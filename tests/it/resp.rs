@@ -273,6 +273,8 @@ async fn conditions_and_expiry() {
     );
     let _: () = ok(&mut con, &["CLIENT", "SETNAME", "me"]).await;
     assert_eq!(ok::<String>(&mut con, &["CLIENT", "GETNAME"]).await, "me");
+    let config: Vec<String> = ok(&mut con, &["CONFIG", "GET", "save"]).await;
+    assert_eq!(config, ["save", ""]);
     let info: String = ok(&mut con, &["INFO"]).await;
     assert!(
         info.contains("redis_version:7.2.0") && info.contains("db0:keys="),
@@ -417,6 +419,11 @@ async fn values_across_doors() {
     assert_eq!(stored, ciborium::Value::Bytes(binary.clone()));
     let read: Vec<u8> = cmd("GET").arg("b").query_async(&mut con).await.expect("get");
     assert_eq!(read, binary);
+    assert_eq!(
+        http::get(api, "/v1/sessions/b").await.status,
+        500,
+        "bytes have no JSON form"
+    );
     // Rust and HTTP writes, read over RESP: text as is, any other value as JSON.
     sessions.put("r", "plain text", ttl, None).await.expect("put");
     sessions
