@@ -14,5 +14,6 @@ mod cli;
 mod integrity;
 mod member;
 mod process;
+mod resp;
 mod serve;
 mod session;
