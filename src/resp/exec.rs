@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use super::codec::{Reply, array, bulk, error, integer, nil, ok, simple};
 use super::command::{COMMANDS, Command, CommandError, Condition, Expiry, Set};
 use super::glob::Glob;
-use super::{CONFIG, DEFAULT_TTL_MS, MAX_CONNECTIONS, MAX_WAIT, REDIS_VERSION, keyspace, value};
+use super::{CONFIG, DEFAULT_TTL_MS, MAX_WAIT, REDIS_VERSION, keyspace, value};
 use crate::node::Node;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::token::ApiToken;
@@ -32,19 +32,22 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The port served (`INFO`'s `tcp_port`).
     pub(crate) port: u16,
-    /// The connection slots ([`MAX_CONNECTIONS`]).
+    /// The connection slots.
     pub(crate) slots: Arc<Semaphore>,
+    /// How many there are.
+    pub(crate) max_connections: usize,
     next_id: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(node: Node, token: Option<ApiToken>, port: u16) -> Shared {
+    pub(crate) fn new(node: Node, token: Option<ApiToken>, port: u16, max_connections: usize) -> Shared {
         Shared {
             node,
             token,
             started: Instant::now(),
             port,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
             next_id: AtomicU64::new(1),
         }
     }
@@ -435,9 +438,10 @@ fn info(shared: &Shared, sections: &[String]) -> String {
         ));
     }
     if wanted("clients") {
-        let connected = MAX_CONNECTIONS - shared.slots.available_permits();
+        let max = shared.max_connections;
+        let connected = max - shared.slots.available_permits();
         text.push_str(&format!(
-            "# Clients\r\nconnected_clients:{connected}\r\nmaxclients:{MAX_CONNECTIONS}\r\n\r\n"
+            "# Clients\r\nconnected_clients:{connected}\r\nmaxclients:{max}\r\n\r\n"
         ));
     }
     if wanted("replication") {

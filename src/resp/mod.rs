@@ -56,9 +56,10 @@ pub const REDIS_VERSION: &str = "7.2.0";
 /// The ttl of a `SET` without an expiry: the longest a session may live
 /// (30 days). Sessions always expire.
 pub const DEFAULT_TTL_MS: u64 = MAX_TTL_MS;
-/// The most connections served at once; one more is answered `-ERR max
-/// number of clients reached` and closed.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// The most connections served at once, unless
+/// [`RespServer::with_max_connections`] says otherwise; one more is
+/// answered `-ERR max number of clients reached` and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The most replies one connection may have waiting (running or not yet
 /// written); past it the connection stops reading.
 pub const MAX_PENDING: usize = 1024;
@@ -99,6 +100,7 @@ pub struct RespServer {
     node: Node,
     token: Option<ApiToken>,
     addr: SocketAddr,
+    max_connections: usize,
 }
 
 impl RespServer {
@@ -111,13 +113,33 @@ impl RespServer {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| RespError::Bind { addr, error })?;
-        let addr = listener.local_addr().map_err(|error| RespError::Bind { addr, error })?;
+        RespServer::from_listener(listener, node, token)
+    }
+
+    /// Serves on a listener bound already, under the same rule as
+    /// [`RespServer::bind`].
+    pub fn from_listener(listener: TcpListener, node: Node, token: Option<ApiToken>) -> Result<RespServer, RespError> {
+        let addr = listener.local_addr().map_err(|error| RespError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            error,
+        })?;
+        if token.is_none() && requires_token(addr) {
+            return Err(RespError::TokenRequired(addr));
+        }
         Ok(RespServer {
             listener,
             node,
             token,
             addr,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
+    }
+
+    /// Serves at most `max` connections at once (at least 1; default
+    /// [`DEFAULT_MAX_CONNECTIONS`]).
+    pub fn with_max_connections(mut self, max: usize) -> RespServer {
+        self.max_connections = max.max(1);
+        self
     }
 
     /// The bound address.
@@ -126,56 +148,51 @@ impl RespServer {
     }
 
     /// Serves clients until `shutdown` completes, then lets every
-    /// connection write the replies under way and close.
+    /// connection write the replies under way and close. A client must
+    /// `AUTH` with the token, if there is one.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        serve(self.listener, self.node, self.token, shutdown).await;
-    }
-}
-
-/// Serves the Redis protocol over `node` on `listener` until `shutdown`
-/// completes (see [`RespServer`], which checks the token rule first); with
-/// `token`, clients must `AUTH` with it.
-pub async fn serve(
-    listener: TcpListener,
-    node: Node,
-    token: Option<ApiToken>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let port = listener.local_addr().map(|addr| addr.port()).unwrap_or(0);
-    let shared = Arc::new(exec::Shared::new(node, token, port));
-    let (stop, stopped) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let mut stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file descriptors, say: back off, go on.
-                        tracing::warn!(%error, "resp accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+        let RespServer {
+            listener,
+            node,
+            token,
+            addr,
+            max_connections,
+        } = self;
+        let shared = Arc::new(exec::Shared::new(node, token, addr.port(), max_connections));
+        let (stop, stopped) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let mut stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            // Out of file descriptors, say: back off, go on.
+                            tracing::warn!(%error, "resp accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+                        connections.spawn(async move {
+                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
                         continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+                    };
+                    let (shared, stopped) = (shared.clone(), stopped.clone());
                     connections.spawn(async move {
-                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                        conn::serve(stream, shared, stopped).await;
+                        drop(slot);
                     });
-                    continue;
-                };
-                let (shared, stopped) = (shared.clone(), stopped.clone());
-                connections.spawn(async move {
-                    conn::serve(stream, shared, stopped).await;
-                    drop(slot);
-                });
+                }
             }
         }
+        drop(listener);
+        let _ = stop.send(true);
+        while connections.join_next().await.is_some() {}
     }
-    drop(listener);
-    let _ = stop.send(true);
-    while connections.join_next().await.is_some() {}
 }

@@ -369,6 +369,27 @@ async fn error_texts_and_bounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited() {
+    let (node, _, _tmp) = single(None).await;
+    let server = RespServer::bind(nodes::localhost(), node.clone(), None)
+        .await
+        .expect("bind")
+        .with_max_connections(1);
+    let addr = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    let mut first = connect(addr).await;
+    assert_eq!(ok::<String>(&mut first, &["PING"]).await, "PONG");
+    let (answer, closed) = exchange(addr, b"PING\r\n", |_| false).await;
+    assert_eq!(answer, "-ERR max number of clients reached\r\n");
+    assert!(closed);
+    drop(first);
+    eventually("a slot frees up", || async {
+        exchange(addr, b"PING\r\n", lines(1)).await.0 == "+PONG\r\n"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_on_a_token_protected_endpoint() {
     let (node, addr, _tmp) = single(ApiToken::new("s3cret")).await;
     let (answer, _) = exchange(addr, b"GET k\r\nAUTH nope\r\nAUTH s3cret\r\nGET k\r\n", lines(4)).await;
