@@ -263,6 +263,33 @@ async fn conditions_and_expiry() {
     let _: () = ok(&mut con, &["SET", "o2", "v", "OWNER", "bob"]).await;
     assert_eq!(ok::<i64>(&mut con, &["FEEDMESH.REVOKEOWNER", "bob"]).await, 2);
     assert_eq!(ok::<i64>(&mut con, &["EXISTS", "o1", "o2"]).await, 0);
+    // In one pipeline: a second SET of a key wins, SET NX after a SET of its
+    // key is refused, a SET after a DEL of its key is refused.
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("SET").arg("q").arg("1");
+    pipe.cmd("SET").arg("q").arg("2");
+    pipe.cmd("SET").arg("q").arg("3").arg("NX");
+    pipe.cmd("GET").arg("q");
+    pipe.cmd("DEL").arg("q");
+    pipe.cmd("SET").arg("q").arg("4");
+    let answers: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut con).await.expect("pipeline");
+    let answers: Vec<Result<Value, String>> = answers.into_iter().map(|a| a.map_err(line)).collect();
+    assert_eq!(
+        answers,
+        [
+            Ok(Value::Okay),
+            Ok(Value::Okay),
+            Ok(Value::Nil),
+            Ok(Value::BulkString(b"2".to_vec())),
+            Ok(Value::Int(1)),
+            Err("REVOKED the session key is revoked".into()),
+        ]
+    );
+    // WAIT with no peer to hold the write: 0 once the timeout has passed.
+    let started = Instant::now();
+    assert_eq!(ok::<i64>(&mut con, &["WAIT", "1", "100"]).await, 0);
+    assert!(started.elapsed() >= Duration::from_millis(100));
     // The connection commands.
     assert_eq!(ok::<String>(&mut con, &["PING"]).await, "PONG");
     assert_eq!(ok::<String>(&mut con, &["ECHO", "hi"]).await, "hi");
