@@ -516,3 +516,26 @@ async fn redis_cli_drives_a_node() {
     assert_eq!(run_cli(&["DEL", "cli-key"]).await, "1");
     assert_eq!(run_cli(&["GET", "cli-key"]).await, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_a_node_not_admitted_are_notmember() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = NetworkKey::generate().expect("key");
+    let dir = nodes::make_dir(tmp.path(), "outsider", &key);
+    // The network's only admin is some other feed, which never admitted this one.
+    feedmesh::node_dir::NodeDir::open(&dir)
+        .expect("open")
+        .set_admins(&[feedmesh::feed::FeedId([9; 32])])
+        .expect("admins");
+    let node = nodes::start(&dir, vec![]).await;
+    let mut con = connect(serve_resp(&node, None).await).await;
+    let not_member = Err("NOTMEMBER this node is not a member of the network".to_string());
+    assert_eq!(run::<()>(&mut con, &["SET", "s", "v"]).await, not_member);
+    assert_eq!(run::<()>(&mut con, &["DEL", "s"]).await, not_member);
+    assert_eq!(
+        run::<()>(&mut con, &["FEEDMESH.REVOKEOWNER", "alice"]).await,
+        not_member
+    );
+    assert_eq!(ok::<i64>(&mut con, &["EXPIRE", "s", "10"]).await, 0);
+    assert_eq!(node.clock().expect("clock").get(&node.id()), None, "nothing appended");
+}
