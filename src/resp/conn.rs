@@ -9,13 +9,14 @@
 //! every write before it has answered (a read sees them; `WAIT` knows the
 //! latest), and nothing after it starts before it has answered. At most
 //! [`MAX_PENDING`] replies wait in the queue: past that, the connection
-//! stops reading until the front ones are written.
+//! stops reading until the front ones are written. Replies are written as
+//! they become ready, while the connection goes on reading.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use redis_protocol::bytes::BytesMut;
+use redis_protocol::bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -27,6 +28,10 @@ use crate::sessions::Written;
 
 /// How much the read buffer grows by at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Replies move from the queue to the output buffer while it holds less
+/// than this (1 MiB): a client that does not read its replies fills the
+/// queue, and then the connection stops reading its commands.
+const MAX_OUTPUT: usize = 1 << 20;
 
 /// A reply in the queue: ready, or still running.
 enum Slot {
@@ -144,15 +149,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             };
             replies.push(step, concurrent);
         }
-        // Write the replies that are ready, in order.
-        while let Some(done) = replies.pop_ready() {
+        // Move the replies that are ready, in order, to the output buffer.
+        while output.len() < MAX_OUTPUT
+            && let Some(done) = replies.pop_ready()
+        {
             codec::encode(&done.reply, &mut output);
-        }
-        if !output.is_empty() {
-            if writer.write_all(&output).await.is_err() {
-                return;
-            }
-            output.clear();
         }
         if replies.slots.is_empty() && held.is_none() && (client.closing || !reading) {
             break;
@@ -169,6 +170,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             () = std::future::poll_fn(|cx| replies.poll_running(cx)), if replies.running > 0 => {}
+            written = writer.write(&output), if !output.is_empty() => match written {
+                Ok(n) if n > 0 => output.advance(n),
+                _ => return,
+            },
             read = reader.read_buf(&mut input), if can_read => {
                 if !matches!(read, Ok(n) if n > 0) {
                     reading = false;
@@ -176,6 +181,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             else => break,
         }
+    }
+    if !output.is_empty() && writer.write_all(&output).await.is_err() {
+        return;
     }
     let _ = writer.shutdown().await;
 }

@@ -363,6 +363,14 @@ async fn error_texts_and_bounds() {
     // Inline commands, as typed into telnet.
     let (answer, _) = exchange(addr, b"PING\r\nECHO hi\r\n", lines(3)).await;
     assert_eq!(answer, "+PONG\r\n$2\r\nhi\r\n");
+    // More commands at once than a connection keeps replies pending: all
+    // answered, in order.
+    let many: Vec<u8> = (0..3000).flat_map(|i| format!("ECHO {i}\r\n").into_bytes()).collect();
+    let (answer, _) = exchange(addr, &many, lines(6000)).await;
+    let expected: String = (0..3000)
+        .map(|i| format!("${}\r\n{i}\r\n", i.to_string().len()))
+        .collect();
+    assert_eq!(answer, expected);
 
     // An oversized bulk length: an error, and the connection closes...
     let (answer, closed) = exchange(addr, b"*2\r\n$3\r\nGET\r\n$2000000000\r\n", |_| false).await;
