@@ -218,3 +218,56 @@ pub fn nil() -> Reply {
 pub fn array(items: Vec<Reply>) -> Reply {
     BytesFrame::Array(items)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(bytes: &[u8]) -> (Result<Option<Vec<Bytes>>, ProtocolError>, usize) {
+        let mut buffer = BytesMut::from(bytes);
+        let result = next_command(&mut buffer);
+        (result, buffer.len())
+    }
+
+    #[test]
+    fn commands_are_taken_whole_or_not_at_all() {
+        let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        for cut in 0..set.len() {
+            assert_eq!(frame(&set[..cut]), (Ok(None), cut), "cut at {cut}");
+        }
+        let args = ["SET", "k", "v"].map(|a| Bytes::from_static(a.as_bytes())).to_vec();
+        assert_eq!(frame(&[&set[..], b"PING\r\n"].concat()), (Ok(Some(args)), 6));
+        assert_eq!(frame(b"*0\r\n"), (Ok(Some(Vec::new())), 0));
+        assert_eq!(
+            frame(b"  ECHO \t hi\r\n").0,
+            Ok(Some(vec![Bytes::from_static(b"ECHO"), Bytes::from_static(b"hi")]))
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_before_the_bytes_arrive() {
+        let error = |bytes: &[u8]| frame(bytes).0.map_err(|e| e.to_string());
+        assert_eq!(
+            error(b"*1\r\n$1048577\r\n"),
+            Err("Protocol error: invalid bulk length: 1048577, at most 1048576".into())
+        );
+        assert_eq!(
+            error(b"*2050\r\n"),
+            Err("Protocol error: invalid multibulk length: 2050 arguments, at most 2049".into())
+        );
+        assert_eq!(
+            error(b"*1\r\n$-1\r\n").map(|_| ()),
+            Err("Protocol error: invalid bulk length: -1, at most 1048576".into())
+        );
+        assert_eq!(
+            error(b"*+1\r\n"),
+            Err("Protocol error: invalid multibulk length".into())
+        );
+        assert_eq!(
+            error(b"*1\r\n$1\r\nab\r\n"),
+            Err("Protocol error: bulk string not followed by CRLF".into())
+        );
+        assert!(error(&[b'*'; MAX_LENGTH_LINE]).is_err());
+        assert_eq!(frame(&[b'*'; MAX_LENGTH_LINE - 1]).0, Ok(None));
+    }
+}
