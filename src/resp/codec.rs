@@ -256,7 +256,7 @@ mod tests {
             Err("Protocol error: invalid multibulk length: 2050 arguments, at most 2049".into())
         );
         assert_eq!(
-            error(b"*1\r\n$-1\r\n").map(|_| ()),
+            error(b"*1\r\n$-1\r\n"),
             Err("Protocol error: invalid bulk length: -1, at most 1048576".into())
         );
         assert_eq!(
