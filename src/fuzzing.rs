@@ -1387,3 +1387,93 @@ fn evidence_sample() -> &'static [u8] {
             .1
     })
 }
+
+/// The most commands [`resp_command`] takes from one input.
+#[cfg(feature = "resp")]
+const MAX_RESP_COMMANDS: usize = 64;
+
+/// The commands framed out of `buffer` (at most [`MAX_RESP_COMMANDS`]),
+/// and the protocol error that ended them, if one did.
+#[cfg(feature = "resp")]
+fn resp_frames(buffer: &mut crate::resp::codec::BytesMut) -> (Vec<Vec<Vec<u8>>>, Option<String>) {
+    let mut commands = Vec::new();
+    while commands.len() < MAX_RESP_COMMANDS {
+        match crate::resp::codec::next_command(buffer) {
+            Ok(Some(args)) => commands.push(args.iter().map(|arg| arg.to_vec()).collect()),
+            Ok(None) => return (commands, None),
+            Err(error) => return (commands, Some(error.to_string())),
+        }
+    }
+    (commands, None)
+}
+
+/// The Redis protocol endpoint's framing, command parser and glob patterns
+/// (`src/resp`). The first byte chooses where to cut the rest, the byte
+/// stream a client sent, in two reads. Framing never panics, respects the
+/// limits (`MAX_ARGS` arguments of at most `MAX_BULK` bytes each), and finds
+/// the same commands and the same error read whole or in two pieces (an
+/// incomplete command is never taken for an invalid one); every command
+/// parses without panicking, and re-encoded as a RESP array frames back to
+/// the same arguments; an error reply is one line; and the glob of the
+/// first argument matched against the second never panics, while a pattern
+/// without special bytes matches exactly itself.
+#[cfg(feature = "resp")]
+pub fn resp_command(data: &[u8]) {
+    use crate::resp::codec::{self, BytesMut, MAX_ARGS, MAX_BULK};
+    use crate::resp::{command, glob::Glob};
+
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let mut whole = BytesMut::from(stream);
+    let (commands, error) = resp_frames(&mut whole);
+
+    let cut = usize::from(cut) * stream.len() / 256;
+    let mut pieces = BytesMut::from(&stream[..cut]);
+    let (mut first, early) = resp_frames(&mut pieces);
+    if early.is_none() && first.len() < MAX_RESP_COMMANDS {
+        pieces.extend_from_slice(&stream[cut..]);
+        let (rest, late) = resp_frames(&mut pieces);
+        first.extend(rest);
+        first.truncate(MAX_RESP_COMMANDS);
+        if first.len() < MAX_RESP_COMMANDS {
+            assert_eq!(first, commands, "framing depends on how the bytes arrive");
+            assert_eq!(late, error);
+        }
+    }
+
+    for args in &commands {
+        assert!(args.len() <= MAX_ARGS && args.iter().all(|arg| arg.len() <= MAX_BULK));
+        let args: Vec<codec::Bytes> = args.iter().map(|arg| codec::Bytes::from(arg.clone())).collect();
+        match command::parse(&args) {
+            Ok(parsed) => assert_eq!(
+                parsed.runs_concurrently(),
+                matches!(&parsed, command::Command::Set(set) if !set.get)
+            ),
+            Err(failure) => {
+                let mut line = BytesMut::new();
+                codec::encode(&codec::error(failure.to_string()), codec::Protocol::Resp2, &mut line);
+                assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "{failure}");
+                assert!(line.ends_with(b"\r\n"));
+            }
+        }
+        if args.is_empty() {
+            continue;
+        }
+        let mut encoded = BytesMut::new();
+        codec::encode(
+            &codec::array(args.iter().cloned().map(codec::bulk).collect()),
+            codec::Protocol::Resp2,
+            &mut encoded,
+        );
+        assert_eq!(codec::next_command(&mut encoded), Ok(Some(args.clone())));
+        assert!(encoded.is_empty());
+        if let [_, pattern, key, ..] = args.as_slice() {
+            let _ = Glob::new(pattern).matches(key);
+            if !pattern.iter().any(|b| b"*?[\\".contains(b)) {
+                assert!(Glob::new(pattern).matches(pattern));
+                assert_eq!(Glob::new(pattern).matches(key), pattern == key);
+            }
+        }
+    }
+}

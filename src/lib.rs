@@ -35,6 +35,9 @@
 //!   (spec/AUDIT.md).
 //! - `api` (feature `http`, on by default): the HTTP API over a node
 //!   (status, append, feeds, sessions, audit, metrics), on axum.
+//! - `resp` (feature `resp`, on by default): the Redis protocol endpoint
+//!   over the session store, for any Redis client (spec/RESP.md).
+//! - [`token`]: the token of those endpoints, and when one is required.
 //! - `tower_sessions` (feature `tower-sessions`): `FeedmeshStore`, a
 //!   tower-sessions store over the node's session store, for web apps.
 //!
@@ -45,7 +48,7 @@
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
 //! application that embeds a node and its session store depends on this
-//! crate with `default-features = false` and builds no HTTP server.
+//! crate with `default-features = false` and builds neither endpoint.
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
@@ -60,7 +63,10 @@ pub mod net;
 pub mod node;
 pub mod node_dir;
 pub mod readiness;
+#[cfg(feature = "resp")]
+pub mod resp;
 pub mod sessions;
+pub mod token;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
 

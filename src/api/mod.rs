@@ -36,7 +36,6 @@ mod metrics;
 mod sessions;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +57,7 @@ use crate::node::{Node, NodeError};
 use crate::readiness::{AdminHeard, Readiness};
 use crate::sync::FetchError;
 
+pub use crate::token::{ApiToken, TokenError, requires_token};
 pub use metrics::render_metrics;
 
 /// The most entries one `GET /v1/feeds/{id}` answers with.
@@ -105,17 +105,9 @@ pub fn log_json(entry: &Entry, frozen_at: Option<u64>) -> Value {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The token file could not be read.
-    #[error("cannot read the API token file {path}: {error}")]
-    TokenFile {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        error: std::io::Error,
-    },
-    /// The token (file) is empty.
-    #[error("the API token file {0} is empty")]
-    EmptyToken(PathBuf),
+    /// The token file could not be read, or is empty.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// A non-loopback address without a token.
     #[error("the API address {0} is not loopback: give a bearer token with --api-token-file (or api_token_file)")]
     TokenRequired(SocketAddr),
@@ -127,45 +119,6 @@ pub enum ApiError {
         /// The error.
         error: std::io::Error,
     },
-}
-
-/// The bearer token every API request must carry. Only its BLAKE3 hash is
-/// kept, and compared in constant time ([`blake3::Hash`]'s equality is).
-#[derive(Clone)]
-pub struct ApiToken(blake3::Hash);
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiToken(..)")
-    }
-}
-
-impl ApiToken {
-    /// The token `token` (surrounding whitespace ignored); `None` if empty.
-    pub fn new(token: &str) -> Option<ApiToken> {
-        let token = token.trim();
-        (!token.is_empty()).then(|| ApiToken(blake3::hash(token.as_bytes())))
-    }
-
-    /// Reads the token from a file (its content, trimmed; not empty).
-    pub fn read_file(path: &Path) -> Result<ApiToken, ApiError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ApiError::TokenFile {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        ApiToken::new(&text).ok_or_else(|| ApiError::EmptyToken(path.to_path_buf()))
-    }
-
-    /// Whether `presented` is the token, in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        blake3::hash(presented.as_bytes()) == self.0
-    }
-}
-
-/// Whether binding the API on `addr` requires a token: every address but
-/// loopback ones (`127.0.0.0/8`, `::1`).
-pub fn requires_token(addr: SocketAddr) -> bool {
-    !addr.ip().is_loopback()
 }
 
 #[derive(Clone)]
@@ -599,28 +552,4 @@ async fn metrics_text(State(state): State<AppState>) -> Result<Response, Failure
     let node = state.node.clone();
     let text = blocking(move || Ok(render_metrics(&node)?)).await?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_and_refuse_empty() {
-        let token = ApiToken::new(" secret\n").expect("token");
-        assert!(token.matches("secret"));
-        assert!(!token.matches("secreT"));
-        assert!(!token.matches(""));
-        assert!(ApiToken::new(" \n").is_none());
-        assert_eq!(format!("{token:?}"), "ApiToken(..)");
-    }
-
-    #[test]
-    fn only_loopback_goes_without_a_token() {
-        assert!(!requires_token("127.0.0.1:0".parse().unwrap()));
-        assert!(!requires_token("[::1]:80".parse().unwrap()));
-        assert!(requires_token("0.0.0.0:0".parse().unwrap()));
-        assert!(requires_token("192.168.1.2:80".parse().unwrap()));
-        assert!(requires_token("[::]:80".parse().unwrap()));
-    }
 }

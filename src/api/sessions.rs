@@ -37,7 +37,8 @@
 //! a put, touch or DELETE of a revoked key, `"refused: this node is not a
 //! member of the network"` for any session write from a node not admitted
 //! or removed; spec/SESSIONS.md §6.4); 500 when the store fails or a stored value
-//! (written through the embedded API) has no JSON form; 503 while the node
+//! (written through the embedded API, or a binary value written over the
+//! Redis protocol: spec/RESP.md §4) has no JSON form; 503 while the node
 //! shuts down; 504 as above.
 
 use std::time::Duration;

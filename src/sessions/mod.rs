@@ -408,6 +408,16 @@ impl Sessions {
         self.view.read().view.owned_by(owner.as_ref(), now).len()
     }
 
+    /// Calls `visit` with the key of every live session, in no particular
+    /// order, holding the view's read lock throughout (writes wait): keep
+    /// `visit` cheap. What `SCAN`, `KEYS` and `DBSIZE` of the Redis protocol
+    /// endpoint read.
+    pub fn visit_live_keys(&self, mut visit: impl FnMut(&[u8])) {
+        let now = self.node.now_ms();
+        let state = self.view.read();
+        state.view.live_keys(now).for_each(&mut visit);
+    }
+
     /// Whether `key` has been revoked (by key or by owner).
     pub fn is_revoked(&self, key: impl AsRef<[u8]>) -> bool {
         self.view.read().view.is_revoked(key.as_ref())

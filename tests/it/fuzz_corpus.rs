@@ -92,6 +92,11 @@ fn evidence_decode_corpus() {
     replay("evidence_decode", fuzzing::evidence_decode);
 }
 
+#[test]
+fn resp_command_corpus() {
+    replay("resp_command", fuzzing::resp_command);
+}
+
 /// Bytes that `signed_chain` turns into timestamps and payloads.
 fn material(variant: u8) -> Vec<u8> {
     (0..=255u8).map(|i| i.wrapping_mul(31).wrapping_add(variant)).collect()
@@ -485,6 +490,24 @@ fn write_seed_corpus() {
     ];
     for (name, data) in session_seeds {
         seed("session_fold", name, data);
+    }
+
+    // resp_command: a cut byte, then what a client sent.
+    let resp_seeds: [(&str, &[u8]); 8] = [
+        ("pipeline", b"\x80*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        (
+            "set-options",
+            b"\x40*9\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n$2\r\n10\r\n$2\r\nNX\r\n$3\r\nGET\r\n$5\r\nOWNER\r\n$1\r\nu\r\n",
+        ),
+        ("inline", b"\x10PING\r\nECHO  hi\r\nSCAN 0 MATCH u:[a-c]* COUNT 5\r\n"),
+        ("unknown", b"\x00*3\r\n$4\r\nFOO\r\r\n$2\r\na\n\r\n$0\r\n\r\n"),
+        ("bulk-too-long", b"\xff*2\r\n$3\r\nGET\r\n$2000000000\r\n"),
+        ("nested", b"\x20*1\r\n*1\r\n$4\r\nPING\r\n"),
+        ("incomplete", b"\x90*2\r\n$3\r\nGET\r\n$10\r\nabc"),
+        ("keys-glob", b"\x30*3\r\n$4\r\nKEYS\r\n$6\r\nh[^e]*\r\n$5\r\nhallo\r\n"),
+    ];
+    for (name, data) in resp_seeds {
+        seed("resp_command", name, data.to_vec());
     }
 
     for (target, name, data) in seeds {

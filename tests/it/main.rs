@@ -14,6 +14,7 @@ mod hostile;
 mod membership;
 mod mesh;
 mod ready;
+mod resp;
 mod session_app;
 mod session_http;
 mod session_store;

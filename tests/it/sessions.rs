@@ -693,3 +693,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn live_keys_are_the_keys_get_answers() {
+    let view = fold(&[
+        (
+            A,
+            1,
+            t(1000, 0),
+            vec![put("short", "v", 10, None), put("long", "v", 5_000, Some("u"))],
+        ),
+        (A, 2, t(1001, 0), vec![put("gone", "v", 5_000, None), revoke("gone")]),
+        (
+            B,
+            1,
+            t(1002, 0),
+            vec![put("owned", "v", 5_000, Some("w")), revoke_owner("w")],
+        ),
+        (B, 2, t(1003, 0), vec![touch("never-put", 5_000)]),
+    ]);
+    for now in [1000, 1005, 1011, 6000, 7000] {
+        let mut live: Vec<&[u8]> = view.live_keys(now).collect();
+        live.sort();
+        let mut expected: Vec<&[u8]> = [&b"short"[..], b"long", b"gone", b"owned", b"never-put"]
+            .into_iter()
+            .filter(|key| view.get(key, now).is_some())
+            .collect();
+        expected.sort();
+        assert_eq!(live, expected, "at {now}");
+    }
+    assert_eq!(view.live_keys(1005).count(), 2);
+}

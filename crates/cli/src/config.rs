@@ -32,7 +32,8 @@ pub(crate) enum LogFormat {
 /// | `listen` | `"IP:PORT"` | none: required here or as `--listen` | address to accept peers on (port 0: any free port) |
 /// | `peers` | `["IP:PORT", ...]` | `[]` | peers to dial and keep connected |
 /// | `api` | `"IP:PORT"` | none: no HTTP API | address of the HTTP API ([`feedmesh::api`]) |
-/// | `api_token_file` | path | none | file holding the API's bearer token; required when `api` is not loopback; a relative path is relative to the node directory |
+/// | `api_token_file` | path | none | file holding the API's bearer token (also the `AUTH` token of `resp`); required when `api` or `resp` is not loopback; a relative path is relative to the node directory |
+/// | `resp` | `"IP:PORT"` | none: no Redis protocol endpoint | address of the Redis protocol endpoint ([`feedmesh::resp`]) |
 /// | `log_format` | `"text"` or `"json"` | `"text"` | log format on standard error |
 /// | `max_connections` | integer | 64 | most established inbound connections at once (at least 1) |
 /// | `max_handshakes` | integer | 32 | most unfinished inbound handshakes at once (at least 1) |
@@ -62,6 +63,8 @@ pub(crate) struct ServeConfig {
     pub(crate) api: Option<SocketAddr>,
     /// The API's bearer token file. Default none.
     pub(crate) api_token_file: Option<PathBuf>,
+    /// Address of the Redis protocol endpoint. Default none.
+    pub(crate) resp: Option<SocketAddr>,
     /// Log format. Default [`LogFormat::Text`].
     pub(crate) log_format: LogFormat,
     /// Most established inbound connections at once. Default [`DEFAULT_MAX_CONNECTIONS`].
@@ -100,6 +103,7 @@ impl Default for ServeConfig {
             peers: Vec::new(),
             api: None,
             api_token_file: None,
+            resp: None,
             log_format: LogFormat::Text,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_handshakes: node.max_handshakes,
@@ -244,12 +248,13 @@ mod tests {
     #[test]
     fn keys_parse() {
         let text = "listen = \"127.0.0.1:7000\"\npeers = [\"127.0.0.1:7001\"]\napi = \"127.0.0.1:0\"\n\
-                    api_token_file = \"token\"\nlog_format = \"json\"\nmax_connections = 3\n\
+                    api_token_file = \"token\"\nresp = \"127.0.0.1:6379\"\nlog_format = \"json\"\nmax_connections = 3\n\
                     max_feeds = 100\nready_admin_within_ms = 1000\nbuffer_budget_bytes = 8000000\n\
                     outbox_budget_bytes = 9000000\n";
         let config = ServeConfig::parse(text, Path::new("f.toml")).expect("parse");
         assert_eq!(config.listen, Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(config.peers, vec!["127.0.0.1:7001".parse().unwrap()]);
+        assert_eq!(config.resp, Some("127.0.0.1:6379".parse().unwrap()));
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.max_connections, 3);
         let node = config.node_config(Path::new("/d")).expect("node config");

@@ -20,6 +20,7 @@ use feedmesh::integrity::verify_store;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::{NETWORK_KEY_FILE, NodeDir};
+use feedmesh::resp::{RespError, RespServer};
 use feedmesh::store::{Store, pages};
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
@@ -71,7 +72,8 @@ enum Command {
     /// Run a node: accept peers, dial peers, replicate, until SIGINT or SIGTERM.
     ///
     /// Prints `listening on ADDR` on standard error once bound (and
-    /// `api listening on ADDR` for the HTTP API). Logs go to standard error
+    /// `api listening on ADDR` for the HTTP API, `resp listening on ADDR`
+    /// for the Redis protocol endpoint). Logs go to standard error
     /// through `tracing`; the level comes from RUST_LOG (default `info`).
     ///
     /// The HTTP API (--api): GET /v1/status, POST /v1/append (body: the
@@ -85,12 +87,17 @@ enum Command {
     /// and the page /audit. It binds loopback addresses only, unless given a
     /// bearer token with --api-token-file.
     ///
+    /// The Redis protocol endpoint (--resp): GET, SET (EX/PX/EXAT/PXAT,
+    /// NX/XX, KEEPTTL, GET, OWNER user), MGET, GETEX, DEL, EXISTS, EXPIRE,
+    /// TTL, SCAN, KEYS, WAIT, FEEDMESH.REVOKEOWNER user, PING, AUTH, INFO
+    /// and the connection commands (spec/RESP.md). Same token rule as the API.
+    ///
     /// Settings can also come from a TOML config file, DIR/feedmesh.toml by
     /// default (--config FILE for another); flags override it (--peer flags
     /// replace its list). Keys, all optional: listen = "IP:PORT" (required
     /// here or as --listen); peers = ["IP:PORT", ...] (default none); api =
     /// "IP:PORT" (default: no API); api_token_file = "FILE" (relative to
-    /// DIR); log_format = "text" or "json" (default "text");
+    /// DIR); resp = "IP:PORT" (default: none); log_format = "text" or "json" (default "text");
     /// max_connections (default 64); max_handshakes (32);
     /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
     /// reconnect_min_ms (100); reconnect_max_ms (10000);
@@ -242,9 +249,14 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     api: Option<SocketAddr>,
     /// File holding the API's bearer token: every request then needs
-    /// `Authorization: Bearer TOKEN` [config: api_token_file].
+    /// `Authorization: Bearer TOKEN`, and every Redis protocol client
+    /// `AUTH TOKEN` [config: api_token_file].
     #[arg(long, value_name = "FILE")]
     api_token_file: Option<PathBuf>,
+    /// Serve the Redis protocol (RESP2) on this address (port 0: any free port) [config: resp; default: none].
+    /// Any Redis client reads and writes the session store; an address that is not loopback needs --api-token-file.
+    #[arg(long, value_name = "ADDR")]
+    resp: Option<SocketAddr>,
     /// The config file [default: DIR/feedmesh.toml, if it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -431,6 +443,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
     }
     settings.api = args.api.or(settings.api);
     settings.api_token_file = args.api_token_file.or(settings.api_token_file);
+    settings.resp = args.resp.or(settings.resp);
     settings.log_format = args.log_format.unwrap_or(settings.log_format);
     settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
     settings.max_handshakes = args.max_handshakes.unwrap_or(settings.max_handshakes);
@@ -459,6 +472,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         bail!(ApiError::TokenRequired(addr));
     }
+    if let Some(addr) = settings.resp
+        && token.is_none()
+        && requires_token(addr)
+    {
+        bail!(RespError::TokenRequired(addr));
+    }
     init_logging(settings.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -467,32 +486,47 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("listening on {addr}");
         }
         tracing::info!(id = %node.id(), "node started");
-        let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
-        let api_task = match settings.api {
-            Some(addr) => {
-                let server = match ApiServer::bind(addr, node.clone(), token).await {
-                    Ok(server) => server,
-                    Err(error) => {
-                        node.shutdown().await;
-                        return Err(error.into());
-                    }
-                };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_signal = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let mut endpoints = Vec::new();
+        let started = async {
+            if let Some(addr) = settings.api {
+                let server = ApiServer::bind(addr, node.clone(), token.clone()).await?;
                 eprintln!("api listening on {}", server.local_addr());
                 tracing::info!(addr = %server.local_addr(), "api listening");
-                Some(tokio::spawn(server.run(async move {
-                    let _ = api_stop.await;
-                })))
+                let run = server.run(stop_signal());
+                endpoints.push(tokio::spawn(async move {
+                    if let Err(error) = run.await {
+                        tracing::error!(%error, "the HTTP API stopped");
+                    }
+                }));
             }
-            None => None,
+            if let Some(addr) = settings.resp {
+                let server = RespServer::bind(addr, node.clone(), token).await?;
+                eprintln!("resp listening on {}", server.local_addr());
+                tracing::info!(addr = %server.local_addr(), "resp listening");
+                endpoints.push(tokio::spawn(server.run(stop_signal())));
+            }
+            anyhow::Ok(())
         };
+        if let Err(error) = started.await {
+            let _ = stop.send(true);
+            node.shutdown().await;
+            return Err(error);
+        }
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down");
-        let _ = stop_api.send(());
+        let _ = stop.send(true);
         node.shutdown().await;
-        if let Some(mut task) = api_task
-            && tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err()
-        {
-            task.abort();
+        for mut task in endpoints {
+            if tokio::time::timeout(Duration::from_secs(1), &mut task).await.is_err() {
+                task.abort();
+            }
         }
         anyhow::Ok(())
     })

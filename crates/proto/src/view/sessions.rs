@@ -429,6 +429,15 @@ impl SessionView {
         owned
     }
 
+    /// The keys of the sessions live at `now_ms` (those [`SessionView::get`]
+    /// answers), in no particular order: the view is a hash table.
+    pub fn live_keys(&self, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        self.records
+            .iter()
+            .filter(move |(_, record)| record.put.is_some() && record.expiry > now_ms)
+            .map(|(key, _)| key.as_slice())
+    }
+
     /// Whether `key` is revoked (a tombstone is held for it).
     pub fn is_revoked(&self, key: &[u8]) -> bool {
         self.records.get(key).is_some_and(|r| r.revoked)
