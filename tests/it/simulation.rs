@@ -682,6 +682,17 @@ async fn staller(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
     }
 }
 
+/// Runs the chaos phase of `sim`, then stops the hosts' writes and clears
+/// their reports; returns when that was (the healing starts).
+fn run_chaos(sim: &mut turmoil::Sim<'_>, shared: &Shared) -> Duration {
+    for _ in 0..chaos().as_millis() / TICK.as_millis() {
+        sim.step().expect("step");
+    }
+    shared.writing.store(false, Ordering::SeqCst);
+    shared.reports.lock().expect("lock").fill(None);
+    sim.elapsed()
+}
+
 /// Three honest hosts in a full mesh while three hostile peers come and go,
 /// claiming thousands of feeds nobody holds and offering junk feeds: every
 /// honest host ends with the same honest feeds, no host holds more than its
@@ -698,12 +709,7 @@ fn honest_hosts_converge_while_hostile_peers_claim_and_offer_feeds() {
             let (seed, key) = (rng.next(), key.clone());
             sim.client(format!("rogue{rogue}"), hostile(seed, key, HONEST));
         }
-        for _ in 0..chaos().as_millis() / TICK.as_millis() {
-            sim.step().expect("step");
-        }
-        shared.writing.store(false, Ordering::SeqCst);
-        shared.reports.lock().expect("lock").fill(None);
-        let started = sim.elapsed();
+        let started = run_chaos(&mut sim, &shared);
         while !converged(&shared) {
             assert!(
                 sim.elapsed() - started < HEAL_LIMIT,
@@ -770,12 +776,7 @@ fn honest_hosts_prove_forks_and_keep_their_links_while_rogues_fork_and_stall() {
             let (seed, key) = (rng.next(), key.clone());
             sim.client(format!("staller{rogue}"), staller(seed, key, HONEST));
         }
-        for _ in 0..chaos().as_millis() / TICK.as_millis() {
-            sim.step().expect("step");
-        }
-        shared.writing.store(false, Ordering::SeqCst);
-        shared.reports.lock().expect("lock").fill(None);
-        let started = sim.elapsed();
+        let started = run_chaos(&mut sim, &shared);
         let proven = |shared: &Shared| shared.frozen.lock().expect("lock").iter().all(|f| forkers.is_subset(f));
         while !(converged(&shared) && proven(&shared)) {
             assert!(
