@@ -610,3 +610,44 @@ async fn hello_3_switches_the_connection_to_resp3() {
     let answer = answer.replace(&format!("{id_line}{id}\r\n"), &format!("{id_line}ID\r\n"));
     assert_eq!(answer, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlink_absolute_expiries_and_the_probes_clients_send() {
+    let (_node, addr, _tmp) = single(None).await;
+    let mut con = connect(addr).await;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    // EXAT and PXAT: an absolute expiry, in seconds or milliseconds.
+    let at = (now_s + 600).to_string();
+    let _: () = ok(&mut con, &["SET", "s", "v", "EXAT", &at]).await;
+    let ttl: i64 = ok(&mut con, &["TTL", "s"]).await;
+    assert!((598..=600).contains(&ttl), "{ttl}");
+    let at_ms = ((now_s + 900) * 1000).to_string();
+    let _: () = ok(&mut con, &["SET", "m", "v", "PXAT", &at_ms]).await;
+    let pttl: i64 = ok(&mut con, &["PTTL", "m"]).await;
+    assert!((898_000..=900_000).contains(&pttl), "{pttl}");
+    let later = (now_s + 1200).to_string();
+    assert_eq!(ok::<String>(&mut con, &["GETEX", "s", "EXAT", &later]).await, "v");
+    assert!(ok::<i64>(&mut con, &["TTL", "s"]).await > 1100);
+
+    // UNLINK revokes as DEL does: gone, and refused for good.
+    assert_eq!(ok::<i64>(&mut con, &["UNLINK", "s", "m", "never"]).await, 2);
+    assert_eq!(ok::<Option<String>>(&mut con, &["GET", "s"]).await, None);
+    let refused = run::<()>(&mut con, &["SET", "m", "again"]).await.unwrap_err();
+    assert!(refused.starts_with("REVOKED"), "{refused}");
+
+    // What clients send on connect and when they probe.
+    assert_eq!(ok::<Vec<String>>(&mut con, &["COMMAND"]).await, Vec::<String>::new());
+    assert_eq!(
+        ok::<String>(&mut con, &["CLIENT", "SETINFO", "LIB-NAME", "x"]).await,
+        "OK"
+    );
+    assert_eq!(ok::<String>(&mut con, &["CLIENT", "SETNAME", "app"]).await, "OK");
+    assert_eq!(ok::<String>(&mut con, &["CLIENT", "GETNAME"]).await, "app");
+    assert!(ok::<i64>(&mut con, &["CLIENT", "ID"]).await > 0);
+    assert_eq!(ok::<String>(&mut con, &["SELECT", "0"]).await, "OK");
+    let error = run::<()>(&mut con, &["NOSUCH", "a", "b"]).await.unwrap_err();
+    assert!(error.starts_with("ERR unknown command 'NOSUCH'"), "{error}");
+}
