@@ -140,6 +140,8 @@ pub enum Command {
     Keys(Bytes),
     /// `FEEDMESH.REVOKEOWNER user`.
     RevokeOwner(Bytes),
+    /// `FEEDMESH.OWNED user`: the live sessions of an owner.
+    Owned(Bytes),
     /// `WAIT numpeers timeout`.
     Wait {
         /// How many peers to wait for.
@@ -181,6 +183,7 @@ pub const COMMANDS: &[&str] = &[
     "scan",
     "keys",
     "feedmesh.revokeowner",
+    "feedmesh.owned",
     "wait",
 ];
 
@@ -443,6 +446,10 @@ pub fn parse(args: &[Bytes]) -> Result<Command, CommandError> {
         "feedmesh.revokeowner" => {
             exact(2)?;
             Command::RevokeOwner(arg(1))
+        }
+        "feedmesh.owned" => {
+            exact(2)?;
+            Command::Owned(arg(1))
         }
         "wait" => {
             exact(3)?;

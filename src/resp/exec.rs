@@ -271,6 +271,10 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, last: Option<Written
                 Err(failure) => session_error(failure).into(),
             }
         }),
+        Command::Owned(owner) => {
+            let keys = sessions.owned_by(&owner).into_iter().map(|(key, _)| bulk(key));
+            array(keys.collect()).into()
+        }
         Command::Wait { peers, timeout_ms } => wait(shared, last, peers, timeout_ms),
     }
 }

@@ -638,6 +638,17 @@ async fn unlink_absolute_expiries_and_the_probes_clients_send() {
     let refused = run::<()>(&mut con, &["SET", "m", "again"]).await.unwrap_err();
     assert!(refused.starts_with("REVOKED"), "{refused}");
 
+    // An owner's live sessions, and how many a log-out-everywhere revoked.
+    for key in ["o2", "o1"] {
+        let _: () = ok(&mut con, &["SET", key, "v", "EX", "600", "OWNER", "bob"]).await;
+    }
+    assert_eq!(
+        ok::<Vec<String>>(&mut con, &["FEEDMESH.OWNED", "bob"]).await,
+        ["o1", "o2"]
+    );
+    assert_eq!(ok::<i64>(&mut con, &["FEEDMESH.REVOKEOWNER", "bob"]).await, 2);
+    assert!(ok::<Vec<String>>(&mut con, &["FEEDMESH.OWNED", "bob"]).await.is_empty());
+
     // What clients send on connect and when they probe.
     assert_eq!(ok::<Vec<String>>(&mut con, &["COMMAND"]).await, Vec::<String>::new());
     assert_eq!(
