@@ -239,19 +239,20 @@ same_redis() {
   for name in replica2 replica1 primary; do stop_pid "${PID[$name]}"; done
   rm -rf "$RUN"
 }
-digest_of() { # api port: the view digest and clock, as one line
-  python3 -c 'import json, sys, urllib.request
-d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/view/digest", timeout=10))
-print(d["digest"], json.dumps(d["clock"], sort_keys=True))' "$1"
-}
-feedmesh_settle() { # until nodes 2 and 3 show node 1's digest and clock
-  local first
-  for _ in $(seq 12000); do # up to 120 s
-    first=$(digest_of "${FM_API[0]}")
-    [ "$(digest_of "${FM_API[1]}")" = "$first" ] && [ "$(digest_of "${FM_API[2]}")" = "$first" ] && return 0
-    sleep 0.01
-  done
-  log "feedmesh nodes did not converge"; exit 1
+feedmesh_settle() { # until nodes 2 and 3 show node 1's digest and clock (one poller, up to 120 s)
+  python3 - "${FM_API[@]}" <<'PY' || { log "feedmesh nodes did not converge"; exit 1; }
+import json, sys, time, urllib.request
+def state(port):
+    d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/view/digest", timeout=10))
+    return d["digest"], json.dumps(d["clock"], sort_keys=True)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    states = [state(port) for port in sys.argv[1:]]
+    if all(s == states[0] for s in states):
+        sys.exit(0)
+    time.sleep(0.01)
+sys.exit(1)
+PY
 }
 same_feedmesh() {
   local out=$WORK/same-feedmesh.txt dir=$WORK/same-feedmesh i peers

@@ -25,17 +25,14 @@
 //! read from the store only when it is its turn to be sent.
 //!
 //! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
-//! [`MAX_PENDING_RANGES`]) and read from the store one chunk at a time, only
-//! when the previous chunk has been handed to the writer; a chunk takes
-//! the front ranges of several feeds in turn, so a thousand one-entry feeds
-//! go out as one Records message (and one append at the peer), not a
-//! thousand. The chunk size
-//! adapts to the records' sizes so that one read is about one Records
-//! message ([`MAX_FRAME`]): at most [`MAX_RECORDS_PER_MESSAGE`] records, and
-//! at most [`MIN_CHUNK`] records after a chunk that held a record with a
-//! maximum-size payload. (A chunk read right after a run of small records can
-//! exceed one message when the feed switches to large payloads: the store
-//! has no headers-only range read to size it in advance.)
+//! [`MAX_PENDING_RANGES`]) and read from the store one Records message at a
+//! time, only when the previous one has been handed to the writer; a read
+//! takes the front ranges of several feeds in turn, so a thousand one-entry
+//! feeds go out as one Records message (and one append at the peer), not a
+//! thousand. A read holds at most [`MAX_RECORDS_PER_MESSAGE`] records and
+//! what the outbox share has free, counted from the entries' payload
+//! lengths before the payloads are read (`Store::range_within`); what it
+//! leaves of a range stays queued.
 //!
 //! Verified Records are appended on a blocking thread while the driver goes
 //! on reading, decrypting and verifying the next message: one batch is in
@@ -89,9 +86,6 @@ pub const MIN_OUTBOX_SHARE: usize = MAX_RECORD_SIZE + SMALL_MESSAGE;
 /// comes near it, whatever the node holds (spec/PROTOCOL.md §2.2,
 /// MAX_QUEUED_RANGES).
 pub const MAX_PENDING_RANGES: usize = 2 * MAX_FEEDS_PER_PEER;
-/// The fewest records read from the store at once (four maximum-size records
-/// fill one Records message).
-pub const MIN_CHUNK: usize = 4;
 /// How long a closing connection waits for its writer to flush (ms).
 pub const FLUSH_TIMEOUT_MS: u64 = 1_000;
 /// After this long without sending anything, the writer sends an empty
@@ -291,9 +285,7 @@ where
         sync: PeerSync::new(),
         start: Instant::now(),
         peeked: None,
-        frames: VecDeque::new(),
         ranges: SendQueue::default(),
-        chunk: MIN_CHUNK,
         traffic,
         wants: None,
         fetches: VecDeque::new(),
@@ -551,12 +543,8 @@ struct Driver {
     start: Instant,
     /// One message taken from `sync`, waiting for an outbox slot.
     peeked: Option<Message>,
-    /// Encoded Records messages of the current chunk, waiting for slots.
-    frames: VecDeque<Vec<u8>>,
     /// Ranges to read and send.
     ranges: SendQueue,
-    /// Records to read at once (adapted to their sizes).
-    chunk: usize,
     /// Byte counters of the peer (metrics), if the host keeps them.
     traffic: Option<Arc<Traffic>>,
     /// Notified when the host changed the want flags ([`Host::attach`]).
@@ -618,8 +606,7 @@ impl Driver {
             if self.peeked.is_none() {
                 self.peeked = self.sync.poll_transmit();
             }
-            let want_send =
-                self.peeked.is_some() || !self.fetches.is_empty() || !self.frames.is_empty() || !self.ranges.is_empty();
+            let want_send = self.peeked.is_some() || !self.fetches.is_empty() || !self.ranges.is_empty();
             let timer = self.sync.poll_timeout();
             let deadline = self.start + Duration::from_millis(timer.unwrap_or(u64::from(u32::MAX)));
             let step: Result<(), Closed> = tokio::select! {
@@ -952,10 +939,7 @@ impl Driver {
             let chunk = blocking(move || read_chunk(&*store, id, feed, from, to, allowance)).await?;
             return outbox.send(chunk.encode());
         }
-        if let Some(frame) = self.frames.pop_front() {
-            return outbox.send(frame);
-        }
-        let taken = self.ranges.take(self.chunk);
+        let taken = self.ranges.take(MAX_RECORDS_PER_MESSAGE);
         if taken.is_empty() {
             return Ok(());
         }
@@ -965,20 +949,11 @@ impl Driver {
         for (feed, from, to) in unread.into_iter().rev() {
             self.ranges.push_front(feed, from, to);
         }
-        let largest = records
-            .iter()
-            .map(|(entry, payload)| record_size(entry, payload.as_deref()))
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        self.chunk = (MAX_FRAME / largest).clamp(MIN_CHUNK, MAX_RECORDS_PER_MESSAGE);
-        let mut messages = pack_records(records).into_iter().map(|m| m.encode());
-        let first = messages.next();
-        self.frames.extend(messages);
-        match first {
-            Some(first) => outbox.send(first),
-            None => Ok(()),
+        // One message by construction (the read's bounds are a message's).
+        for message in pack_records(records) {
+            outbox.send(message.encode())?;
         }
+        Ok(())
     }
 }
 

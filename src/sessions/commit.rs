@@ -15,6 +15,8 @@
 //! of the same batch names (or that follows a `RevokeOwner` in it) waits
 //! for the next batch, so the condition always sees the writes before it.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -113,10 +115,11 @@ pub(crate) async fn run(
         };
         let mut batch = Vec::new();
         let (mut ops, mut bytes) = (0, 0);
+        let mut named = Named::default();
         let mut next = Some(first);
         while let Some(pending) = next.take().or_else(|| queue.try_recv().ok()) {
             let full = ops + pending.ops.len() > MAX_OPS || bytes + pending.encoded_len > MAX_PAYLOAD as usize;
-            if !batch.is_empty() && (full || pending.depends_on(&batch)) {
+            if !batch.is_empty() && (full || named.guards(&pending)) {
                 carried = Some(pending);
                 break;
             }
@@ -126,6 +129,7 @@ pub(crate) async fn run(
             }
             ops += pending.ops.len();
             bytes += pending.encoded_len;
+            named.add(&pending.ops);
             batch.push(pending);
         }
         if batch.is_empty() {
@@ -136,19 +140,43 @@ pub(crate) async fn run(
     }
 }
 
-impl Pending {
-    /// Whether this write's guard must see `batch` folded first: an
-    /// operation of `batch` names its key, or revokes an owner's sessions.
-    fn depends_on(&self, batch: &[Pending]) -> bool {
-        let Some(guard) = &self.guard else {
-            return false;
-        };
-        batch.iter().flat_map(|p| &p.ops).any(|op| match op {
-            Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => *key == guard.key,
-            Op::RevokeOwner { .. } => true,
-            Op::AddMember { .. } | Op::RemoveMember { .. } => false,
-        })
+/// What the operations of a batch name, so that a guarded write can tell
+/// in constant time whether it must see the batch folded first: the hashes
+/// of their session keys (a collision only defers a write to the next
+/// batch), and whether one revokes an owner's sessions.
+#[derive(Debug, Default)]
+struct Named {
+    keys: HashSet<u64>,
+    revokes_owner: bool,
+}
+
+impl Named {
+    fn add(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } => {
+                    self.keys.insert(key_hash(key));
+                }
+                Op::RevokeOwner { .. } => self.revokes_owner = true,
+                Op::AddMember { .. } | Op::RemoveMember { .. } => {}
+            }
+        }
     }
+
+    /// Whether `pending` is guarded and its guard must see these operations
+    /// folded first: one of them names its key, or revokes an owner.
+    fn guards(&self, pending: &Pending) -> bool {
+        pending
+            .guard
+            .as_ref()
+            .is_some_and(|guard| self.revokes_owner || self.keys.contains(&key_hash(&guard.key)))
+    }
+}
+
+fn key_hash(key: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Lets the writers just answered queue their next writes before the next

@@ -509,10 +509,7 @@ const HOSTILE_BUDGET: usize = 60;
 async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
     let mut rng = Rng(seed);
     loop {
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
-        let host = rng.below(hosts as u64) as usize;
-        let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
-        let Some(mut stream) = connect_as(host, &key, &identity).await else {
+        let Some(mut stream) = visit(&mut rng, &key, hosts).await else {
             continue;
         };
         let offered: BTreeMap<FeedId, Keypair> = (0..OFFERED_FEEDS)
@@ -594,6 +591,15 @@ async fn connect_as(
         .ok()
 }
 
+/// A hostile peer's next visit: after a random pause, a connection to a
+/// random honest host as a fresh identity (`None` if it failed).
+async fn visit(rng: &mut Rng, key: &NetworkKey, hosts: usize) -> Option<SecureStream<turmoil::net::TcpStream>> {
+    tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+    let host = rng.below(hosts as u64) as usize;
+    let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
+    connect_as(host, key, &identity).await
+}
+
 /// One side of a forking author: tells host `host` it holds `chain` (its
 /// own feed, forked elsewhere) and sends what the host wants of it; again
 /// after every disconnect, until the simulation ends.
@@ -640,10 +646,7 @@ async fn offer_fork(host: usize, key: NetworkKey, identity: Keypair, chain: Vec<
 async fn staller(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
     let mut rng = Rng(seed);
     loop {
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
-        let host = rng.below(hosts as u64) as usize;
-        let identity = Keypair::from_seed(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
-        let Some(mut stream) = connect_as(host, &key, &identity).await else {
+        let Some(mut stream) = visit(&mut rng, &key, hosts).await else {
             continue;
         };
         let stay = Duration::from_millis(500 + rng.below(3000));

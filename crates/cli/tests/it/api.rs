@@ -238,8 +238,9 @@ async fn an_acknowledged_append_is_on_the_peer() {
     assert_eq!(value("feedmesh_peer_lag_entries"), 0);
 }
 
-#[test]
-fn a_public_api_without_a_token_refuses_to_start() {
+/// `feedmesh serve` with `flag` (`--api` or `--resp`) on a public address
+/// and no token: it refuses to start, with one line naming the token flag.
+pub(crate) fn a_public_endpoint_without_a_token_refuses_to_start(flag: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     network_key(&tmp.path().join("key"));
     let dir = tmp.path().join("a");
@@ -250,13 +251,18 @@ fn a_public_api_without_a_token_refuses_to_start() {
         path_arg(&dir),
         "--listen",
         "127.0.0.1:0",
-        "--api",
+        flag,
         "0.0.0.0:0",
     ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--api-token-file"), "{stderr}");
+}
+
+#[test]
+fn a_public_api_without_a_token_refuses_to_start() {
+    a_public_endpoint_without_a_token_refuses_to_start("--api");
 }
 
 #[test]

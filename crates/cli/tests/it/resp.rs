@@ -64,20 +64,5 @@ fn serve_resp_answers_redis_commands() {
 
 #[test]
 fn a_public_resp_endpoint_without_a_token_refuses_to_start() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("a");
-    init(&dir);
-    let output = feedmesh(&[
-        "serve",
-        "--dir",
-        path_arg(&dir),
-        "--listen",
-        "127.0.0.1:0",
-        "--resp",
-        "0.0.0.0:0",
-    ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--api-token-file"), "{stderr}");
+    crate::api::a_public_endpoint_without_a_token_refuses_to_start("--resp");
 }
