@@ -106,6 +106,8 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 const VIEW_TICK: Duration = Duration::from_secs(1);
 /// Every how many view ticks records past the retention horizon are dropped.
 const VIEW_EXPIRE_EVERY: u64 = 600;
+/// Default [`NodeConfig::snapshot_interval`]: 5 minutes.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the node checks its feeds' senders for stalls.
 const SENDER_TICK: Duration = Duration::from_millis(250);
 
@@ -167,6 +169,14 @@ pub struct NodeConfig {
     /// Where the node reads wall-clock time: for its hybrid clock, the drift
     /// bound and the session view (default [`WallClock::system`]).
     pub wall_clock: WallClock,
+    /// How often the session view is saved as a snapshot in the store, if
+    /// anything was folded since the last one (default
+    /// [`DEFAULT_SNAPSHOT_INTERVAL`]); it is saved at shutdown too. A node
+    /// starts from its snapshot and folds only the entries stored after it
+    /// (spec/SESSIONS.md §6.7), so this bounds what a restart after a crash
+    /// re-folds. Each save holds up folds while the view is encoded (about
+    /// a second per million sessions).
+    pub snapshot_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -188,6 +198,7 @@ impl Default for NodeConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             jitter_seed: None,
             wall_clock: WallClock::default(),
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
         }
     }
 }
@@ -740,6 +751,7 @@ impl Node {
             if let Err(error) = inner.store.sync(Duration::ZERO) {
                 tracing::error!(%error, "the last sync of received entries failed");
             }
+            inner.save_snapshot();
         })
         .await;
         self.inner.shutdown.send_replace(true);
@@ -816,11 +828,27 @@ impl Inner {
         }
     }
 
-    /// Folds held-back session entries as they fall due, and drops records
-    /// past the retention horizon now and then, until shutdown.
+    /// Saves the session view's snapshot if it changed (blocking).
+    fn save_snapshot(&self) {
+        let began = std::time::Instant::now();
+        match self.view.save_snapshot(&*self.store) {
+            Ok(0) => {}
+            Ok(bytes) => tracing::debug!(
+                bytes,
+                ms = began.elapsed().as_millis() as u64,
+                "saved the view snapshot"
+            ),
+            Err(error) => tracing::error!(%error, "saving the view snapshot failed"),
+        }
+    }
+
+    /// Folds held-back session entries as they fall due, drops records past
+    /// the retention horizon now and then, and saves the view's snapshot
+    /// every [`NodeConfig::snapshot_interval`], until shutdown.
     async fn tick_view(self: Arc<Inner>) {
         let mut shutdown = self.shutdown.subscribe();
         let mut ticks: u64 = 0;
+        let mut saved = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -844,6 +872,11 @@ impl Inner {
             ticks += 1;
             if ticks.is_multiple_of(VIEW_EXPIRE_EVERY) {
                 self.view.expire(now);
+            }
+            if saved.elapsed() >= self.config.snapshot_interval {
+                saved = Instant::now();
+                let inner = self.clone();
+                let _ = tokio::task::spawn_blocking(move || inner.save_snapshot()).await;
             }
         }
     }

@@ -8,8 +8,15 @@
 //! reads the store while nothing is appended and replaces the state whole.
 //! Reads take a read lock and never wait for a rebuild (it builds aside and
 //! swaps).
+//!
+//! The view is saved now and then as a snapshot in the store, with the
+//! entries it covers ([`LiveView::save_snapshot`]); a node starts from its
+//! snapshot and folds only the entries stored after it, and re-folds
+//! everything only when the snapshot cannot be trusted (spec/SESSIONS.md
+//! §6.7).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
@@ -20,10 +27,13 @@ use crate::clock::Timestamp;
 use crate::feed::{Entry, FeedId, Hash};
 use crate::store::{Store, StoreError, pages};
 use crate::view::sessions::is_beyond_drift;
-use crate::view::{Membership, Op, SessionView, decode_ops};
+use crate::view::{Membership, Op, SessionView, Snapshot, decode_ops};
 
 /// How many records a rebuild reads from the store at a time.
 const REBUILD_CHUNK: usize = 4096;
+/// The name of the session view's snapshot in the store
+/// ([`Store::snapshot`]).
+pub const SNAPSHOT_NAME: &str = "sessions";
 
 /// What changed in the view: a hint for subscribers to read the key again
 /// (a put may have lost to a later one; the view is the truth).
@@ -75,6 +85,9 @@ pub(crate) struct Folding {
     /// its membership operations count only once it is due (§5.3), by a
     /// re-fold then.
     admin_held_until: Option<u64>,
+    /// Per feed, the last entry offered: every entry up to it has been
+    /// (what a snapshot covers).
+    covered: BTreeMap<FeedId, u64>,
 }
 
 /// What offering an entry did.
@@ -95,6 +108,24 @@ impl Folding {
             frozen,
             malformed: 0,
             admin_held_until: None,
+            covered: BTreeMap::new(),
+        }
+    }
+
+    /// The state a snapshot holds (which the caller has checked against
+    /// the store).
+    fn restored(snapshot: Snapshot) -> Folding {
+        Folding {
+            view: snapshot.view,
+            membership: snapshot.membership,
+            frozen: snapshot.frozen,
+            malformed: snapshot.malformed,
+            admin_held_until: snapshot.admin_held_until,
+            covered: snapshot
+                .covered
+                .into_iter()
+                .map(|(feed, (seq, _))| (feed, seq))
+                .collect(),
         }
     }
 
@@ -125,6 +156,8 @@ impl Folding {
     /// changes if `changes` is set.
     fn offer(&mut self, entry: &Entry, payload: &[u8], now_ms: u64, changes: bool) -> Outcome {
         let (author, seq) = (entry.author(), entry.seq());
+        let covered = self.covered.entry(author).or_default();
+        *covered = (*covered).max(seq);
         if !self.below_fork(author, seq) || !self.membership.folds(author, seq) {
             return Outcome::Skipped;
         }
@@ -167,22 +200,92 @@ pub struct ViewStats {
     pub removed_members: usize,
 }
 
+/// How the view was built when the node started (spec/SESSIONS.md §6.7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewStart {
+    /// Whether the node started from its saved snapshot rather than by
+    /// folding every stored entry.
+    pub from_snapshot: bool,
+    /// How many stored entries it folded: those after its snapshot, or
+    /// every one.
+    pub folded: u64,
+}
+
 /// The view shared by a node and its [`Sessions`](super::Sessions) handles.
 #[derive(Debug)]
 pub(crate) struct LiveView {
     state: RwLock<Folding>,
     changes: broadcast::Sender<SessionChange>,
+    /// Whether something was folded since the last snapshot.
+    unsaved: AtomicBool,
+    start: ViewStart,
 }
 
 impl LiveView {
     /// Builds the view of everything `store` holds, for a network with
-    /// `admins` (none: every feed is a member).
+    /// `admins` (none: every feed is a member): from the store's snapshot
+    /// and the entries stored after it if the snapshot can be trusted
+    /// (spec/SESSIONS.md §6.7), else by folding every entry.
     pub(crate) fn open(store: &dyn Store, admins: &[FeedId], now_ms: u64) -> Result<LiveView, StoreError> {
         let membership = Membership::with_admins(admins.iter().copied());
+        let (state, start) = match restore(store, &membership, now_ms)? {
+            Some((state, folded)) => (
+                state,
+                ViewStart {
+                    from_snapshot: true,
+                    folded,
+                },
+            ),
+            None => {
+                let state = fold_store(store, &membership, now_ms)?;
+                let folded = state.covered.values().sum();
+                (
+                    state,
+                    ViewStart {
+                        from_snapshot: false,
+                        folded,
+                    },
+                )
+            }
+        };
         Ok(LiveView {
-            state: RwLock::new(fold_store(store, &membership, now_ms)?),
+            state: RwLock::new(state),
             changes: broadcast::channel(super::CHANGES_CAPACITY).0,
+            unsaved: AtomicBool::new(!start.from_snapshot || start.folded > 0),
+            start,
         })
+    }
+
+    /// Saves the view as a snapshot in `store` if anything was folded since
+    /// the last one; returns the snapshot's size in bytes (0: nothing to
+    /// save). Folds wait while the view is encoded; reads do not.
+    pub(crate) fn save_snapshot(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        if !self.unsaved.swap(false, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let bytes = {
+            let state = self.read();
+            let mut covered = BTreeMap::new();
+            for (&feed, &seq) in &state.covered {
+                let entry = store
+                    .entry(&feed, seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("{feed}: entry {seq} was folded but is not stored")))?;
+                covered.insert(feed, (seq, entry.hash()));
+            }
+            Snapshot {
+                covered,
+                membership: state.membership.clone(),
+                frozen: state.frozen.clone(),
+                malformed: state.malformed,
+                admin_held_until: state.admin_held_until,
+                view: &state.view,
+            }
+            .encode()
+        };
+        store.save_snapshot(SNAPSHOT_NAME, &bytes).inspect_err(|_| {
+            self.unsaved.store(true, Ordering::SeqCst);
+        })?;
+        Ok(bytes.len())
     }
 
     /// The folded state, for reading.
@@ -224,6 +327,7 @@ impl LiveView {
     ) -> Result<bool, StoreError> {
         let mut folded = Vec::new();
         let listened = self.changes.receiver_count() > 0;
+        self.unsaved.store(true, Ordering::SeqCst);
         {
             let mut state = self.write();
             for (entry, payload) in records {
@@ -274,6 +378,9 @@ impl LiveView {
     pub(crate) fn release(&self, now_ms: u64) -> bool {
         let mut state = self.write();
         let released = state.view.release(now_ms);
+        if released > 0 {
+            self.unsaved.store(true, Ordering::SeqCst);
+        }
         let admin_due = state
             .admin_held_until
             .is_some_and(|wall| !is_beyond_drift(Timestamp::new(wall, 0), now_ms));
@@ -286,7 +393,11 @@ impl LiveView {
 
     /// Drops records past the retention horizon (see [`SessionView::expire`]).
     pub(crate) fn expire(&self, now_ms: u64) -> usize {
-        self.write().view.expire(now_ms)
+        let dropped = self.write().view.expire(now_ms);
+        if dropped > 0 {
+            self.unsaved.store(true, Ordering::SeqCst);
+        }
+        dropped
     }
 
     /// Re-folds everything `store` holds (after a fork proof or a
@@ -296,6 +407,7 @@ impl LiveView {
         let admins = Membership::with_admins(self.read().membership.admins().copied());
         let fresh = fold_store(store, &admins, now_ms)?;
         *self.write() = fresh;
+        self.unsaved.store(true, Ordering::SeqCst);
         let _ = self.changes.send(SessionChange::Rebuilt);
         Ok(())
     }
@@ -316,6 +428,11 @@ impl LiveView {
             removed_members: state.membership.members().filter(|m| m.until_seq.is_some()).count(),
         }
     }
+
+    /// How the view was built when the node started.
+    pub(crate) fn started(&self) -> ViewStart {
+        self.start
+    }
 }
 
 /// Folds every entry `store` holds under the rules of spec/SESSIONS.md:
@@ -331,7 +448,7 @@ fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Fol
     let clock = store.clock()?;
     if !state.membership.is_open() {
         for (&feed, &latest) in clock.iter().filter(|(feed, _)| admins.is_admin(feed)) {
-            for_each_record(store, feed, latest, |entry, payload| {
+            for_each_record(store, feed, 1, latest, |entry, payload| {
                 if state.below_fork(feed, entry.seq())
                     && !state.admin_entry_held(entry, now_ms)
                     && let Some(ops) = state.decode(payload)
@@ -344,23 +461,78 @@ fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Fol
         state.malformed = 0;
     }
     for (&feed, &latest) in &clock {
-        for_each_record(store, feed, latest, |entry, payload| {
+        for_each_record(store, feed, 1, latest, |entry, payload| {
             // The membership is complete: an admin's entry offered again
             // changes nothing, so the outcome is a fold or a skip.
             let _ = state.offer(entry, payload, now_ms, false);
         })?;
+        // Entries without a payload are covered too: they fold as nothing.
+        state.covered.insert(feed, latest);
     }
     Ok(state)
 }
 
-/// Calls `f` on every record of `feed` up to `latest` that has its payload.
+/// The view of `store` from its snapshot and the entries stored after it,
+/// with how many entries that folded; `None` if there is no snapshot or it
+/// cannot be trusted (it does not decode, was made for other admins or
+/// other forks, names an entry the store does not hold with the same hash),
+/// or if an entry after it changes the membership: the caller then folds
+/// everything (spec/SESSIONS.md §6.7).
+fn restore(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Option<(Folding, u64)>, StoreError> {
+    let Some(bytes) = store.snapshot(SNAPSHOT_NAME)? else {
+        return Ok(None);
+    };
+    let snapshot = match Snapshot::decode(&bytes) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::warn!(%error, "the view snapshot does not decode; folding every entry");
+            return Ok(None);
+        }
+    };
+    if !snapshot.membership.admins().eq(admins.admins()) {
+        tracing::info!("the view snapshot was made for other admins; folding every entry");
+        return Ok(None);
+    }
+    let forks: BTreeMap<FeedId, u64> = store.forks()?.iter().map(|p| (p.author(), p.seq())).collect();
+    if forks != snapshot.frozen {
+        tracing::info!("fork proofs changed since the view snapshot; folding every entry");
+        return Ok(None);
+    }
+    for (feed, (seq, hash)) in &snapshot.covered {
+        if store.entry(feed, *seq)?.is_none_or(|entry| entry.hash() != *hash) {
+            tracing::warn!(%feed, seq, "the view snapshot covers an entry the store does not hold; folding every entry");
+            return Ok(None);
+        }
+    }
+    let mut state = Folding::restored(snapshot);
+    let mut folded = 0;
+    let mut membership_changed = false;
+    for (feed, latest) in store.clock()? {
+        let from = state.covered.get(&feed).map_or(1, |seq| seq + 1);
+        for_each_record(store, feed, from, latest, |entry, payload| {
+            folded += 1;
+            membership_changed |=
+                !membership_changed && matches!(state.offer(entry, payload, now_ms, false), Outcome::MembershipChanged);
+        })?;
+        if membership_changed {
+            tracing::info!("an entry after the view snapshot changes the membership; folding every entry");
+            return Ok(None);
+        }
+        state.covered.insert(feed, latest);
+    }
+    Ok(Some((state, folded)))
+}
+
+/// Calls `f` on every record of `feed` from `from` to `latest` that has its
+/// payload.
 fn for_each_record(
     store: &dyn Store,
     feed: FeedId,
+    from: u64,
     latest: u64,
     mut f: impl FnMut(&Entry, &[u8]),
 ) -> Result<(), StoreError> {
-    for records in pages(store, feed, 1, latest, REBUILD_CHUNK) {
+    for records in pages(store, feed, from, latest, REBUILD_CHUNK) {
         for (entry, payload) in &records? {
             if let Some(payload) = payload {
                 f(entry, payload);

@@ -36,7 +36,7 @@ use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, e
 pub(crate) use commit::{AppendFn, GuardFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
 use commit::{Condition, Guard};
 pub(crate) use live::LiveView;
-pub use live::{SessionChange, ViewStats};
+pub use live::{SNAPSHOT_NAME, SessionChange, ViewStart, ViewStats};
 
 /// How many changes a slow subscriber may fall behind before it gets
 /// [`broadcast::error::RecvError::Lagged`] (then it reads the view again).
@@ -437,5 +437,12 @@ impl Sessions {
     /// Counts of the view.
     pub fn stats(&self) -> ViewStats {
         self.view.stats()
+    }
+
+    /// How the view was built when the node started: from its snapshot and
+    /// the entries stored after it, or by folding every entry
+    /// (spec/SESSIONS.md §6.7).
+    pub fn started(&self) -> ViewStart {
+        self.view.started()
     }
 }

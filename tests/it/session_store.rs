@@ -13,7 +13,9 @@ use std::time::Duration;
 use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
-use feedmesh::sessions::{Refusal, SessionChange, SessionError, Sessions};
+use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::{Refusal, SNAPSHOT_NAME, SessionChange, SessionError, Sessions, ViewStart};
+use feedmesh::store::Store;
 use feedmesh::view::{Op, decode_ops};
 use nodes::{addr, make_dir, start, start_with_clock};
 use serde::{Deserialize, Serialize};
@@ -396,12 +398,102 @@ async fn the_view_rebuilt_after_a_restart_equals_the_view_before() {
 
     let b = start(&dir_b, vec![]).await;
     let sb = b.sessions();
+    assert_eq!(
+        sb.started(),
+        ViewStart {
+            from_snapshot: true,
+            folded: 0
+        },
+        "the snapshot saved at shutdown covers everything"
+    );
     assert_eq!(sb.digest(), digest);
     assert_eq!(sb.stats(), stats);
     assert_eq!(sb.get::<u32>("a4").unwrap().unwrap().value, 4);
     assert_eq!(sb.get::<u32>("b3").unwrap(), None);
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// The view snapshot held in `dir`'s store (the node is stopped).
+fn saved_snapshot(dir: &std::path::Path) -> Vec<u8> {
+    let store = NodeDir::open(dir).unwrap().open_store().unwrap();
+    store.snapshot(SNAPSHOT_NAME).unwrap().expect("a snapshot was saved")
+}
+
+/// Replaces the view snapshot in `dir`'s store (the node is stopped).
+fn replace_snapshot(dir: &std::path::Path, bytes: &[u8]) {
+    let store = NodeDir::open(dir).unwrap().open_store().unwrap();
+    store.save_snapshot(SNAPSHOT_NAME, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_folds_only_the_entries_after_its_snapshot_and_re_folds_when_it_is_damaged() {
+    let root = TempDir::new().unwrap();
+    let key = NetworkKey::generate().expect("key");
+    let dir = make_dir(root.path(), "a", &key);
+    let node = start(&dir, vec![]).await;
+    let sessions = node.sessions();
+    assert_eq!(sessions.started(), ViewStart::default(), "an empty store");
+    for i in 0..20u32 {
+        sessions.put(format!("k{i}"), &i, HOUR, Some("u")).await.unwrap();
+    }
+    node.shutdown().await;
+    drop((sessions, node));
+    let early = saved_snapshot(&dir);
+
+    let node = start(&dir, vec![]).await;
+    let sessions = node.sessions();
+    assert_eq!(
+        sessions.started(),
+        ViewStart {
+            from_snapshot: true,
+            folded: 0
+        }
+    );
+    for i in 20..25u32 {
+        sessions.put(format!("k{i}"), &i, HOUR, Some("v")).await.unwrap();
+    }
+    sessions.revoke("k3").await.unwrap();
+    sessions.touch("k21", 2 * HOUR).await.unwrap();
+    let digest = sessions.digest();
+    let live = sessions.stats().sessions;
+    node.shutdown().await;
+    drop((sessions, node));
+
+    // A crash after the first snapshot: the store holds 27 entries, the
+    // snapshot covers 20 of them.
+    replace_snapshot(&dir, &early);
+    let node = start(&dir, vec![]).await;
+    let sessions = node.sessions();
+    assert_eq!(
+        sessions.started(),
+        ViewStart {
+            from_snapshot: true,
+            folded: 7
+        }
+    );
+    assert_eq!(sessions.digest(), digest);
+    assert_eq!(sessions.stats().sessions, live);
+    assert!(sessions.is_revoked("k3"));
+    node.shutdown().await;
+    drop((sessions, node));
+
+    // One byte changed: the checksum fails and every entry is folded.
+    let mut damaged = saved_snapshot(&dir);
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    replace_snapshot(&dir, &damaged);
+    let node = start(&dir, vec![]).await;
+    let sessions = node.sessions();
+    assert_eq!(
+        sessions.started(),
+        ViewStart {
+            from_snapshot: false,
+            folded: 27
+        }
+    );
+    assert_eq!(sessions.digest(), digest);
+    node.shutdown().await;
 }
 
 #[tokio::test]

@@ -84,6 +84,22 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
+    /// Reads an array head whose items take at least one byte each, so a
+    /// declared length above what is left is wrong before any item is read
+    /// (a caller may allocate for that many).
+    pub fn bounded_array_head(&mut self, field: &'static str) -> Result<usize, DecodeError> {
+        let len = self.array_head(field)?;
+        usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.remaining())
+            .ok_or(DecodeError::Incomplete)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Incomplete)?;
         let bytes = self.input.get(self.pos..end).ok_or(DecodeError::Incomplete)?;
@@ -155,6 +171,15 @@ impl<'a> Reader<'a> {
         }
         out.copy_from_slice(bytes);
         Ok(out)
+    }
+
+    /// Reads a `null` if one comes next (returning true), else reads nothing.
+    pub fn null(&mut self) -> Result<bool, DecodeError> {
+        let null = self.peek()? == NULL;
+        if null {
+            self.pos += 1;
+        }
+        Ok(null)
     }
 
     /// Reads either `null` (returning `None`) or a byte string of exactly `N` bytes.

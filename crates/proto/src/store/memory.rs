@@ -26,6 +26,8 @@ struct Inner {
     feeds: BTreeMap<FeedId, Vec<Record>>,
     /// At most one fork proof per feed: the one at the lowest sequence.
     forks: BTreeMap<FeedId, ForkProof>,
+    /// The latest snapshot of each view, by name.
+    snapshots: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -181,5 +183,14 @@ impl Store for MemoryStore {
 
     fn latest(&self, feed: &FeedId) -> Result<Option<u64>, StoreError> {
         ChainReader::latest(&*self.read()?, feed)
+    }
+
+    fn save_snapshot(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write()?.snapshots.insert(name.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read()?.snapshots.get(name).cloned())
     }
 }

@@ -248,6 +248,20 @@ pub trait Store: Send + Sync {
             None => Ok(None),
         }
     }
+
+    /// Saves `bytes` as the snapshot of the view `name` (spec/SESSIONS.md
+    /// §6.7), durably, replacing the one saved before. The default keeps
+    /// nothing: a store that holds no snapshot makes every start re-fold.
+    fn save_snapshot(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, bytes);
+        Ok(())
+    }
+
+    /// The snapshot last saved for the view `name`, if any.
+    fn snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// Read access to what a backend holds, inside the transaction that will

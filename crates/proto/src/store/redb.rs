@@ -67,6 +67,12 @@ const FORKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("forks");
 /// checked on every open.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// View snapshots (spec/SESSIONS.md §6.7). Key: the view's name. Value:
+/// its latest snapshot, whole ([`crate::view::Snapshot::encode`]). A cache:
+/// the entries are the truth, and a store without the table (an older one)
+/// gets it at open.
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+
 /// The `META` key of the schema version.
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -340,6 +346,7 @@ impl RedbStore {
             txn.open_table(PAYLOADS).map_err(redb_error("opening payloads"))?;
             let heads = txn.open_table(HEADS).map_err(redb_error("opening heads"))?;
             txn.open_table(FORKS).map_err(redb_error("opening forks"))?;
+            txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
             let mut meta = txn.open_table(META).map_err(redb_error("opening meta"))?;
             let version = meta
                 .get(SCHEMA_KEY)
@@ -542,5 +549,27 @@ impl Store for RedbStore {
         let txn = self.begin_read()?;
         let heads = txn.open_table(HEADS).map_err(redb_error("opening heads"))?;
         read_latest(&heads, feed)
+    }
+
+    fn save_snapshot(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
+            snapshots
+                .insert(name, bytes)
+                .map_err(redb_error("writing a snapshot"))?;
+        }
+        // Durable, so every earlier unsynced append is durable too.
+        self.set_unsynced(None);
+        self.commit_or_mark_unsynced(txn, "committing a snapshot")
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.begin_read()?;
+        let snapshots = txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
+        Ok(snapshots
+            .get(name)
+            .map_err(redb_error("reading a snapshot"))?
+            .map(|bytes| bytes.value().to_vec()))
     }
 }

@@ -78,6 +78,25 @@ impl Membership {
         }
     }
 
+    /// The membership with these admins and these admission and removal
+    /// points (as [`Membership::points`] gives them), for a snapshot.
+    pub(crate) fn from_points(
+        admins: impl IntoIterator<Item = FeedId>,
+        admitted: BTreeMap<FeedId, u64>,
+        removed: BTreeMap<FeedId, u64>,
+    ) -> Membership {
+        Membership {
+            admitted,
+            removed,
+            ..Membership::with_admins(admins)
+        }
+    }
+
+    /// The admission and removal points, per feed, for a snapshot.
+    pub(crate) fn points(&self) -> (&BTreeMap<FeedId, u64>, &BTreeMap<FeedId, u64>) {
+        (&self.admitted, &self.removed)
+    }
+
     /// Whether the network is open (has no admins).
     pub fn is_open(&self) -> bool {
         self.admins.is_none()

@@ -31,6 +31,8 @@
 //! ([`SessionView::offer`]; their Revokes fold at once) and folded by [`SessionView::release`] once local
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
+mod snapshot;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ use super::key::Key;
 use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
 use crate::clock::{MAX_DRIFT_MS, Timestamp};
 use crate::feed::{FeedId, Hash};
+
+pub use snapshot::ViewDecodeError;
 
 /// How long after every operation on a key has expired its record (or
 /// tombstone), and an owner watermark, are still kept: 7 days. Dropping is

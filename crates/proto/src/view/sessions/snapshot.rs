@@ -1,0 +1,267 @@
+//! The session view's part of a view snapshot (spec/SESSIONS.md §6.7): the
+//! folded state itself, record by record, so that a node restarts from it
+//! instead of re-folding every stored entry.
+//!
+//! ```text
+//! view     = [records, watermarks, held]                 canonical CBOR
+//! records  = [* record]                                  any order
+//! record   = [key, revoked, horizon_ms, expiry, put / null, alive, pending, owners]
+//! put      = [id, seq, value, put_expiry, owner / null]  the winning put
+//! alive    = [* [id, end_ms]]                            sorted by id
+//! pending  = [* [id, offered_expiry]]
+//! owners   = [* [owner, id]]                             sorted by owner: each owner's earliest put
+//! watermarks = [* [owner, id]]                           sorted by owner
+//! held     = [* [timestamp, author, seq, [* payload]]]   held-back entries' operations (§2.5)
+//! id       = [timestamp, author, position]
+//! ```
+//!
+//! `revoked` is 0 or 1; `payload` is the entry's operations as
+//! [`encode_ops`] writes them. What the view derives (how many records hold
+//! a value, each owner's keys, a session's `expires_at_ms`) is not written
+//! but recomputed on decoding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::{OpId, Put, Record, Session, SessionView};
+use crate::clock::Timestamp;
+use crate::feed::cbor::{self, NULL, Reader};
+use crate::feed::{DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ};
+use crate::view::key::Key;
+use crate::view::ops::{MAX_KEY, MAX_OWNER, MAX_VALUE, Op, decode_ops, encode_ops};
+
+/// Why a snapshot's view part does not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewDecodeError {
+    /// The CBOR framing is wrong (see [`DecodeError`]).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A held-back entry's operations do not decode.
+    #[error("held-back operations: {0}")]
+    Ops(#[from] crate::view::OpsError),
+    /// A key or owner is empty, or a flag is neither 0 nor 1.
+    #[error("{0}: out of range")]
+    OutOfRange(&'static str),
+}
+
+fn write_id(out: &mut Vec<u8>, id: &OpId) {
+    cbor::write_array_head(out, 3);
+    cbor::write_uint(out, id.timestamp.as_u64());
+    cbor::write_bytes(out, id.author.as_bytes());
+    cbor::write_uint(out, u64::from(id.position));
+}
+
+fn read_id(r: &mut Reader<'_>) -> Result<OpId, DecodeError> {
+    expect_array(r, "id", 3)?;
+    Ok(OpId {
+        timestamp: Timestamp::from_u64(r.uint("id timestamp")?),
+        author: FeedId(r.fixed("id author")?),
+        position: u32::try_from(r.uint("id position")?).map_err(|_| DecodeError::TooLong {
+            field: "id position",
+            max: 4,
+        })?,
+    })
+}
+
+fn expect_array(r: &mut Reader<'_>, field: &'static str, len: usize) -> Result<(), DecodeError> {
+    if r.array_head(field)? != len as u64 {
+        return Err(DecodeError::WrongLength { field, expected: len });
+    }
+    Ok(())
+}
+
+/// A key or owner: 1 to `max` bytes.
+fn read_name<'a>(r: &mut Reader<'a>, field: &'static str, max: usize) -> Result<&'a [u8], ViewDecodeError> {
+    let name = r.bytes(field, max)?;
+    if name.is_empty() {
+        return Err(ViewDecodeError::OutOfRange(field));
+    }
+    Ok(name)
+}
+
+fn write_pairs(out: &mut Vec<u8>, pairs: &[(OpId, u64)]) {
+    cbor::write_array_head(out, pairs.len() as u64);
+    for (id, ms) in pairs {
+        cbor::write_array_head(out, 2);
+        write_id(out, id);
+        cbor::write_uint(out, *ms);
+    }
+}
+
+fn read_pairs(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(OpId, u64)>, DecodeError> {
+    let n = r.bounded_array_head(field)?;
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        expect_array(r, field, 2)?;
+        pairs.push((read_id(r)?, r.uint(field)?));
+    }
+    Ok(pairs)
+}
+
+fn write_owned(out: &mut Vec<u8>, owned: impl ExactSizeIterator<Item = (impl AsRef<[u8]>, OpId)>) {
+    cbor::write_array_head(out, owned.len() as u64);
+    for (owner, id) in owned {
+        cbor::write_array_head(out, 2);
+        cbor::write_bytes(out, owner.as_ref());
+        write_id(out, &id);
+    }
+}
+
+fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, OpId)>, ViewDecodeError> {
+    let n = r.bounded_array_head(field)?;
+    let mut owned = Vec::with_capacity(n);
+    for _ in 0..n {
+        expect_array(r, field, 2)?;
+        owned.push((read_name(r, field, MAX_OWNER)?.to_vec(), read_id(r)?));
+    }
+    Ok(owned)
+}
+
+fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
+    cbor::write_array_head(out, 8);
+    cbor::write_bytes(out, key);
+    cbor::write_uint(out, u64::from(record.revoked));
+    cbor::write_uint(out, record.horizon_ms);
+    cbor::write_uint(out, record.expiry);
+    match &record.put {
+        None => out.push(NULL),
+        Some(put) => {
+            let session = &put.session;
+            cbor::write_array_head(out, 5);
+            write_id(out, &session.id);
+            cbor::write_uint(out, session.seq);
+            cbor::write_bytes(out, &session.value);
+            cbor::write_uint(out, put.expiry);
+            match &session.owner {
+                None => out.push(NULL),
+                Some(owner) => cbor::write_bytes(out, owner),
+            }
+        }
+    }
+    write_pairs(out, &record.alive);
+    write_pairs(out, &record.pending);
+    write_owned(out, record.owners.iter().map(|(owner, id)| (owner, *id)));
+}
+
+fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeError> {
+    if r.null()? {
+        return Ok(None);
+    }
+    expect_array(r, "put", 5)?;
+    let id = read_id(r)?;
+    let seq = r.uint("put seq")?;
+    if seq == 0 || seq > MAX_SEQ {
+        return Err(ViewDecodeError::OutOfRange("put seq"));
+    }
+    let value = r.bytes("put value", MAX_VALUE)?.to_vec();
+    let put_expiry = r.uint("put expiry")?;
+    let owner = match r.optional_bytes("put owner", MAX_OWNER)? {
+        Some([]) => return Err(ViewDecodeError::OutOfRange("put owner")),
+        owner => owner.map(<[u8]>::to_vec),
+    };
+    Ok(Some(Put {
+        session: Arc::new(Session {
+            value,
+            expires_at_ms: expiry,
+            owner,
+            author: id.author,
+            seq,
+            id,
+        }),
+        expiry: put_expiry,
+    }))
+}
+
+fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
+    expect_array(r, "record", 8)?;
+    let key = Key::new(read_name(r, "key", MAX_KEY)?);
+    let revoked = match r.uint("revoked")? {
+        0 => false,
+        1 => true,
+        _ => return Err(ViewDecodeError::OutOfRange("revoked")),
+    };
+    let horizon_ms = r.uint("horizon")?;
+    let expiry = r.uint("expiry")?;
+    let put = read_put(r, expiry)?;
+    let alive = read_pairs(r, "alive")?;
+    let pending = read_pairs(r, "pending")?;
+    let owners = read_owned(r, "owners")?;
+    Ok((
+        key,
+        Record {
+            revoked,
+            horizon_ms,
+            put,
+            expiry,
+            alive,
+            pending,
+            owners,
+        },
+    ))
+}
+
+impl SessionView {
+    /// Appends the view's state in the snapshot form above.
+    pub(crate) fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        cbor::write_array_head(out, 3);
+        cbor::write_array_head(out, self.records.len() as u64);
+        for (key, record) in &self.records {
+            write_record(out, key.as_slice(), record);
+        }
+        write_owned(out, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
+        cbor::write_array_head(out, self.held.len() as u64);
+        for ((timestamp, author, seq), batches) in &self.held {
+            cbor::write_array_head(out, 4);
+            cbor::write_uint(out, timestamp.as_u64());
+            cbor::write_bytes(out, author.as_bytes());
+            cbor::write_uint(out, *seq);
+            cbor::write_array_head(out, batches.len() as u64);
+            for ops in batches {
+                // Held ops were decoded from a payload within the limits,
+                // so they encode again.
+                let payload = encode_ops(ops).unwrap_or_default();
+                cbor::write_bytes(out, &payload);
+            }
+        }
+    }
+
+    /// Reads a view written by [`SessionView::encode_snapshot`]. Total: any
+    /// input gives a view or an error, never a panic, and nothing is
+    /// allocated beyond what the input's length allows.
+    pub(crate) fn decode_snapshot(r: &mut Reader<'_>) -> Result<SessionView, ViewDecodeError> {
+        expect_array(r, "view", 3)?;
+        let n = r.bounded_array_head("records")?;
+        let mut view = SessionView {
+            records: HashMap::with_capacity(n),
+            ..SessionView::default()
+        };
+        for _ in 0..n {
+            let (key, record) = read_record(r)?;
+            if record.put.is_some() {
+                view.holding += 1;
+            }
+            for (owner, _) in &record.owners {
+                view.by_owner.entry(owner.clone()).or_default().push(key.clone());
+            }
+            if view.records.insert(key, record).is_some() {
+                return Err(ViewDecodeError::OutOfRange("records: a key twice"));
+            }
+        }
+        view.watermarks = read_owned(r, "watermarks")?.into_iter().collect::<BTreeMap<_, _>>();
+        let n = r.bounded_array_head("held")?;
+        for _ in 0..n {
+            expect_array(r, "held", 4)?;
+            let timestamp = Timestamp::from_u64(r.uint("held timestamp")?);
+            let author = FeedId(r.fixed("held author")?);
+            let seq = r.uint("held seq")?;
+            let batches = r.bounded_array_head("held batches")?;
+            let mut held: Vec<Vec<Op>> = Vec::with_capacity(batches);
+            for _ in 0..batches {
+                held.push(decode_ops(r.bytes("held payload", MAX_PAYLOAD as usize)?)?);
+            }
+            view.held.insert((timestamp, author, seq), held);
+        }
+        Ok(view)
+    }
+}
