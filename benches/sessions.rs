@@ -4,7 +4,10 @@
 //!   each put durable (fsync'd in redb) when it returns;
 //! - embedded get latency (median, p99) with 1,000,000 live sessions;
 //! - memory of the view per 1,000,000 live sessions (resident set growth);
-//! - time to rebuild the view from the store (1,000,000 puts) at start.
+//! - time to start a node with that view: from its snapshot, and folding
+//!   every stored entry, first with one put per session and again after
+//!   every session was modified `HISTORY_ROUNDS` more times (spec/SESSIONS.md
+//!   §6.7: a restart from a snapshot costs the live state, not the history).
 //!
 //! `FEEDMESH_BENCH_SESSIONS=N` changes the 1,000,000 (say, for a quick run).
 
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::SNAPSHOT_NAME;
+use feedmesh::store::Store;
 use feedmesh::view::Op;
 use tempfile::TempDir;
 
@@ -23,6 +28,9 @@ const PUTS_PER_RUN: usize = 100_000;
 const TTL: Duration = Duration::from_secs(3600);
 /// Operations per entry when filling the view (the group commit maximum).
 const FILL_BATCH: usize = 1024;
+/// How many more times every session is put before the second pair of
+/// restarts.
+const HISTORY_ROUNDS: usize = 3;
 
 /// What a login session holds (about 200 bytes of CBOR).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -82,6 +90,50 @@ fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Stops `node` (which saves its view's snapshot) and starts it twice:
+/// from the snapshot, then with the snapshot made unreadable (every entry
+/// folded); prints both times. The store holds `rounds` puts per session.
+async fn restarts(node: Node, dir: &std::path::Path, sessions: usize, rounds: usize) {
+    let digest = node.sessions().digest();
+    let began = Instant::now();
+    node.shutdown().await;
+    let stop = began.elapsed();
+    drop(node);
+    let snapshot_bytes = {
+        let store = NodeDir::open(dir).expect("node dir").open_store().expect("store");
+        store.snapshot(SNAPSHOT_NAME).expect("snapshot").map_or(0, |s| s.len())
+    };
+    let puts = sessions * rounds;
+    println!(
+        "  {sessions} live sessions, {puts} puts stored: stopped in {:.2} s, saving a {:.0} MB view snapshot",
+        stop.as_secs_f64(),
+        snapshot_bytes as f64 / 1e6
+    );
+    for from_snapshot in [true, false] {
+        if !from_snapshot {
+            let store = NodeDir::open(dir).expect("node dir").open_store().expect("store");
+            store.save_snapshot(SNAPSHOT_NAME, b"unreadable").expect("save");
+        }
+        let began = Instant::now();
+        let node = start(dir).await;
+        let took = began.elapsed();
+        let started = node.sessions().started();
+        assert_eq!(started.from_snapshot, from_snapshot);
+        assert_eq!(node.sessions().digest(), digest, "the view after the restart differs");
+        println!(
+            "    start {}: {:.2} s ({} entries folded)",
+            if from_snapshot {
+                "from the snapshot"
+            } else {
+                "folding every entry"
+            },
+            took.as_secs_f64(),
+            started.folded
+        );
+        node.shutdown().await;
+    }
 }
 
 /// Fills the view with `count` live sessions, `FILL_BATCH` per entry.
@@ -221,20 +273,12 @@ async fn main() {
     println!("  embedded get_raw (value as stored):        p50 {p50} ns, p99 {p99} ns");
     let (p50, p99) = plain_map_latency(sessions_count, &keys);
     println!("  for scale, a plain std HashMap<Vec<u8>, Vec<u8>> of as many sessions: p50 {p50} ns, p99 {p99} ns");
-    let digest = node.sessions().digest();
-    node.shutdown().await;
-    drop(node);
-    let began = Instant::now();
+    restarts(node, &dir, sessions_count, 1).await;
     let node = start(&dir).await;
-    let rebuild = began.elapsed();
-    assert_eq!(node.sessions().digest(), digest, "the rebuilt view differs");
-    println!(
-        "  node start with the view rebuilt from {sessions_count} puts: {:.2} s ({:.0} ops/s)",
-        rebuild.as_secs_f64(),
-        sessions_count as f64 / rebuild.as_secs_f64()
-    );
-    node.shutdown().await;
-    drop(node);
+    for _ in 0..HISTORY_ROUNDS {
+        fill(&node, sessions_count).await;
+    }
+    restarts(node, &dir, sessions_count, 1 + HISTORY_ROUNDS).await;
 
     println!("group commit, one node, durable puts:");
     for writers in [1, 16, 256] {

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use ciborium::Value;
 
 use crate::bundle::{self, BundleWriter, ImportOptions};
+use crate::clock::MAX_DRIFT_MS;
 use crate::feed::{
     Entry, FeedId, ForkProof, Hash, Keypair, MAX_SEQ, NewEntry, Timestamp, ValidationError, Verified, check_payload,
     check_signature, check_successor, has_skip_link, lipmaa, sign, verify_chain,
@@ -32,7 +33,7 @@ use crate::sync::{
     Action, ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, RequestError,
     WireRecord,
 };
-use crate::view::{MAX_TTL_MS, Op, SessionView, decode_ops, encode_ops};
+use crate::view::{MAX_TTL_MS, Membership, Op, SessionView, Snapshot, decode_ops, encode_ops};
 
 /// The seed byte of the key that signs the generated feeds.
 pub const SEED: u8 = 7;
@@ -1331,6 +1332,82 @@ pub fn session_fold(data: &[u8]) {
         }
         assert_eq!(other.is_revoked(key), view.is_revoked(key));
     }
+}
+
+/// View snapshots (spec/SESSIONS.md §6.7). The raw bytes go to
+/// `Snapshot::decode` (never panics; an accepted snapshot encodes to bytes
+/// that decode to the same state). Then a snapshot is built from the input
+/// as [`session_fold`] builds its entries, some dated ahead so that they
+/// are held back (§2.5), with membership points and covered heads: it
+/// decodes to the same digest, reads, revocations, membership and, once
+/// every held entry is released, the same digest again; and the same bytes
+/// with one byte changed as the input says (two bytes of position, one XOR
+/// mask) decode if and only if the mask is 0.
+pub fn view_snapshot(data: &[u8]) {
+    if let Ok(decoded) = Snapshot::decode(data) {
+        let again = Snapshot::decode(&decoded.encode()).expect("a decoded snapshot encodes to a valid one");
+        assert_snapshots_equal(&decoded, &again);
+    }
+    let mut input = Input(data);
+    let header = input.byte();
+    let count = 1 + usize::from(header) % MAX_SESSION_ENTRIES;
+    let admins = &SESSION_AUTHORS[..usize::from(header >> 4) % 3];
+    let mut snapshot: Snapshot = Snapshot {
+        membership: Membership::with_admins(admins.iter().copied()),
+        ..Snapshot::default()
+    };
+    for seq in 1..=count as u64 {
+        let author = SESSION_AUTHORS[usize::from(input.byte()) % SESSION_AUTHORS.len()];
+        let time = input.byte();
+        // Folded at local time 0: a quarter of the entries are dated beyond
+        // the drift bound and held back.
+        let ahead = if time >= 192 { MAX_DRIFT_MS } else { 0 };
+        let timestamp = Timestamp::new(ahead + u64::from(time), u16::from(time >> 6));
+        let ops: Vec<Op> = (0..1 + usize::from(input.byte() % 3))
+            .map(|_| session_op(&mut input))
+            .collect();
+        snapshot.view.offer(author, seq, timestamp, ops.clone(), 0);
+        snapshot.membership.apply(author, &ops);
+        snapshot.covered.insert(author, (seq, Hash([input.byte(); 32])));
+        if input.byte() % 4 == 0 {
+            snapshot.frozen.insert(author, seq);
+        }
+    }
+    snapshot.malformed = u64::from(input.byte());
+    snapshot.admin_held_until = (header & 1 == 1).then_some(u64::from(input.byte()));
+    let bytes = snapshot.encode();
+    let decoded = Snapshot::decode(&bytes).expect("an encoded snapshot decodes");
+    assert_snapshots_equal(&snapshot, &decoded);
+    for key in SESSION_KEYS {
+        for now in [0, 50, 200, 400] {
+            assert_eq!(
+                session_read(&decoded.view, key, now),
+                session_read(&snapshot.view, key, now)
+            );
+        }
+        assert_eq!(decoded.view.is_revoked(key), snapshot.view.is_revoked(key));
+    }
+    let (mut released, mut original) = (decoded.view, snapshot.view);
+    released.release(u64::MAX / 2);
+    original.release(u64::MAX / 2);
+    assert_eq!(released.digest(), original.digest(), "the held-back entries differ");
+
+    let position = usize::from(u16::from_le_bytes([input.byte(), input.byte()])) % bytes.len();
+    let mask = input.byte();
+    let mut changed = bytes;
+    changed[position] ^= mask;
+    let outcome = Snapshot::decode(&changed);
+    assert_eq!(outcome.is_ok(), mask == 0, "byte {position} ^ {mask:#04x}: {outcome:?}");
+}
+
+fn assert_snapshots_equal(a: &Snapshot, b: &Snapshot) {
+    assert_eq!(a.view.digest(), b.view.digest());
+    assert_eq!(a.view.len(), b.view.len());
+    assert_eq!(a.view.held_back(), b.view.held_back());
+    assert_eq!(a.membership, b.membership);
+    assert_eq!(a.covered, b.covered);
+    assert_eq!(a.frozen, b.frozen);
+    assert_eq!((a.malformed, a.admin_held_until), (b.malformed, b.admin_held_until));
 }
 
 /// `audit::verify_evidence` never panics on arbitrary bytes; and a valid

@@ -11,11 +11,13 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use feedmesh::bundle::{BundleWriter, MAGIC};
-use feedmesh::feed::{Entry, ForkProof, Hash, Keypair, Verified, certificate_path};
+use feedmesh::clock::Timestamp;
+use feedmesh::feed::{Entry, FeedId, ForkProof, Hash, Keypair, Verified, certificate_path};
 use feedmesh::fuzzing::{self, Input, bundle_of, signed_chain};
 use feedmesh::net::{MAX_MESSAGE, MIN_MAX_MESSAGE};
 use feedmesh::sync::{ClockEntry, MAX_RECORDS_PER_MESSAGE, Message};
-use feedmesh::view::{Op, encode_ops};
+
+use feedmesh::view::{Membership, Op, Snapshot, encode_ops};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -90,6 +92,11 @@ fn session_fold_corpus() {
 #[test]
 fn evidence_decode_corpus() {
     replay("evidence_decode", fuzzing::evidence_decode);
+}
+
+#[test]
+fn view_snapshot_corpus() {
+    replay("view_snapshot", fuzzing::view_snapshot);
 }
 
 #[test]
@@ -491,6 +498,72 @@ fn write_seed_corpus() {
     for (name, data) in session_seeds {
         seed("session_fold", name, data);
     }
+
+    // view_snapshot: a valid snapshot (for the decoder half), a truncated
+    // one, then scripts (see `fuzzing::view_snapshot`): header (entries,
+    // admins, held flag), per entry an author, a time, operations, a
+    // covered hash and a frozen choice; then a changed byte.
+    let (a, b) = (FeedId([1; 32]), FeedId([2; 32]));
+    let put = |key: &[u8], owner: Option<&[u8]>| Op::Put {
+        key: key.to_vec(),
+        value: vec![0x61],
+        ttl_ms: 60_000,
+        owner: owner.map(<[u8]>::to_vec),
+    };
+    let mut snapshot: Snapshot = Snapshot {
+        membership: Membership::with_admins([a]),
+        ..Snapshot::default()
+    };
+    let history = [
+        (
+            a,
+            1,
+            1_000,
+            vec![put(b"k1", Some(b"u")), Op::AddMember { feed: b, from_seq: 1 }],
+        ),
+        (
+            b,
+            1,
+            2_000,
+            vec![
+                put(b"k2", None),
+                Op::Touch {
+                    key: b"k1".to_vec(),
+                    ttl_ms: 90_000,
+                },
+            ],
+        ),
+        (
+            b,
+            2,
+            3_000,
+            vec![
+                Op::Revoke { key: b"k2".to_vec() },
+                Op::RevokeOwner { owner: b"w".to_vec() },
+            ],
+        ),
+        (a, 2, 500_000, vec![put(b"k3", Some(b"w"))]),
+    ];
+    for (author, seq, wall, ops) in history {
+        snapshot.membership.apply(author, &ops);
+        snapshot.view.offer(author, seq, Timestamp::new(wall, 0), ops, 10_000);
+        snapshot.covered.insert(author, (seq, Hash([seq as u8; 32])));
+    }
+    let valid = snapshot.encode();
+    seed("view_snapshot", "valid", valid.clone());
+    seed("view_snapshot", "truncated", valid[..valid.len() / 2].to_vec());
+    seed(
+        "view_snapshot",
+        "script-small",
+        vec![3, 0, 10, 1, 0x00, 5, 1, 9, 7, 7, 0, 1, 0],
+    );
+    seed(
+        "view_snapshot",
+        "script-held-and-revoked",
+        vec![
+            0x27, 1, 200, 2, 0x40, 3, 0x06, 4, 1, 1, 2, 30, 1, 0x07, 9, 5, 3, 3, 40, 0, 0x01, 2, 0, 0, 0, 8, 0xff,
+        ],
+    );
 
     // resp_command: a cut byte, then what a client sent.
     let resp_seeds: [(&str, &[u8]); 8] = [

@@ -45,6 +45,7 @@ pub(crate) enum LogFormat {
 /// | `buffer_budget_bytes` | integer | 67108864 (64 MiB) | bytes of large incoming messages all connections may hold at once (at least one largest message, 4259840; spec/PROTOCOL.md §2.2 "Memory per node") |
 /// | `outbox_budget_bytes` | integer | 134217728 (128 MiB) | bytes of messages all connections may hold waiting to be sent, an equal share each over `max_connections` + 8 reserved + `peers` (at least 1114377 each; spec/PROTOCOL.md §2.2 "Memory per node") |
 /// | `ready_admin_within_ms` | integer, ms | 300000 | with admins, how recently an admin feed must have been heard from for `GET /v1/ready` |
+/// | `snapshot_interval_ms` | integer, ms | 300000 | how often the session view is saved as a snapshot (if it changed; also at shutdown), which bounds what a restart after a crash re-folds (spec/SESSIONS.md §6.7) |
 ///
 /// ```toml
 /// listen = "0.0.0.0:7000"
@@ -84,6 +85,9 @@ pub(crate) struct ServeConfig {
     /// With admins, how recently an admin feed must have been heard from
     /// for readiness, in milliseconds. Default 300,000.
     pub(crate) ready_admin_within_ms: u64,
+    /// How often the session view is saved as a snapshot, in milliseconds.
+    /// Default [`feedmesh::node::DEFAULT_SNAPSHOT_INTERVAL`].
+    pub(crate) snapshot_interval_ms: u64,
     /// In an open network, feeds taken from peers before only connected
     /// peers' own feeds are. Default [`feedmesh::sync::DEFAULT_FEED_BUDGET`].
     pub(crate) max_feeds: usize,
@@ -112,6 +116,7 @@ impl Default for ServeConfig {
             reconnect_min_ms: millis(DEFAULT_RECONNECT_MIN),
             reconnect_max_ms: millis(DEFAULT_RECONNECT_MAX),
             ready_admin_within_ms: millis(node.ready_admin_within),
+            snapshot_interval_ms: millis(node.snapshot_interval),
             max_feeds: node.max_feeds,
             buffer_budget_bytes: node.buffer_budget,
             outbox_budget_bytes: node.outbox_budget,
@@ -212,6 +217,7 @@ impl ServeConfig {
             reconnect_min: Duration::from_millis(self.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.reconnect_max_ms),
             ready_admin_within: Duration::from_millis(self.ready_admin_within_ms),
+            snapshot_interval: Duration::from_millis(self.snapshot_interval_ms),
             max_feeds: self.max_feeds,
             buffer_budget: self.buffer_budget_bytes,
             outbox_budget: self.outbox_budget_bytes,
@@ -240,6 +246,10 @@ mod tests {
             Duration::from_millis(config.ready_admin_within_ms),
             node.ready_admin_within
         );
+        assert_eq!(
+            Duration::from_millis(config.snapshot_interval_ms),
+            node.snapshot_interval
+        );
         assert_eq!(config.max_feeds, node.max_feeds);
         assert_eq!(config.buffer_budget_bytes, node.buffer_budget);
         assert_eq!(config.outbox_budget_bytes, node.outbox_budget);
@@ -250,7 +260,7 @@ mod tests {
         let text = "listen = \"127.0.0.1:7000\"\npeers = [\"127.0.0.1:7001\"]\napi = \"127.0.0.1:0\"\n\
                     api_token_file = \"token\"\nresp = \"127.0.0.1:6379\"\nlog_format = \"json\"\nmax_connections = 3\n\
                     max_feeds = 100\nready_admin_within_ms = 1000\nbuffer_budget_bytes = 8000000\n\
-                    outbox_budget_bytes = 9000000\n";
+                    outbox_budget_bytes = 9000000\nsnapshot_interval_ms = 60000\n";
         let config = ServeConfig::parse(text, Path::new("f.toml")).expect("parse");
         assert_eq!(config.listen, Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(config.peers, vec!["127.0.0.1:7001".parse().unwrap()]);
@@ -263,6 +273,7 @@ mod tests {
         assert_eq!(node.buffer_budget, 8_000_000);
         assert_eq!(node.outbox_budget, 9_000_000);
         assert_eq!(node.ready_admin_within, Duration::from_millis(1000));
+        assert_eq!(node.snapshot_interval, Duration::from_secs(60));
     }
 
     #[test]

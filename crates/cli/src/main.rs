@@ -102,7 +102,8 @@ enum Command {
     /// max_handshakes_per_addr (8); handshake_timeout_ms (5000);
     /// reconnect_min_ms (100); reconnect_max_ms (10000);
     /// ready_admin_within_ms (300000); max_feeds (64512);
-    /// buffer_budget_bytes (67108864); outbox_budget_bytes (134217728). With --api, GET /v1/ready answers 200
+    /// buffer_budget_bytes (67108864); outbox_budget_bytes (134217728);
+    /// snapshot_interval_ms (300000). With --api, GET /v1/ready answers 200
     /// only when the node holds what its peers claimed at connect and (with
     /// admins) heard an admin feed within that bound, else 503 with the
     /// reasons: the probe for a load balancer.
@@ -241,6 +242,9 @@ struct ServeArgs {
     /// With admins, how recently an admin feed must have been heard from for GET /v1/ready, in milliseconds [config: ready_admin_within_ms; default: 300000].
     #[arg(long)]
     ready_admin_within_ms: Option<u64>,
+    /// How often the session view is saved as a snapshot in the store (if it changed; also at shutdown), in milliseconds: a restart folds only the entries stored after it [config: snapshot_interval_ms; default: 300000].
+    #[arg(long)]
+    snapshot_interval_ms: Option<u64>,
     /// Largest reconnect delay, in milliseconds [config: reconnect_max_ms; default: 10000].
     #[arg(long)]
     reconnect_max_ms: Option<u64>,
@@ -452,6 +456,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<(ServeConfig, NodeConfig)> 
     settings.reconnect_min_ms = args.reconnect_min_ms.unwrap_or(settings.reconnect_min_ms);
     settings.reconnect_max_ms = args.reconnect_max_ms.unwrap_or(settings.reconnect_max_ms);
     settings.ready_admin_within_ms = args.ready_admin_within_ms.unwrap_or(settings.ready_admin_within_ms);
+    settings.snapshot_interval_ms = args.snapshot_interval_ms.unwrap_or(settings.snapshot_interval_ms);
     settings.max_feeds = args.max_feeds.unwrap_or(settings.max_feeds);
     settings.buffer_budget_bytes = args.buffer_budget_bytes.unwrap_or(settings.buffer_budget_bytes);
     settings.outbox_budget_bytes = args.outbox_budget_bytes.unwrap_or(settings.outbox_budget_bytes);
