@@ -32,6 +32,10 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 ///   sum over this node's feeds of how many entries it holds beyond what the
 ///   peer last claimed to hold;
 /// - `feedmesh_connected_peers` (gauge);
+/// - `feedmesh_view_started_from_snapshot` (gauge, 1 or 0) and
+///   `feedmesh_view_start_folded_entries` (gauge): whether the session view
+///   started from its snapshot, and how many stored entries the start
+///   folded (spec/SESSIONS.md §6.7; [`crate::sessions::Sessions::started`]);
 /// - `feedmesh_disconnects_total{reason}` (counter): connections closed, by
 ///   [`crate::net::Closed::reason`] (and `connection-cap`);
 /// - `feedmesh_handshake_failures_total{reason}` (counter), and
@@ -154,6 +158,27 @@ pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
 
     family(&mut out, "feedmesh_connected_peers", "gauge", "Peers connected now.");
     sample(&mut out, "feedmesh_connected_peers", None, peers.len() as u64);
+
+    let started = node.sessions().started();
+    family(
+        &mut out,
+        "feedmesh_view_started_from_snapshot",
+        "gauge",
+        "Whether the session view started from its snapshot (1) or by folding every stored entry (0).",
+    );
+    sample(
+        &mut out,
+        "feedmesh_view_started_from_snapshot",
+        None,
+        u64::from(started.from_snapshot),
+    );
+    family(
+        &mut out,
+        "feedmesh_view_start_folded_entries",
+        "gauge",
+        "Stored entries the session view folded when the node started.",
+    );
+    sample(&mut out, "feedmesh_view_start_folded_entries", None, started.folded);
 
     let disconnects = node.disconnects();
     let (handshakes, others): (BTreeMap<_, _>, BTreeMap<_, _>) = disconnects

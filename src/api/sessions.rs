@@ -9,7 +9,7 @@
 //! | `DELETE /v1/sessions/{KEY}` | `{"author", "seq"}`: the session is revoked for good (logout) |
 //! | `GET /v1/owners/{OWNER}/sessions` | `{"owner", "count", "sessions": [{"key", "expires_at", "author", "seq"}]}`: the live sessions that some put names `OWNER` as owner (those a `DELETE` of this path would revoke, spec/SESSIONS.md §2.4), sorted by key |
 //! | `DELETE /v1/owners/{OWNER}/sessions` | `{"author", "seq", "revoked"}`: every session `OWNER` put before now is revoked ("log out everywhere"); `revoked` counts the live ones this node held |
-//! | `GET /v1/view/digest` | `{"digest", "clock", "sessions", "held_back"}`: the digest of the folded state (spec/SESSIONS.md §3, hex), the node's clock (`{FEED_ID: SEQ}`, as in `GET /v1/status`), the number of sessions held and of entries held back (dated too far ahead) |
+//! | `GET /v1/view/digest` | `{"digest", "clock", "sessions", "held_back", "started"}`: the digest of the folded state (spec/SESSIONS.md §3, hex), the node's clock (`{FEED_ID: SEQ}`, as in `GET /v1/status`), the number of sessions held and of entries held back (dated too far ahead), and how the view was built at start (`{"from_snapshot", "folded"}`: from its snapshot, and how many stored entries were folded; spec/SESSIONS.md §6.7) |
 //!
 //! `KEY` and `OWNER` are path segments, percent-decoded (`%2F` for `/`), 1 to
 //! [`MAX_KEY`](crate::view::MAX_KEY) (or `MAX_OWNER`) bytes of UTF-8. A value
@@ -281,10 +281,12 @@ async fn digest(State(state): State<AppState>) -> Result<axum::Json<Value>, Fail
     let clock = node_clock(&state.node).await?;
     let sessions = state.node.sessions();
     let stats = sessions.stats();
+    let started = sessions.started();
     Ok(axum::Json(json!({
         "digest": sessions.digest().to_string(),
         "clock": clock,
         "sessions": stats.sessions,
         "held_back": stats.held_back,
+        "started": {"from_snapshot": started.from_snapshot, "folded": started.folded},
     })))
 }
