@@ -44,6 +44,7 @@ use feedmesh::feed::{Entry, FeedId};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::Sessions;
 use feedmesh::writer::FeedWriter;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::broadcast::error::RecvError;
@@ -511,5 +512,5 @@ async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
     config.peers = peers;
     config.reconnect_min = Duration::from_millis(20);
     config.reconnect_max = Duration::from_millis(300);
-    Node::start(config).await.expect("start node")
+    Sessions::start(config).await.expect("start node").node().clone()
 }

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use feedmesh::net::NetworkKey;
-use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node::NodeConfig;
 use feedmesh::node_dir::NodeDir;
-use feedmesh::sessions::SNAPSHOT_NAME;
+use feedmesh::sessions::{SNAPSHOT_NAME, Sessions};
 use feedmesh::store::Store;
 use feedmesh::view::Op;
 use tempfile::TempDir;
@@ -52,13 +52,13 @@ fn value() -> Login {
     }
 }
 
-async fn start(dir: &std::path::Path) -> Node {
-    Node::start(NodeConfig::new(dir)).await.expect("start node")
+async fn start(dir: &std::path::Path) -> Sessions {
+    Sessions::start(NodeConfig::new(dir)).await.expect("start node")
 }
 
 /// Puts per second of `writers` concurrent writers making `total` puts.
-async fn puts_per_second(node: &Node, writers: usize, total: usize) -> (f64, u64) {
-    let sessions = node.sessions();
+async fn puts_per_second(sessions: &Sessions, writers: usize, total: usize) -> (f64, u64) {
+    let node = sessions.node();
     let before = node.store().latest(&node.id()).expect("latest").unwrap_or(0);
     let value = value();
     let per_writer = total / writers;
@@ -92,15 +92,16 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Stops `node` (which saves its view's snapshot) and starts it twice:
-/// from the snapshot, then with the snapshot made unreadable (every entry
-/// folded); prints both times. The store holds `rounds` puts per session.
-async fn restarts(node: Node, dir: &std::path::Path, sessions: usize, rounds: usize) {
-    let digest = node.sessions().digest();
+/// Stops the node of `store` (which saves its view's snapshot) and starts
+/// it twice: from the snapshot, then with the snapshot made unreadable
+/// (every entry folded); prints both times. The node's store holds
+/// `rounds` puts per session.
+async fn restarts(store: Sessions, dir: &std::path::Path, sessions: usize, rounds: usize) {
+    let digest = store.digest();
     let began = Instant::now();
-    node.shutdown().await;
+    store.node().shutdown().await;
     let stop = began.elapsed();
-    drop(node);
+    drop(store);
     let snapshot_bytes = {
         let store = NodeDir::open(dir).expect("node dir").open_store().expect("store");
         store.snapshot(SNAPSHOT_NAME).expect("snapshot").map_or(0, |s| s.len())
@@ -117,11 +118,11 @@ async fn restarts(node: Node, dir: &std::path::Path, sessions: usize, rounds: us
             store.save_snapshot(SNAPSHOT_NAME, b"unreadable").expect("save");
         }
         let began = Instant::now();
-        let node = start(dir).await;
+        let store = start(dir).await;
         let took = began.elapsed();
-        let started = node.sessions().started();
+        let started = store.started();
         assert_eq!(started.from_snapshot, from_snapshot);
-        assert_eq!(node.sessions().digest(), digest, "the view after the restart differs");
+        assert_eq!(store.digest(), digest, "the view after the restart differs");
         println!(
             "    start {}: {:.2} s ({} entries folded)",
             if from_snapshot {
@@ -132,13 +133,12 @@ async fn restarts(node: Node, dir: &std::path::Path, sessions: usize, rounds: us
             took.as_secs_f64(),
             started.folded
         );
-        node.shutdown().await;
+        store.node().shutdown().await;
     }
 }
 
 /// Fills the view with `count` live sessions, `FILL_BATCH` per entry.
-async fn fill(node: &Node, count: usize) {
-    let sessions = node.sessions();
+async fn fill(sessions: &Sessions, count: usize) {
     let value = feedmesh::view::encode_value(&value()).expect("value");
     for start in (0..count).step_by(FILL_BATCH) {
         let ops = (start..(start + FILL_BATCH).min(count))
@@ -195,8 +195,7 @@ fn percentiles(nanos: impl Iterator<Item = u128>) -> (u128, u128) {
 
 /// Median and 99th percentile of one embedded get each (value decoded), in
 /// nanoseconds.
-fn get_latency(node: &Node, keys: &[SampleKey]) -> (u128, u128) {
-    let sessions = node.sessions();
+fn get_latency(sessions: &Sessions, keys: &[SampleKey]) -> (u128, u128) {
     percentiles(keys.iter().map(|key| {
         let began = Instant::now();
         let data = sessions.get::<Login>(key).expect("get");
@@ -208,8 +207,7 @@ fn get_latency(node: &Node, keys: &[SampleKey]) -> (u128, u128) {
 
 /// Median and 99th percentile of one embedded raw get (value not
 /// decoded) each, in nanoseconds.
-fn get_raw_latency(node: &Node, keys: &[SampleKey]) -> (u128, u128) {
-    let sessions = node.sessions();
+fn get_raw_latency(sessions: &Sessions, keys: &[SampleKey]) -> (u128, u128) {
     percentiles(keys.iter().map(|key| {
         let began = Instant::now();
         let data = sessions.get_raw(key);
@@ -247,10 +245,10 @@ async fn main() {
     // is then the view's memory.
     let dir = root.path().join("view");
     NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
-    let node = start(&dir).await;
+    let sessions = start(&dir).await;
     let rss_before = rss_bytes();
     let began = Instant::now();
-    fill(&node, sessions_count).await;
+    fill(&sessions, sessions_count).await;
     let fill_time = began.elapsed();
     let rss_after = rss_bytes();
     println!(
@@ -267,30 +265,30 @@ async fn main() {
         );
     }
     let keys = sample_keys(sessions_count, 200_000);
-    let (p50, p99) = get_latency(&node, &keys);
+    let (p50, p99) = get_latency(&sessions, &keys);
     println!("  embedded get (value decoded into a struct): p50 {p50} ns, p99 {p99} ns");
-    let (p50, p99) = get_raw_latency(&node, &keys);
+    let (p50, p99) = get_raw_latency(&sessions, &keys);
     println!("  embedded get_raw (value as stored):        p50 {p50} ns, p99 {p99} ns");
     let (p50, p99) = plain_map_latency(sessions_count, &keys);
     println!("  for scale, a plain std HashMap<Vec<u8>, Vec<u8>> of as many sessions: p50 {p50} ns, p99 {p99} ns");
-    restarts(node, &dir, sessions_count, 1).await;
-    let node = start(&dir).await;
+    restarts(sessions, &dir, sessions_count, 1).await;
+    let sessions = start(&dir).await;
     for _ in 0..HISTORY_ROUNDS {
-        fill(&node, sessions_count).await;
+        fill(&sessions, sessions_count).await;
     }
-    restarts(node, &dir, sessions_count, 1 + HISTORY_ROUNDS).await;
+    restarts(sessions, &dir, sessions_count, 1 + HISTORY_ROUNDS).await;
 
     println!("group commit, one node, durable puts:");
     for writers in [1, 16, 256] {
         let dir = root.path().join(format!("puts{writers}"));
         NodeDir::create_with_network_key(&dir, Some(&key)).expect("node dir");
-        let node = start(&dir).await;
+        let sessions = start(&dir).await;
         let total = if writers == 1 { PUTS_PER_RUN / 20 } else { PUTS_PER_RUN };
-        let (rate, entries) = puts_per_second(&node, writers, total).await;
+        let (rate, entries) = puts_per_second(&sessions, writers, total).await;
         println!(
             "  {writers:>3} writers: {rate:>9.0} puts/s  ({total} puts in {entries} entries, {:.1} puts/entry)",
             total as f64 / entries as f64
         );
-        node.shutdown().await;
+        sessions.node().shutdown().await;
     }
 }

@@ -27,9 +27,12 @@
 //!   key, Noise handshake with identity proofs, framing; part 3).
 //! - [`node_dir`]: a node's directory on disk (identity and store).
 //! - [`node`]: a running node (listener, dialers, one driver task per peer)
-//!   and the embedded API: append, subscribe, clock, peers, acknowledgements.
-//! - [`sessions`]: the session store of a running node: the live view and
-//!   group-committed writes.
+//!   and the embedded API: append, subscribe, clock, peers, acknowledgements;
+//!   the [`node::Application`] trait through which a node drives the state
+//!   its application folds from the store, and asks it who is a member.
+//! - [`sessions`]: the session store, the application feedmesh ships: the
+//!   live view and group-committed writes ([`sessions::Sessions::start`]
+//!   starts a node with it).
 //! - [`audit`]: reports over the store (who wrote what, with what effect;
 //!   feed health) and evidence bundles that prove them offline
 //!   (spec/AUDIT.md).

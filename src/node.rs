@@ -2,12 +2,14 @@
 //! reconnect with backoff, and one driver task per connected peer
 //! ([`crate::net::run_connection`]). The embedded API of feedmesh.
 //!
+//! A node runs an [`Application`] that folds what it stores and answers
+//! who is a member; [`Node::start`] takes its constructor. The session
+//! store is the application feedmesh ships, and
+//! [`Sessions::start`](crate::sessions::Sessions::start) starts a node
+//! with it.
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), feedmesh::node::NodeError> {
-//! use feedmesh::node::{Node, NodeConfig};
-//! let mut config = NodeConfig::new("/var/lib/feedmesh");
-//! config.listen = Some("127.0.0.1:7000".parse().unwrap());
-//! let node = Node::start(config).await?;
+//! # async fn demo(node: feedmesh::node::Node) -> Result<(), feedmesh::node::NodeError> {
 //! let entry = node.append(b"hello").await?;
 //! node.wait_for_acks(entry.seq(), 1, std::time::Duration::from_secs(5)).await?;
 //! node.shutdown().await;
@@ -42,6 +44,8 @@
 //!   older (the dialer only redials once it saw its connection end, so the
 //!   older one is stale).
 
+mod application;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,12 +68,13 @@ use crate::net::{
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
-use crate::sessions::{AppendFn, GuardFn, LiveView, Pending, QUEUE_CAPACITY, Sessions, run_group_commit};
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
 use crate::sync::{
     Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, ReplicationScheduler,
 };
 use crate::writer::{FeedWriter, WriteError};
+
+pub use application::{Application, Startup};
 
 /// Default [`NodeConfig::outbox_budget`]: 128 MiB, about 1.8 MiB a
 /// connection at the default connection limits.
@@ -102,10 +107,11 @@ pub const SENDER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a received entry stays stored but not yet durable (it is
 /// flushed with the next local append, or by the periodic sync).
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
-/// How often the node folds held-back session entries that fell due.
-const VIEW_TICK: Duration = Duration::from_secs(1);
-/// Every how many view ticks records past the retention horizon are dropped.
-const VIEW_EXPIRE_EVERY: u64 = 600;
+/// How often the node ticks its application ([`Application::tick`]).
+const APPLICATION_TICK: Duration = Duration::from_secs(1);
+/// Every how many ticks the application drops what is past its retention
+/// horizon ([`Application::expire`]).
+const APPLICATION_EXPIRE_EVERY: u64 = 600;
 /// Default [`NodeConfig::snapshot_interval`]: 5 minutes.
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the node checks its feeds' senders for stalls.
@@ -167,15 +173,14 @@ pub struct NodeConfig {
     /// OS. Set it for reproducible runs (simulations).
     pub jitter_seed: Option<u64>,
     /// Where the node reads wall-clock time: for its hybrid clock, the drift
-    /// bound and the session view (default [`WallClock::system`]).
+    /// bound and the application (default [`WallClock::system`]).
     pub wall_clock: WallClock,
-    /// How often the session view is saved as a snapshot in the store, if
-    /// anything was folded since the last one (default
-    /// [`DEFAULT_SNAPSHOT_INTERVAL`]); it is saved at shutdown too. A node
-    /// starts from its snapshot and folds only the entries stored after it
-    /// (spec/SESSIONS.md §6.7), so this bounds what a restart after a crash
-    /// re-folds. Each save holds up folds while the view is encoded (about
-    /// a second per million sessions).
+    /// How often the application saves its state in the store
+    /// ([`Application::checkpoint`]; default [`DEFAULT_SNAPSHOT_INTERVAL`]);
+    /// it does at shutdown too. The session store saves a snapshot of its
+    /// view if anything was folded since the last one, and starts from it,
+    /// folding only the entries stored after it (spec/SESSIONS.md §6.7), so
+    /// this bounds what a restart after a crash re-folds.
     pub snapshot_interval: Duration,
 }
 
@@ -301,7 +306,8 @@ struct Inner {
     config: NodeConfig,
     network: Arc<dyn Network>,
     store: Arc<dyn Store>,
-    /// Serialises every append (local or received) with its publication.
+    /// Serialises every append (local or received) with its fold into the
+    /// application and its publication (see [`Application`]).
     writer: Mutex<FeedWriter>,
     local: broadcast::Sender<LocalEvent>,
     entries: broadcast::Sender<Entry>,
@@ -320,10 +326,8 @@ struct Inner {
     admin_heard: Mutex<BTreeMap<FeedId, u64>>,
     /// One sender per feed (spec/PROTOCOL.md §2.2 "Senders").
     senders: Mutex<Senders>,
-    /// The session view, folded as entries are stored.
-    view: Arc<LiveView>,
-    /// The queue of the group committer of session writes.
-    commits: mpsc::Sender<Pending>,
+    /// The application, folding entries as they are stored.
+    application: Arc<dyn Application>,
     /// The network's admins (the node directory's `admins` file).
     admins: Vec<FeedId>,
     /// Unfinished inbound handshakes (spec/PROTOCOL.md §3.5).
@@ -358,15 +362,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
-    /// Opens the node directory, binds the listener (if any), and starts the
-    /// listener and one dialer per configured peer, over TCP
-    /// ([`TcpNetwork`]). Needs a tokio runtime.
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        Node::start_with(config, Arc::new(TcpNetwork)).await
+    /// Opens the node directory and its store, builds the application
+    /// with `open` from what the store holds (on a blocking thread), binds
+    /// the listener (if any), and starts the listener and one dialer per
+    /// configured peer, over TCP ([`TcpNetwork`]). Returns the node and its
+    /// application. Needs a tokio runtime.
+    pub async fn start<A: Application>(
+        config: NodeConfig,
+        open: impl FnOnce(Startup<'_>) -> Result<A, StoreError> + Send + 'static,
+    ) -> Result<(Node, Arc<A>), NodeError> {
+        Node::start_with(config, Arc::new(TcpNetwork), open).await
     }
 
     /// [`Node::start`] over another [`Network`] (a simulated one, say).
-    pub async fn start_with(config: NodeConfig, network: Arc<dyn Network>) -> Result<Node, NodeError> {
+    pub async fn start_with<A: Application>(
+        config: NodeConfig,
+        network: Arc<dyn Network>,
+        open: impl FnOnce(Startup<'_>) -> Result<A, StoreError> + Send + 'static,
+    ) -> Result<(Node, Arc<A>), NodeError> {
         if config.max_connections == 0 || config.max_handshakes == 0 || config.max_handshakes_per_addr == 0 {
             return Err(NodeError::Config(
                 "max_connections, max_handshakes and max_handshakes_per_addr must be at least 1".into(),
@@ -398,7 +411,7 @@ impl Node {
             wake: HashMap::new(),
             epoch: Instant::now(),
         };
-        let (store, writer, view) = {
+        let (store, writer, application) = {
             let keys = keys.clone();
             let admins = admins.clone();
             let now = config.wall_clock.now_ms();
@@ -406,8 +419,12 @@ impl Node {
                 let store: Arc<dyn Store> = Arc::new(dir.open_store()?);
                 let mut writer = FeedWriter::open(&*store, keys)?;
                 writer.observe_stored(&*store, now)?;
-                let view = LiveView::open(&*store, &admins, now)?;
-                Ok((store, writer, Arc::new(view)))
+                let application = open(Startup {
+                    store: &*store,
+                    admins: &admins,
+                    now_ms: now,
+                })?;
+                Ok((store, writer, Arc::new(application)))
             })
             .await
             .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))??
@@ -428,7 +445,6 @@ impl Node {
             })?),
             None => None,
         };
-        let (commits, commit_queue) = mpsc::channel(QUEUE_CAPACITY);
         let inner = Arc::new(Inner {
             id: keys.feed_id(),
             keys,
@@ -448,8 +464,7 @@ impl Node {
             disconnects: Mutex::new(BTreeMap::new()),
             traffic: Mutex::new(BTreeMap::new()),
             admin_heard: Mutex::new(BTreeMap::new()),
-            view,
-            commits,
+            application: application.clone(),
             admins,
             handshakes: Mutex::new(HandshakeSlots::new(
                 config.max_handshakes,
@@ -478,26 +493,23 @@ impl Node {
         }
         let task = Inner::tick_senders(inner.clone());
         inner.spawn(task);
-        let task = Inner::tick_view(inner.clone());
+        let task = Inner::tick_application(inner.clone());
         inner.spawn(task);
         let task = Inner::sync_received(inner.clone());
         inner.spawn(task);
-        let append: AppendFn = {
-            let inner = inner.clone();
-            Arc::new(move |payload| {
-                let mut entries = inner.append_local(&[payload])?;
-                entries
-                    .pop()
-                    .ok_or_else(|| NodeError::Store(StoreError::Backend("no entry written".into())))
-            })
-        };
-        let guard: GuardFn = {
-            let inner = inner.clone();
-            Arc::new(move |guard| inner.view.check(guard, inner.now_ms()))
-        };
-        let task = run_group_commit(commit_queue, append, guard, inner.shutdown.subscribe());
-        inner.spawn(task);
-        Ok(Node { inner })
+        Ok((Node { inner }, application))
+    }
+
+    /// Runs the future that `task` makes among the node's own tasks (an
+    /// application's background work): it is handed a receiver that turns
+    /// true once [`Node::shutdown`] has stopped appends, and should then
+    /// end; `shutdown` waits for it as for the node's own tasks, at most
+    /// [`SHUTDOWN_GRACE`], then aborts it. After shutdown, `task` is not run.
+    pub fn spawn<F>(&self, task: impl FnOnce(watch::Receiver<bool>) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.spawn(task(self.inner.shutdown.subscribe()));
     }
 
     /// The node's feed id.
@@ -522,7 +534,7 @@ impl Node {
     }
 
     /// The node's wall-clock time in ms ([`NodeConfig::wall_clock`]): what
-    /// its session reads and reports take as now.
+    /// its application, session reads and reports take as now.
     pub fn now_ms(&self) -> u64 {
         self.inner.now_ms()
     }
@@ -577,12 +589,6 @@ impl Node {
         tokio::task::spawn_blocking(move || inner.append_local(&owned))
             .await
             .map_err(|e| NodeError::Store(StoreError::Backend(e.to_string())))?
-    }
-
-    /// The node's session store: reads from the live view, writes through
-    /// group commit.
-    pub fn sessions(&self) -> Sessions {
-        Sessions::new(self.clone(), self.inner.view.clone(), self.inner.commits.clone())
     }
 
     /// What the store holds: feed → latest sequence.
@@ -751,7 +757,7 @@ impl Node {
             if let Err(error) = inner.store.sync(Duration::ZERO) {
                 tracing::error!(%error, "the last sync of received entries failed");
             }
-            inner.save_snapshot();
+            inner.checkpoint();
         })
         .await;
         self.inner.shutdown.send_replace(true);
@@ -828,24 +834,25 @@ impl Inner {
         }
     }
 
-    /// Saves the session view's snapshot if it changed (blocking).
-    fn save_snapshot(&self) {
+    /// Has the application save its state ([`Application::checkpoint`];
+    /// blocking).
+    fn checkpoint(&self) {
         let began = std::time::Instant::now();
-        match self.view.save_snapshot(&*self.store) {
+        match self.application.checkpoint(&*self.store) {
             Ok(0) => {}
             Ok(bytes) => tracing::debug!(
                 bytes,
                 ms = began.elapsed().as_millis() as u64,
                 "saved the view snapshot"
             ),
-            Err(error) => tracing::error!(%error, "saving the view snapshot failed"),
+            Err(error) => tracing::error!(%error, "saving the application's checkpoint failed"),
         }
     }
 
-    /// Folds held-back session entries as they fall due, drops records past
-    /// the retention horizon now and then, and saves the view's snapshot
-    /// every [`NodeConfig::snapshot_interval`], until shutdown.
-    async fn tick_view(self: Arc<Inner>) {
+    /// Ticks the application (refolding it when the tick asks), has it
+    /// expire what is past its horizon now and then, and checkpoint every
+    /// [`NodeConfig::snapshot_interval`], until shutdown.
+    async fn tick_application(self: Arc<Inner>) {
         let mut shutdown = self.shutdown.subscribe();
         let mut ticks: u64 = 0;
         let mut saved = Instant::now();
@@ -853,30 +860,30 @@ impl Inner {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(VIEW_TICK) => {}
+                () = tokio::time::sleep(APPLICATION_TICK) => {}
             }
             let now = self.now_ms();
-            if self.view.release(now) {
+            if self.application.tick(now) {
                 let inner = self.clone();
-                let rebuilt = tokio::task::spawn_blocking(move || {
+                let refolded = tokio::task::spawn_blocking(move || {
                     let _writer = lock(&inner.writer);
-                    inner.view.rebuild(&*inner.store, inner.now_ms())
+                    inner.application.refold(&*inner.store, inner.now_ms())
                 })
                 .await;
-                match rebuilt {
+                match refolded {
                     Ok(Ok(())) => self.membership_changed(),
-                    Ok(Err(error)) => tracing::error!(%error, "re-folding the view failed"),
+                    Ok(Err(error)) => tracing::error!(%error, "re-folding the application failed"),
                     Err(error) => tracing::error!(%error, "the re-fold task failed"),
                 }
             }
             ticks += 1;
-            if ticks.is_multiple_of(VIEW_EXPIRE_EVERY) {
-                self.view.expire(now);
+            if ticks.is_multiple_of(APPLICATION_EXPIRE_EVERY) {
+                self.application.expire(now);
             }
             if saved.elapsed() >= self.config.snapshot_interval {
                 saved = Instant::now();
                 let inner = self.clone();
-                let _ = tokio::task::spawn_blocking(move || inner.save_snapshot()).await;
+                let _ = tokio::task::spawn_blocking(move || inner.checkpoint()).await;
             }
         }
     }
@@ -904,10 +911,8 @@ impl Inner {
         let now = self.now_ms();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let entries = writer.append(&*self.store, &refs, now)?;
-        if self
-            .view
-            .on_stored(&*self.store, entries.iter().zip(refs.iter().copied()), now)?
-        {
+        let mut stored = entries.iter().zip(refs.iter().copied());
+        if self.application.fold(&*self.store, &mut stored, now)? {
             self.membership_changed();
         }
         self.publish(&entries);
@@ -945,7 +950,7 @@ impl Inner {
 
     /// Tells the sender choice which feeds the membership lets the node take.
     fn update_admission(&self) {
-        let admission = match self.view.taken_feeds() {
+        let admission = match self.application.taken_feeds() {
             Some(feeds) => Admission::Only(feeds),
             None => Admission::Open {
                 budget: self.config.max_feeds,
@@ -964,7 +969,7 @@ impl Inner {
     /// Closes the connections of peers removed from the membership.
     fn evict_removed(&self) {
         for (peer, connected) in lock(&self.peers).iter() {
-            if self.view.is_removed(peer) {
+            if self.application.is_removed(peer) {
                 tracing::warn!(%peer, "closing the connection of a removed member");
                 connected.evict.notify_one();
             }
@@ -1030,7 +1035,7 @@ impl Inner {
         if let Ok(permit) = self.inbound.clone().try_acquire_owned() {
             return Some(permit);
         }
-        let member = self.admins.contains(peer) || (!self.admins.is_empty() && self.view.is_admitted(peer));
+        let member = self.admins.contains(peer) || (!self.admins.is_empty() && self.application.is_admitted(peer));
         member.then(|| self.reserved.clone().try_acquire_owned().ok()).flatten()
     }
 
@@ -1080,7 +1085,7 @@ impl Inner {
     /// returns the peer's id.
     async fn run(self: &Arc<Inner>, secure: SecureStream<BoxConnection>, addr: SocketAddr, dialed: bool) -> FeedId {
         let peer = secure.remote_id();
-        if self.view.is_removed(&peer) {
+        if self.application.is_removed(&peer) {
             tracing::warn!(%peer, %addr, dialed, "refusing a removed member");
             self.count("removed_member");
             return peer;
@@ -1216,12 +1221,12 @@ impl Host for Inner {
                         heard.insert(entry.author(), now);
                     }
                 }
-                let stored = records.iter().filter_map(|r| {
+                let mut stored = records.iter().filter_map(|r| {
                     let entry = r.entry();
                     let fresh = entry.seq() > before.get(&entry.author()).copied().unwrap_or(0);
                     Some((entry, r.payload().filter(|_| fresh)?))
                 });
-                if self.view.on_stored(&*self.store, stored, now)? {
+                if self.application.fold(&*self.store, &mut stored, now)? {
                     self.membership_changed();
                 }
                 self.publish(&new);
@@ -1238,7 +1243,7 @@ impl Host for Inner {
                 Ok(report)
             }
             Err(StoreError::Fork { index, proof }) => {
-                self.view.rebuild(&*self.store, self.now_ms())?;
+                self.application.refold(&*self.store, self.now_ms())?;
                 let _ = self.local.send(LocalEvent::Fork(Arc::new((*proof).clone())));
                 Err(StoreError::Fork { index, proof })
             }
@@ -1249,7 +1254,7 @@ impl Host for Inner {
     fn record_fork(&self, proof: &ForkProof) -> Result<(), StoreError> {
         let _writer = lock(&self.writer);
         if self.store.record_fork(proof)? {
-            self.view.rebuild(&*self.store, self.now_ms())?;
+            self.application.refold(&*self.store, self.now_ms())?;
             let _ = self.local.send(LocalEvent::Fork(Arc::new(proof.clone())));
         }
         Ok(())

@@ -10,15 +10,16 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use feedmesh::node::{Node, NodeConfig};
+//! use feedmesh::node::NodeConfig;
+//! use feedmesh::sessions::Sessions;
 //! use feedmesh::tower_sessions::FeedmeshStore;
 //! use tower_sessions::{Expiry, SessionManagerLayer};
 //! use tower_sessions::cookie::time;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let node = Node::start(NodeConfig::new("/var/lib/feedmesh")).await?;
+//! let sessions = Sessions::start(NodeConfig::new("/var/lib/feedmesh")).await?;
 //! // Each write waits (at most 2 s) until one peer holds it.
-//! let store = FeedmeshStore::new(node.sessions()).with_acks(1, Duration::from_secs(2));
+//! let store = FeedmeshStore::new(sessions).with_acks(1, Duration::from_secs(2));
 //! let layer = SessionManagerLayer::new(store.clone())
 //!     .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
 //! // ... `Router::new().route(...).layer(layer)`; and on "log out everywhere":
@@ -85,7 +86,7 @@ pub struct FeedmeshStore {
 }
 
 impl FeedmeshStore {
-    /// The store over `sessions` (a node's [`crate::node::Node::sessions`]);
+    /// The store over `sessions` (a node's, [`Sessions::start`]);
     /// writes answer once durable locally.
     pub fn new(sessions: Sessions) -> FeedmeshStore {
         FeedmeshStore {

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node::NodeConfig;
+use feedmesh::sessions::Sessions;
 
 /// Serves the session example app next to a feedmesh node.
 #[derive(Parser, Debug)]
@@ -51,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = NodeConfig::new(&args.dir);
     config.listen = Some(args.listen);
     config.peers = args.peers;
-    let node = Node::start(config).await.context("starting the node")?;
+    let sessions = Sessions::start(config).await.context("starting the node")?;
+    let node = sessions.node().clone();
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("binding {}", args.http))?;
@@ -61,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         http = %listener.local_addr()?,
         "session app started"
     );
-    let served = axum::serve(listener, app::app(node.sessions(), args.acks))
+    let served = axum::serve(listener, app::app(sessions, args.acks))
         .with_graceful_shutdown(signal())
         .await;
     node.shutdown().await;

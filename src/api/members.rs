@@ -64,7 +64,7 @@ fn feed_id(segment: &str) -> Result<FeedId, Failure> {
 
 async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
     let heard = super::admins_json(&super::readiness(&state.node).await?.admins);
-    let membership = state.node.sessions().membership();
+    let membership = state.sessions.membership();
     let members: Vec<Value> = membership
         .members()
         .map(|m| json!({"feed": m.feed.to_string(), "from_seq": m.from_seq, "until_seq": m.until_seq}))
@@ -84,11 +84,7 @@ async fn add(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, Failure> {
     let feed = feed_id(&feed)?;
-    let written = state
-        .node
-        .sessions()
-        .add_member(feed, from_seq(body)?.unwrap_or(1))
-        .await?;
+    let written = state.sessions.add_member(feed, from_seq(body)?.unwrap_or(1)).await?;
     acks.answer(&state.node, written.seq, written_json(&written)).await
 }
 
@@ -99,6 +95,6 @@ async fn remove(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Value>, Failure> {
     let feed = feed_id(&feed)?;
-    let written = state.node.sessions().remove_member(feed, from_seq(body)?).await?;
+    let written = state.sessions.remove_member(feed, from_seq(body)?).await?;
     acks.answer(&state.node, written.seq, written_json(&written)).await
 }

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::node::{Node, NodeError};
+use crate::node::NodeError;
+use crate::sessions::Sessions;
 
 /// The content type of the Prometheus text format.
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Prefix of the disconnect reasons that are failed handshakes
-/// ([`Node::disconnects`]).
+/// ([`Node::disconnects`](crate::node::Node::disconnects)).
 const HANDSHAKE_PREFIX: &str = "handshake:";
 
 /// The node's metrics in the Prometheus text format:
@@ -21,13 +22,13 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 ///   `feedmesh_peer_sent_bytes_total{peer}` (counters): message bytes
 ///   exchanged with each peer since the node started
 ///   ([`crate::net::Traffic`]);
-/// - `feedmesh_ready` (gauge, 1 or 0: [`Node::readiness`]) and, with admins,
+/// - `feedmesh_ready` (gauge, 1 or 0: [`Node::readiness`](crate::node::Node::readiness)) and, with admins,
 ///   `feedmesh_admin_last_heard_ms{feed}` (gauge: wall-clock ms when each
 ///   admin feed was last heard from; absent if never);
 /// - `feedmesh_peer_queued_bytes{peer}` (gauge): message bytes waiting to
-///   be sent to each peer ([`Node::queued_out`]);
+///   be sent to each peer ([`Node::queued_out`](crate::node::Node::queued_out));
 /// - `feedmesh_buffered_bytes` (gauge): bytes of the node's buffer budget
-///   that large incoming messages hold now ([`Node::buffered_bytes`]);
+///   that large incoming messages hold now ([`Node::buffered_bytes`](crate::node::Node::buffered_bytes));
 /// - `feedmesh_peer_lag_entries{peer}` (gauge): for each connected peer, the
 ///   sum over this node's feeds of how many entries it holds beyond what the
 ///   peer last claimed to hold;
@@ -41,8 +42,10 @@ const HANDSHAKE_PREFIX: &str = "handshake:";
 /// - `feedmesh_handshake_failures_total{reason}` (counter), and
 ///   `feedmesh_handshake_failures_total` (no label) for all of them.
 ///
-/// Reads the store's clock: blocking.
-pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
+/// The metrics of the node of `sessions` and of its session view. Reads
+/// the store's clock: blocking.
+pub fn render_metrics(sessions: &Sessions) -> Result<String, NodeError> {
+    let node = sessions.node();
     let clock = node.clock()?;
     let peers = node.peers();
     let mut out = String::new();
@@ -159,7 +162,7 @@ pub fn render_metrics(node: &Node) -> Result<String, NodeError> {
     family(&mut out, "feedmesh_connected_peers", "gauge", "Peers connected now.");
     sample(&mut out, "feedmesh_connected_peers", None, peers.len() as u64);
 
-    let started = node.sessions().started();
+    let started = sessions.started();
     family(
         &mut out,
         "feedmesh_view_started_from_snapshot",

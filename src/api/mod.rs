@@ -1,4 +1,5 @@
-//! The HTTP API of a running [`Node`] (axum, HTTP/1.1).
+//! The HTTP API of a running [`Node`] and its session store ([`Sessions`];
+//! axum, HTTP/1.1).
 //!
 //! | request | answer |
 //! |---|---|
@@ -12,7 +13,7 @@
 //! | `GET /metrics` | the Prometheus text format ([`render_metrics`]) |
 //! | `GET /v1/audit/sessions/{KEY}`, `GET /v1/audit/members/{FEED_ID}?since=MS&until=MS`, `GET /v1/audit/health` | the audit reports (spec/AUDIT.md §2) as JSON lines; the module doc of `src/api/audit.rs` has the details |
 //! | `GET /audit` | the audit page (HTML, served without the token: it holds no data and sends the token the user gives it) |
-//! | `PUT`, `GET`, `DELETE /v1/sessions/{KEY}`, `POST /v1/sessions/{KEY}/touch`, `DELETE /v1/owners/{OWNER}/sessions`, `GET /v1/view/digest` | the session store ([`Node::sessions`]); the module doc of `src/api/sessions.rs` has the bodies, answers and errors |
+//! | `PUT`, `GET`, `DELETE /v1/sessions/{KEY}`, `POST /v1/sessions/{KEY}/touch`, `DELETE /v1/owners/{OWNER}/sessions`, `GET /v1/view/digest` | the session store ([`Sessions`]); the module doc of `src/api/sessions.rs` has the bodies, answers and errors |
 //! | `GET /v1/members`, `POST /v1/members/{FEED_ID}`, `POST /v1/members/{FEED_ID}/remove` | the membership (spec/SESSIONS.md §5): listed, or changed by an admin's node; the module doc of `src/api/members.rs` has the details |
 //!
 //! Every error is `{"error": "..."}` with its status: 400 for a malformed
@@ -55,6 +56,7 @@ use tokio::net::TcpListener;
 use crate::feed::{Entry, FeedId, MAX_PAYLOAD};
 use crate::node::{Node, NodeError};
 use crate::readiness::{AdminHeard, Readiness};
+use crate::sessions::Sessions;
 use crate::sync::FetchError;
 
 pub use crate::token::{ApiToken, TokenError, requires_token};
@@ -123,15 +125,18 @@ pub enum ApiError {
 
 #[derive(Clone)]
 struct AppState {
+    /// The node of `sessions`, for the routes that serve the node itself.
     node: Node,
+    sessions: Sessions,
     token: Option<Arc<ApiToken>>,
 }
 
-/// The API's routes over `node` (see the module doc); with `token`, every
-/// request needs it.
-pub fn router(node: Node, token: Option<ApiToken>) -> Router {
+/// The API's routes over `sessions` and its node (see the module doc);
+/// with `token`, every request needs it.
+pub fn router(sessions: Sessions, token: Option<ApiToken>) -> Router {
     let state = AppState {
-        node,
+        node: sessions.node().clone(),
+        sessions,
         token: token.map(Arc::new),
     };
     let limit = usize::try_from(MAX_PAYLOAD).unwrap_or(usize::MAX);
@@ -158,7 +163,7 @@ pub fn router(node: Node, token: Option<ApiToken>) -> Router {
 #[derive(Debug)]
 pub struct ApiServer {
     listener: TcpListener,
-    node: Node,
+    sessions: Sessions,
     token: Option<ApiToken>,
     addr: SocketAddr,
 }
@@ -166,7 +171,7 @@ pub struct ApiServer {
 impl ApiServer {
     /// Binds `addr` (port 0: any free port). Refuses an address that is not
     /// loopback without a token ([`ApiError::TokenRequired`]).
-    pub async fn bind(addr: SocketAddr, node: Node, token: Option<ApiToken>) -> Result<ApiServer, ApiError> {
+    pub async fn bind(addr: SocketAddr, sessions: Sessions, token: Option<ApiToken>) -> Result<ApiServer, ApiError> {
         if token.is_none() && requires_token(addr) {
             return Err(ApiError::TokenRequired(addr));
         }
@@ -176,7 +181,7 @@ impl ApiServer {
         let addr = listener.local_addr().map_err(|error| ApiError::Bind { addr, error })?;
         Ok(ApiServer {
             listener,
-            node,
+            sessions,
             token,
             addr,
         })
@@ -190,7 +195,7 @@ impl ApiServer {
     /// Serves requests until `shutdown` completes, then lets requests in
     /// progress finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let app = router(self.node, self.token);
+        let app = router(self.sessions, self.token);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
     }
 }
@@ -549,7 +554,7 @@ async fn peer_feed(
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Result<Response, Failure> {
-    let node = state.node.clone();
-    let text = blocking(move || Ok(render_metrics(&node)?)).await?;
+    let sessions = state.sessions.clone();
+    let text = blocking(move || Ok(render_metrics(&sessions)?)).await?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }

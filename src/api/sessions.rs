@@ -155,7 +155,7 @@ async fn answer_with_expiry(
     written: &Written,
 ) -> Result<axum::Json<Value>, Failure> {
     let mut answer = written_json(written);
-    answer["expires_at"] = json!(state.node.sessions().get_raw(key).map(|session| session.expires_at_ms));
+    answer["expires_at"] = json!(state.sessions.get_raw(key).map(|session| session.expires_at_ms));
     acks.answer(&state.node, written.seq, answer).await
 }
 
@@ -199,7 +199,7 @@ async fn put(
     acks: Acks,
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<axum::Json<Value>, Failure> {
-    let sessions = state.node.sessions();
+    let sessions = &state.sessions;
     let (ttl, owner) = (ttl(body.ttl_secs)?, body.owner.as_deref());
     let written = match precondition {
         Precondition::None => sessions.put(&key, &body.value, ttl, owner).await?,
@@ -210,7 +210,7 @@ async fn put(
 }
 
 async fn read(State(state): State<AppState>, Segment(key): Segment) -> Result<axum::Json<Value>, Failure> {
-    let session = state.node.sessions().get::<Value>(&key).map_err(|error| {
+    let session = state.sessions.get::<Value>(&key).map_err(|error| {
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the value of session {key:?} has no JSON form: {error}"),
@@ -239,7 +239,7 @@ async fn touch(
     acks: Acks,
     JsonBody(body): JsonBody<TouchBody>,
 ) -> Result<axum::Json<Value>, Failure> {
-    let written = state.node.sessions().touch(&key, ttl(body.ttl_secs)?).await?;
+    let written = state.sessions.touch(&key, ttl(body.ttl_secs)?).await?;
     answer_with_expiry(&state, &acks, &key, &written).await
 }
 
@@ -248,7 +248,7 @@ async fn revoke(
     Segment(key): Segment,
     acks: Acks,
 ) -> Result<axum::Json<Value>, Failure> {
-    let written = state.node.sessions().revoke(key).await?;
+    let written = state.sessions.revoke(key).await?;
     acks.answer(&state.node, written.seq, written_json(&written)).await
 }
 
@@ -257,14 +257,14 @@ async fn revoke_owner(
     Segment(owner): Segment,
     acks: Acks,
 ) -> Result<axum::Json<Value>, Failure> {
-    let revoked = state.node.sessions().revoke_owner(owner).await?;
+    let revoked = state.sessions.revoke_owner(owner).await?;
     let mut answer = written_json(&revoked.written);
     answer["revoked"] = json!(revoked.sessions);
     acks.answer(&state.node, revoked.written.seq, answer).await
 }
 
 async fn owned(State(state): State<AppState>, Segment(owner): Segment) -> axum::Json<Value> {
-    let sessions: Vec<Value> = (state.node.sessions().owned_by(&owner).into_iter())
+    let sessions: Vec<Value> = (state.sessions.owned_by(&owner).into_iter())
         .map(|(key, session)| {
             json!({
                 "key": String::from_utf8_lossy(&key),
@@ -279,7 +279,7 @@ async fn owned(State(state): State<AppState>, Segment(owner): Segment) -> axum::
 
 async fn digest(State(state): State<AppState>) -> Result<axum::Json<Value>, Failure> {
     let clock = node_clock(&state.node).await?;
-    let sessions = state.node.sessions();
+    let sessions = &state.sessions;
     let stats = sessions.stats();
     let started = sessions.started();
     Ok(axum::Json(json!({

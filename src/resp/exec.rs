@@ -16,7 +16,6 @@ use super::codec::{Protocol, Reply, array, bulk, error, integer, map, nil, ok, s
 use super::command::{COMMANDS, Command, CommandError, Condition, Expiry, Set};
 use super::glob::Glob;
 use super::{CONFIG, DEFAULT_TTL_MS, MAX_WAIT, REDIS_VERSION, keyspace, value};
-use crate::node::Node;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::token::ApiToken;
 use crate::view::{MAX_TTL_MS, Op};
@@ -24,8 +23,8 @@ use crate::view::{MAX_TTL_MS, Op};
 /// What every connection of one endpoint shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The node served.
-    pub(crate) node: Node,
+    /// The session store served (and its node).
+    pub(crate) sessions: Sessions,
     /// The token `AUTH` must give, if any.
     pub(crate) token: Option<ApiToken>,
     /// When the endpoint started (`INFO`'s uptime).
@@ -40,9 +39,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(node: Node, token: Option<ApiToken>, port: u16, max_connections: usize) -> Shared {
+    pub(crate) fn new(sessions: Sessions, token: Option<ApiToken>, port: u16, max_connections: usize) -> Shared {
         Shared {
-            node,
+            sessions,
             token,
             started: Instant::now(),
             port,
@@ -190,7 +189,7 @@ pub(crate) fn execute(shared: &Shared, client: &mut Client, last: Option<Written
     if !client.authenticated && !matches!(command, Command::Auth { .. } | Command::Hello { .. } | Command::Quit) {
         return error("NOAUTH Authentication required.").into();
     }
-    let sessions = shared.node.sessions();
+    let sessions = shared.sessions.clone();
     match command {
         Command::Ping(None) => simple("PONG").into(),
         Command::Ping(Some(message)) | Command::Echo(message) => bulk(message).into(),
@@ -336,7 +335,7 @@ fn hello(
 }
 
 fn set(shared: &Shared, sessions: Sessions, set: Set) -> Step {
-    let ttl_ms = match ttl_of(set.expiry, &sessions, &set.key, shared.node.now_ms(), "set") {
+    let ttl_ms = match ttl_of(set.expiry, &sessions, &set.key, shared.sessions.node().now_ms(), "set") {
         Ok(ms) => ms,
         Err(failure) => return failure.into(),
     };
@@ -366,7 +365,7 @@ fn getex(shared: &Shared, sessions: Sessions, key: Bytes, expiry: Option<Expiry>
     let Some(expiry) = expiry.filter(|_| reply != nil()) else {
         return reply.into();
     };
-    let ttl_ms = match ttl_of(expiry, &sessions, &key, shared.node.now_ms(), "getex") {
+    let ttl_ms = match ttl_of(expiry, &sessions, &key, shared.sessions.node().now_ms(), "getex") {
         Ok(ms) => ms,
         Err(failure) => return failure.into(),
     };
@@ -396,13 +395,13 @@ fn del(sessions: Sessions, mut keys: Vec<Bytes>) -> Step {
 /// them, before its first).
 fn wait(shared: &Shared, last: Option<Written>, peers: usize, timeout_ms: u64) -> Step {
     let Some(last) = last else {
-        return integer(shared.node.peers().len()).into();
+        return integer(shared.sessions.node().peers().len()).into();
     };
     let timeout = match Duration::from_millis(timeout_ms) {
         Duration::ZERO => MAX_WAIT,
         timeout => timeout.min(MAX_WAIT),
     };
-    let sessions = shared.node.sessions();
+    let sessions = shared.sessions.clone();
     later(async move {
         match sessions.wait_for_acks(&last, peers, timeout).await {
             Ok(acked) | Err(SessionError::AckTimeout { acked, .. }) => integer(acked).into(),
@@ -446,7 +445,7 @@ fn info(shared: &Shared, sections: &[String]) -> String {
              feedmesh_id:{}\r\nos:{}\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
              uptime_in_days:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
-            shared.node.id(),
+            shared.sessions.node().id(),
             std::env::consts::OS,
             usize::BITS,
             std::process::id(),
@@ -464,11 +463,11 @@ fn info(shared: &Shared, sections: &[String]) -> String {
     if wanted("replication") {
         text.push_str(&format!(
             "# Replication\r\nrole:master\r\nconnected_slaves:{}\r\n\r\n",
-            shared.node.peers().len()
+            shared.sessions.node().peers().len()
         ));
     }
     if wanted("keyspace") {
-        let keys = keyspace::count(&shared.node.sessions());
+        let keys = keyspace::count(&shared.sessions);
         text.push_str("# Keyspace\r\n");
         if keys > 0 {
             text.push_str(&format!("db0:keys={keys},expires={keys},avg_ttl=0\r\n"));

@@ -1,12 +1,12 @@
-//! The Redis protocol (RESP2) endpoint of a running [`Node`]: any Redis
+//! The Redis protocol (RESP2) endpoint of a running node: any Redis
 //! client, `redis-cli` or `redis-benchmark` reads and writes the node's
-//! session store ([`Node::sessions`]) by pointing at its port.
+//! session store ([`Sessions`]) by pointing at its port.
 //! spec/RESP.md is normative: commands, replies, limits, the mapping of
 //! values; README.md has the command table.
 //!
 //! ```no_run
-//! # async fn demo(node: feedmesh::node::Node) -> Result<(), feedmesh::resp::RespError> {
-//! let server = feedmesh::resp::RespServer::bind("127.0.0.1:6379".parse().unwrap(), node, None).await?;
+//! # async fn demo(sessions: feedmesh::sessions::Sessions) -> Result<(), feedmesh::resp::RespError> {
+//! let server = feedmesh::resp::RespServer::bind("127.0.0.1:6379".parse().unwrap(), sessions, None).await?;
 //! server.run(std::future::pending()).await;
 //! # Ok(()) }
 //! ```
@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::node::Node;
+use crate::sessions::Sessions;
 use crate::token::{ApiToken, requires_token};
 use crate::view::MAX_TTL_MS;
 
@@ -97,7 +97,7 @@ pub enum RespError {
 #[derive(Debug)]
 pub struct RespServer {
     listener: TcpListener,
-    node: Node,
+    sessions: Sessions,
     token: Option<ApiToken>,
     addr: SocketAddr,
     max_connections: usize,
@@ -106,19 +106,23 @@ pub struct RespServer {
 impl RespServer {
     /// Binds `addr` (port 0: any free port). Refuses an address that is not
     /// loopback without a token ([`RespError::TokenRequired`]).
-    pub async fn bind(addr: SocketAddr, node: Node, token: Option<ApiToken>) -> Result<RespServer, RespError> {
+    pub async fn bind(addr: SocketAddr, sessions: Sessions, token: Option<ApiToken>) -> Result<RespServer, RespError> {
         if token.is_none() && requires_token(addr) {
             return Err(RespError::TokenRequired(addr));
         }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| RespError::Bind { addr, error })?;
-        RespServer::from_listener(listener, node, token)
+        RespServer::from_listener(listener, sessions, token)
     }
 
     /// Serves on a listener bound already, under the same rule as
     /// [`RespServer::bind`].
-    pub fn from_listener(listener: TcpListener, node: Node, token: Option<ApiToken>) -> Result<RespServer, RespError> {
+    pub fn from_listener(
+        listener: TcpListener,
+        sessions: Sessions,
+        token: Option<ApiToken>,
+    ) -> Result<RespServer, RespError> {
         let addr = listener.local_addr().map_err(|error| RespError::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             error,
@@ -128,7 +132,7 @@ impl RespServer {
         }
         Ok(RespServer {
             listener,
-            node,
+            sessions,
             token,
             addr,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -153,12 +157,12 @@ impl RespServer {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let RespServer {
             listener,
-            node,
+            sessions,
             token,
             addr,
             max_connections,
         } = self;
-        let shared = Arc::new(exec::Shared::new(node, token, addr.port(), max_connections));
+        let shared = Arc::new(exec::Shared::new(sessions, token, addr.port(), max_connections));
         let (stop, stopped) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);

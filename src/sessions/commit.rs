@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Refusal, SessionError, Written};
-use crate::feed::{Entry, MAX_PAYLOAD};
-use crate::node::NodeError;
+use super::live::LiveView;
+use super::{SessionError, Written};
+use crate::feed::MAX_PAYLOAD;
+use crate::node::Node;
 use crate::view::{MAX_OPS, Op, OpsError, encode_ops};
 
 /// How many requests may wait for the committer before writers wait to queue.
@@ -32,12 +33,6 @@ pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
 /// The most times the committer yields after a commit to let answered
 /// writers queue again (see [`gather`]).
 const MAX_GATHER_YIELDS: usize = 16;
-
-/// Appends one payload to the node's feed, durably. Blocking.
-pub(crate) type AppendFn = Arc<dyn Fn(Vec<u8>) -> Result<Entry, NodeError> + Send + Sync>;
-
-/// Checks a [`Guard`] against the node's view as it is now.
-pub(crate) type GuardFn = Arc<dyn Fn(&Guard) -> Result<(), Refusal> + Send + Sync>;
 
 /// What a guarded write needs of its session when it is committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,13 +86,13 @@ impl Pending {
     }
 }
 
-/// Commits queued operations until the queue closes or `shutdown` turns true.
-/// Requests still queued then are dropped (their writers see
-/// [`SessionError::ShuttingDown`]).
+/// Commits queued operations to `node`'s feed until the queue closes or
+/// `shutdown` turns true, checking guards against `view`. Requests still
+/// queued then are dropped (their writers see [`SessionError::ShuttingDown`]).
 pub(crate) async fn run(
     mut queue: mpsc::Receiver<Pending>,
-    append: AppendFn,
-    guard: GuardFn,
+    node: Node,
+    view: Arc<LiveView>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut carried: Option<Pending> = None;
@@ -123,7 +118,7 @@ pub(crate) async fn run(
                 carried = Some(pending);
                 break;
             }
-            if let Some(refusal) = pending.guard.as_ref().and_then(|g| guard(g).err()) {
+            if let Some(refusal) = pending.guard.as_ref().and_then(|g| view.check(g, node.now_ms()).err()) {
                 let _ = pending.reply.send(Err(SessionError::Refused(refusal)));
                 continue;
             }
@@ -135,7 +130,7 @@ pub(crate) async fn run(
         if batch.is_empty() {
             continue;
         }
-        commit(batch, &append).await;
+        commit(batch, &node).await;
         gather(&queue).await;
     }
 }
@@ -197,7 +192,7 @@ async fn gather(queue: &mpsc::Receiver<Pending>) {
 }
 
 /// Appends one batch as one entry and answers each of its writers.
-async fn commit(batch: Vec<Pending>, append: &AppendFn) {
+async fn commit(batch: Vec<Pending>, node: &Node) {
     let mut ops = Vec::with_capacity(batch.iter().map(|p| p.ops.len()).sum());
     let mut replies = Vec::with_capacity(batch.len());
     for pending in batch {
@@ -205,20 +200,14 @@ async fn commit(batch: Vec<Pending>, append: &AppendFn) {
         replies.push(pending.reply);
     }
     let result = match encode_ops(&ops) {
-        Ok(payload) => {
-            let append = append.clone();
-            match tokio::task::spawn_blocking(move || append(payload)).await {
-                Ok(Ok(entry)) => Ok(Written {
-                    author: entry.author(),
-                    seq: entry.seq(),
-                    timestamp: entry.timestamp(),
-                }),
-                Ok(Err(error)) => Err(SessionError::from_node(error)),
-                Err(join) => Err(SessionError::Write(Arc::new(NodeError::Store(
-                    crate::store::StoreError::Backend(join.to_string()),
-                )))),
-            }
-        }
+        Ok(payload) => match node.append(&payload).await {
+            Ok(entry) => Ok(Written {
+                author: entry.author(),
+                seq: entry.seq(),
+                timestamp: entry.timestamp(),
+            }),
+            Err(error) => Err(SessionError::from_node(error)),
+        },
         Err(error) => Err(error.into()),
     };
     for reply in replies {

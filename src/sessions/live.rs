@@ -2,20 +2,20 @@
 //! every entry the store takes, rebuilt from the store when the set of
 //! foldable entries shrinks (a fork).
 //!
-//! Every method that changes what is folded ([`LiveView::on_stored`],
-//! [`LiveView::rebuild`]) is called with the node's writer lock held, so
-//! folds and rebuilds are serialised with the appends themselves: a rebuild
-//! reads the store while nothing is appended and replaces the state whole.
-//! Reads take a read lock and never wait for a rebuild (it builds aside and
-//! swaps).
+//! It is the node's [`Application`]: the node calls the methods that change
+//! what is folded ([`Application::fold`], [`Application::refold`]) with its
+//! writer lock held, so folds and refolds are serialised with the appends
+//! themselves, and a refold reads the store while nothing is appended and
+//! replaces the state whole. Reads take a read lock and never wait for a
+//! refold (it builds aside and swaps).
 //!
 //! The view is saved now and then as a snapshot in the store, with the
-//! entries it covers ([`LiveView::save_snapshot`]); a node starts from its
+//! entries it covers ([`Application::checkpoint`]); a node starts from its
 //! snapshot and folds only the entries stored after it, and re-folds
 //! everything only when the snapshot cannot be trusted (spec/SESSIONS.md
 //! §6.7).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -25,6 +25,7 @@ use super::Refusal;
 use super::commit::{Condition, Guard};
 use crate::clock::Timestamp;
 use crate::feed::{Entry, FeedId, Hash};
+use crate::node::Application;
 use crate::store::{Store, StoreError, pages};
 use crate::view::sessions::is_beyond_drift;
 use crate::view::{Membership, Op, SessionView, Snapshot, decode_ops};
@@ -259,7 +260,7 @@ impl LiveView {
     /// Saves the view as a snapshot in `store` if anything was folded since
     /// the last one; returns the snapshot's size in bytes (0: nothing to
     /// save). Folds wait while the view is encoded; reads do not.
-    pub(crate) fn save_snapshot(&self, store: &dyn Store) -> Result<usize, StoreError> {
+    fn save_snapshot(&self, store: &dyn Store) -> Result<usize, StoreError> {
         if !self.unsaved.swap(false, Ordering::SeqCst) {
             return Ok(0);
         }
@@ -316,102 +317,6 @@ impl LiveView {
         self.changes.subscribe()
     }
 
-    /// Folds entries `store` has just taken (their payloads alongside). If
-    /// one changes the membership, re-folds everything instead and returns
-    /// true. Call with the node's writer lock held.
-    pub(crate) fn on_stored<'a>(
-        &self,
-        store: &dyn Store,
-        records: impl IntoIterator<Item = (&'a Entry, &'a [u8])>,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let mut folded = Vec::new();
-        let listened = self.changes.receiver_count() > 0;
-        self.unsaved.store(true, Ordering::SeqCst);
-        {
-            let mut state = self.write();
-            for (entry, payload) in records {
-                match state.offer(entry, payload, now_ms, listened) {
-                    Outcome::Folded(changes) => folded.extend(changes),
-                    Outcome::Skipped => {}
-                    Outcome::MembershipChanged => {
-                        drop(state);
-                        self.rebuild(store, now_ms)?;
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        for change in folded {
-            let _ = self.changes.send(change);
-        }
-        Ok(false)
-    }
-
-    /// The feeds the membership lets the node take (the admins' and every
-    /// admitted member's), or `None` in an open network.
-    pub(crate) fn taken_feeds(&self) -> Option<std::collections::BTreeSet<FeedId>> {
-        let state = self.read();
-        let membership = &state.membership;
-        (!membership.is_open()).then(|| {
-            membership
-                .admins()
-                .copied()
-                .chain(membership.members().map(|m| m.feed))
-                .collect()
-        })
-    }
-
-    /// Whether `feed` has been removed from the membership.
-    pub(crate) fn is_removed(&self, feed: &FeedId) -> bool {
-        self.read().membership.is_removed(feed)
-    }
-
-    /// Whether an admin admitted `feed` to the membership.
-    pub(crate) fn is_admitted(&self, feed: &FeedId) -> bool {
-        self.read().membership.admitted_from(feed).is_some()
-    }
-
-    /// Folds the held-back entries that are due at `now_ms`. Returns true if
-    /// one of them is an admin's: the membership may change, and the caller
-    /// must [`LiveView::rebuild`] (with the writer lock).
-    pub(crate) fn release(&self, now_ms: u64) -> bool {
-        let mut state = self.write();
-        let released = state.view.release(now_ms);
-        if released > 0 {
-            self.unsaved.store(true, Ordering::SeqCst);
-        }
-        let admin_due = state
-            .admin_held_until
-            .is_some_and(|wall| !is_beyond_drift(Timestamp::new(wall, 0), now_ms));
-        drop(state);
-        if released > 0 {
-            let _ = self.changes.send(SessionChange::Rebuilt);
-        }
-        admin_due
-    }
-
-    /// Drops records past the retention horizon (see [`SessionView::expire`]).
-    pub(crate) fn expire(&self, now_ms: u64) -> usize {
-        let dropped = self.write().view.expire(now_ms);
-        if dropped > 0 {
-            self.unsaved.store(true, Ordering::SeqCst);
-        }
-        dropped
-    }
-
-    /// Re-folds everything `store` holds (after a fork proof or a
-    /// membership change), replacing the state whole. Call with the node's
-    /// writer lock held.
-    pub(crate) fn rebuild(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
-        let admins = Membership::with_admins(self.read().membership.admins().copied());
-        let fresh = fold_store(store, &admins, now_ms)?;
-        *self.write() = fresh;
-        self.unsaved.store(true, Ordering::SeqCst);
-        let _ = self.changes.send(SessionChange::Rebuilt);
-        Ok(())
-    }
-
     /// The digest of the folded state (spec/SESSIONS.md §3).
     pub(crate) fn digest(&self) -> Hash {
         self.read().view.digest()
@@ -432,6 +337,109 @@ impl LiveView {
     /// How the view was built when the node started.
     pub(crate) fn started(&self) -> ViewStart {
         self.start
+    }
+}
+
+/// The session view as the node's application: membership operations in
+/// the admins' feeds decide what folds (spec/SESSIONS.md §5).
+impl Application for LiveView {
+    /// Folds entries `store` has just taken. If one changes the membership,
+    /// re-folds everything instead and returns true.
+    fn fold(
+        &self,
+        store: &dyn Store,
+        stored: &mut dyn Iterator<Item = (&Entry, &[u8])>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut folded = Vec::new();
+        let listened = self.changes.receiver_count() > 0;
+        self.unsaved.store(true, Ordering::SeqCst);
+        {
+            let mut state = self.write();
+            for (entry, payload) in stored {
+                match state.offer(entry, payload, now_ms, listened) {
+                    Outcome::Folded(changes) => folded.extend(changes),
+                    Outcome::Skipped => {}
+                    Outcome::MembershipChanged => {
+                        drop(state);
+                        self.refold(store, now_ms)?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        for change in folded {
+            let _ = self.changes.send(change);
+        }
+        Ok(false)
+    }
+
+    /// Re-folds everything `store` holds (after a fork proof or a
+    /// membership change), replacing the state whole.
+    fn refold(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
+        let admins = Membership::with_admins(self.read().membership.admins().copied());
+        let fresh = fold_store(store, &admins, now_ms)?;
+        *self.write() = fresh;
+        self.unsaved.store(true, Ordering::SeqCst);
+        let _ = self.changes.send(SessionChange::Rebuilt);
+        Ok(())
+    }
+
+    /// Folds the held-back entries that are due at `now_ms`. Returns true if
+    /// one of them is an admin's: the membership may change, so everything
+    /// must be re-folded.
+    fn tick(&self, now_ms: u64) -> bool {
+        let mut state = self.write();
+        let released = state.view.release(now_ms);
+        if released > 0 {
+            self.unsaved.store(true, Ordering::SeqCst);
+        }
+        let admin_due = state
+            .admin_held_until
+            .is_some_and(|wall| !is_beyond_drift(Timestamp::new(wall, 0), now_ms));
+        drop(state);
+        if released > 0 {
+            let _ = self.changes.send(SessionChange::Rebuilt);
+        }
+        admin_due
+    }
+
+    /// Drops records past the retention horizon (see [`SessionView::expire`]).
+    fn expire(&self, now_ms: u64) {
+        if self.write().view.expire(now_ms) > 0 {
+            self.unsaved.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Saves the view as a snapshot (spec/SESSIONS.md §6.7) if anything
+    /// was folded since the last one. Folds wait while the view is encoded;
+    /// reads do not.
+    fn checkpoint(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        self.save_snapshot(store)
+    }
+
+    /// The admins' and every admitted member's feeds, or `None` in an open
+    /// network.
+    fn taken_feeds(&self) -> Option<BTreeSet<FeedId>> {
+        let state = self.read();
+        let membership = &state.membership;
+        (!membership.is_open()).then(|| {
+            membership
+                .admins()
+                .copied()
+                .chain(membership.members().map(|m| m.feed))
+                .collect()
+        })
+    }
+
+    /// Whether an admin removed `feed` from the membership.
+    fn is_removed(&self, feed: &FeedId) -> bool {
+        self.read().membership.is_removed(feed)
+    }
+
+    /// Whether an admin admitted `feed` to the membership.
+    fn is_admitted(&self, feed: &FeedId) -> bool {
+        self.read().membership.admitted_from(feed).is_some()
     }
 }
 
@@ -569,10 +577,10 @@ mod tests {
         let admins = [admin.feed_id()];
         let view = LiveView::open(&store, &admins, NOW).unwrap();
         assert_eq!(view.read().membership.admitted_from(&member), None, "held back");
-        assert!(!view.release(NOW + 1), "not due yet");
-        assert!(view.release(ahead), "due: the caller re-folds");
-        view.rebuild(&store, ahead).unwrap();
+        assert!(!view.tick(NOW + 1), "not due yet");
+        assert!(view.tick(ahead), "due: the caller re-folds");
+        view.refold(&store, ahead).unwrap();
         assert_eq!(view.read().membership.admitted_from(&member), Some(1));
-        assert!(!view.release(ahead + 1));
+        assert!(!view.tick(ahead + 1));
     }
 }

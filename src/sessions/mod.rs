@@ -1,10 +1,14 @@
 //! The session store of a running node: typed reads from the live view and
-//! writes through group commit (spec/SESSIONS.md).
+//! writes through group commit (spec/SESSIONS.md). The live view is the
+//! node's [`Application`](crate::node::Application): [`Sessions::start`]
+//! starts a node with it.
 //!
 //! ```no_run
-//! # async fn demo(node: feedmesh::node::Node) -> Result<(), feedmesh::sessions::SessionError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! let sessions = node.sessions();
+//! use feedmesh::node::NodeConfig;
+//! use feedmesh::sessions::Sessions;
+//! let sessions = Sessions::start(NodeConfig::new("/var/lib/feedmesh")).await?;
 //! let written = sessions.put("sid-1", &"alice's data", Duration::from_secs(3600), Some("alice")).await?;
 //! // Durable locally; wait for two peers too if the caller needs it.
 //! sessions.wait_for_acks(&written, 2, Duration::from_secs(1)).await?;
@@ -30,11 +34,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Timestamp;
 use crate::feed::{FeedId, Hash};
-use crate::node::NodeError;
+use crate::net::{Network, TcpNetwork};
+use crate::node::{Node, NodeConfig, NodeError};
 use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
 
-pub(crate) use commit::{AppendFn, GuardFn, Pending, QUEUE_CAPACITY, run as run_group_commit};
-use commit::{Condition, Guard};
+use commit::{Condition, Guard, Pending, QUEUE_CAPACITY};
 pub(crate) use live::LiveView;
 pub use live::{SNAPSHOT_NAME, SessionChange, ViewStart, ViewStats};
 
@@ -150,18 +154,37 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The session store of a node ([`crate::node::Node::sessions`]). Cheap to
-/// clone: clones share the node.
+/// The session store of a node, and the node ([`Sessions::node`]). Cheap
+/// to clone: clones share the node.
 #[derive(Clone, Debug)]
 pub struct Sessions {
-    node: crate::node::Node,
+    node: Node,
     view: Arc<LiveView>,
     queue: mpsc::Sender<Pending>,
 }
 
 impl Sessions {
-    pub(crate) fn new(node: crate::node::Node, view: Arc<LiveView>, queue: mpsc::Sender<Pending>) -> Sessions {
-        Sessions { node, view, queue }
+    /// Starts a node ([`Node::start`]) whose application is the session
+    /// view, folded from what its store holds, and the group committer of
+    /// its writes. Needs a tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<Sessions, NodeError> {
+        Sessions::start_with(config, Arc::new(TcpNetwork)).await
+    }
+
+    /// [`Sessions::start`] over another [`Network`] (a simulated one, say).
+    pub async fn start_with(config: NodeConfig, network: Arc<dyn Network>) -> Result<Sessions, NodeError> {
+        let (node, view) = Node::start_with(config, network, |startup| {
+            LiveView::open(startup.store, startup.admins, startup.now_ms)
+        })
+        .await?;
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        node.spawn(|shutdown| commit::run(requests, node.clone(), view.clone(), shutdown));
+        Ok(Sessions { node, view, queue })
+    }
+
+    /// The node this session store writes to and folds from.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Creates or replaces the session `key` with `value` (any serde value,

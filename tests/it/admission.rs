@@ -11,6 +11,7 @@ use std::time::Duration;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::Sessions;
 use nodes::{addr, config, make_dir, start};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -26,7 +27,7 @@ const ATTACKERS: usize = 80;
 async fn start_victim(dir: &Path) -> Node {
     let mut config = config(dir, Vec::new());
     config.handshake_timeout = Duration::from_secs(120);
-    Node::start(config).await.expect("start victim")
+    Sessions::start(config).await.expect("start victim").node().clone()
 }
 
 /// Opens [`ATTACKERS`] TCP sockets to `node` that never send a byte, and
@@ -117,9 +118,10 @@ async fn with_admins_a_member_gets_in_while_key_holders_fill_the_connection_cap(
     }
     let mut config = config(&dirs[0], Vec::new());
     config.max_connections = 1;
-    let victim = Node::start(config).await.expect("start victim");
+    let sessions = Sessions::start(config).await.expect("start victim");
+    let victim = sessions.node().clone();
     let member = NodeDir::open(&dirs[3]).expect("open").feed_id();
-    victim.sessions().add_member(member, 1).await.expect("admit");
+    sessions.add_member(member, 1).await.expect("admit");
 
     // Two holders of the network key that are not members: the first takes
     // the one established slot, the second is refused at the cap.

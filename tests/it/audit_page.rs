@@ -37,14 +37,14 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let node = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
-    let sessions = node.sessions();
+    let sessions = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
     let value = json!({"user": "alice <b>&amp;</b>"});
     sessions.put(REVOKED, &value, HOUR, Some("alice")).await.expect("put");
     sessions.touch(REVOKED, 2 * HOUR).await.expect("touch");
     sessions.revoke(REVOKED).await.expect("revoke");
     sessions.put("s-live", &json!(1), HOUR, None).await.expect("put");
-    let api = serve_api(&node, ApiToken::new(TOKEN)).await;
+    let api = serve_api(&sessions, ApiToken::new(TOKEN)).await;
+    let node = sessions.node().clone();
     Fixture { node, api, key, tmp }
 }
 
@@ -144,7 +144,7 @@ async fn health_shows_what_peers_claimed() {
         api: _,
     } = fixture().await;
     let length = a.clock().expect("clock")[&a.id()];
-    let b = nodes::start(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(&a)]).await;
+    let b = nodes::start_sessions(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(&a)]).await;
     let api_b = serve_api(&b, None).await;
 
     let a_id = a.id().to_string();

@@ -16,12 +16,13 @@ use admins::{admin_dir, member_dir};
 use feedmesh::feed::{FeedId, Hash, Keypair, NewEntry, Timestamp, sign};
 use feedmesh::net::{MAX_MESSAGE, MIN_OUTBOX_SHARE};
 use feedmesh::node::{DEFAULT_OUTBOX_BUDGET, Node};
+use feedmesh::sessions::Sessions;
 use feedmesh::sync::{
     ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER,
     MAX_RECORDS_PER_MESSAGE, Message,
 };
 use hostile::Rogue;
-use nodes::{addr, config, eventually, net, start};
+use nodes::{addr, config, eventually, net, start, start_sessions};
 
 /// Waits until `node` holds `feed` up to `seq`.
 async fn until_holds(node: &Node, feed: FeedId, seq: u64) {
@@ -125,7 +126,7 @@ fn authors(count: usize) -> Vec<Keypair> {
 async fn start_with_budget(dir: &Path, max_feeds: usize) -> Node {
     let mut config = config(dir, vec![]);
     config.max_feeds = max_feeds;
-    Node::start(config).await.expect("start")
+    Sessions::start(config).await.expect("start").node().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,10 +208,10 @@ async fn with_admins_a_node_takes_only_members_feeds() {
     let net = net(0);
     let root = net.root();
     let (admin_path, admin_id) = admin_dir(root, &net.key);
-    let admin = start(&admin_path, vec![]).await;
+    let sessions = start_sessions(&admin_path, vec![]).await;
+    let admin = sessions.node().clone();
     let b = start(&member_dir(root, "b", &net.key, admin_id), vec![addr(&admin)]).await;
     let outsider = start(&member_dir(root, "x", &net.key, admin_id), vec![addr(&b)]).await;
-    let sessions = admin.sessions();
     sessions.add_member(b.id(), 1).await.expect("admit b");
     until_holds(&b, admin_id, 1).await;
 
@@ -331,7 +332,7 @@ async fn stalled_large_messages_hold_no_more_than_the_buffer_budget_and_are_drop
     let mut settings = config(&net.dirs[1], vec![]);
     settings.buffer_budget = BUDGET;
     settings.message_deadline = Duration::from_secs(2);
-    let b = Node::start(settings).await.expect("start");
+    let b = Sessions::start(settings).await.expect("start").node().clone();
     let a = start(&net.dirs[0], vec![addr(&b)]).await;
     let c = start(&net.dirs[2], vec![addr(&b)]).await;
     let before = latency(&a, &c, "before the attack").await;

@@ -20,7 +20,7 @@ use feedmesh::node_dir::NodeDir;
 use feedmesh::sessions::{Refusal, SessionError, Sessions};
 use feedmesh::store::{Store, StoreError};
 use feedmesh::writer::FeedWriter;
-use nodes::{addr, eventually, make_dir, start};
+use nodes::{addr, eventually, make_dir, start_sessions};
 use tempfile::TempDir;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -43,74 +43,81 @@ async fn a_rogue_member_removed_from_where_it_went_rogue_leaves_no_trace() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
     let (admin_path, admin_id) = admin_dir(root.path(), &key);
-    let admin = start(&admin_path, vec![]).await;
-    let b = start(&member_dir(root.path(), "b", &key, admin_id), vec![addr(&admin)]).await;
-    let rogue = start(
+    let admin = start_sessions(&admin_path, vec![]).await;
+    let b = start_sessions(&member_dir(root.path(), "b", &key, admin_id), vec![addr(admin.node())]).await;
+    let rogue = start_sessions(
         &member_dir(root.path(), "rogue", &key, admin_id),
-        vec![addr(&admin), addr(&b)],
+        vec![addr(admin.node()), addr(b.node())],
     )
     .await;
-    let (sa, sb, sr) = (admin.sessions(), b.sessions(), rogue.sessions());
 
     // Before admission, the rogue's writes would fold nowhere: they are refused.
-    let early = sr.put("early", &"too soon".to_string(), HOUR, None).await;
+    let early = rogue.put("early", &"too soon".to_string(), HOUR, None).await;
     assert!(
         matches!(early, Err(SessionError::Refused(Refusal::NotMember))),
         "{early:?}"
     );
-    assert_eq!(rogue.store().latest(&rogue.id()).unwrap(), None);
-    sa.add_member(b.id(), 1).await.unwrap();
-    sa.add_member(rogue.id(), 1).await.unwrap();
+    assert_eq!(rogue.node().store().latest(&rogue.node().id()).unwrap(), None);
+    admin.add_member(b.node().id(), 1).await.unwrap();
+    admin.add_member(rogue.node().id(), 1).await.unwrap();
     for node in [&b, &rogue] {
         eventually("the admissions arrive", || {
-            node.sessions().membership().folds(b.id(), 1) && node.sessions().membership().folds(rogue.id(), 1)
+            node.membership().folds(b.node().id(), 1) && node.membership().folds(rogue.node().id(), 1)
         })
         .await;
     }
     assert!(matches!(
-        sb.add_member(b.id(), 1).await.unwrap_err(),
+        b.add_member(b.node().id(), 1).await.unwrap_err(),
         SessionError::NotAdmin
     ));
 
     // Honest traffic from everyone.
     let owners = ["alice", "bob", "carol"];
     for (i, owner) in owners.iter().enumerate() {
-        sa.put(format!("a{i}"), &format!("admin's {owner}"), HOUR, Some(owner))
+        admin
+            .put(format!("a{i}"), &format!("admin's {owner}"), HOUR, Some(owner))
             .await
             .unwrap();
-        sb.put(format!("b{i}"), &format!("b's {owner}"), HOUR, Some(owner))
+        b.put(format!("b{i}"), &format!("b's {owner}"), HOUR, Some(owner))
             .await
             .unwrap();
-        sr.put(format!("r{i}"), &format!("r's {owner}"), HOUR, Some(owner))
+        rogue
+            .put(format!("r{i}"), &format!("r's {owner}"), HOUR, Some(owner))
             .await
             .unwrap();
     }
-    converged(&[&admin, &b, &rogue]).await;
-    assert_eq!(value(&sb, "early"), None);
-    assert_eq!(value(&sb, "r1").as_deref(), Some("r's bob"));
-    let honest = sb.digest();
-    assert_eq!(sa.digest(), honest);
-    assert_eq!(sr.digest(), honest);
+    converged(&[admin.node(), b.node(), rogue.node()]).await;
+    assert_eq!(value(&b, "early"), None);
+    assert_eq!(value(&b, "r1").as_deref(), Some("r's bob"));
+    let honest = b.digest();
+    assert_eq!(admin.digest(), honest);
+    assert_eq!(rogue.digest(), honest);
 
     // The rogue turns: from its next entry on, it rewrites values, revokes
     // every session and logs every owner out everywhere.
-    let went_rogue = rogue.store().latest(&rogue.id()).unwrap().unwrap() + 1;
+    let went_rogue = rogue.node().store().latest(&rogue.node().id()).unwrap().unwrap() + 1;
     for i in 0..owners.len() {
-        sr.put(format!("a{i}"), &"pwned".to_string(), HOUR, None).await.unwrap();
-        sr.revoke(format!("b{i}")).await.unwrap();
+        rogue
+            .put(format!("a{i}"), &"pwned".to_string(), HOUR, None)
+            .await
+            .unwrap();
+        rogue.revoke(format!("b{i}")).await.unwrap();
     }
     for owner in owners {
-        sr.revoke_owner(owner).await.unwrap();
+        rogue.revoke_owner(owner).await.unwrap();
     }
-    converged(&[&admin, &b, &rogue]).await;
-    for s in [&sa, &sb] {
+    converged(&[admin.node(), b.node(), rogue.node()]).await;
+    for s in [&admin, &b] {
         assert_eq!(s.stats().sessions, 0, "the rogue's damage is everywhere");
     }
 
     // The admin removes it from where it went rogue.
-    sa.remove_member(rogue.id(), Some(went_rogue)).await.unwrap();
-    eventually("the removal reaches b", || sb.membership().is_removed(&rogue.id())).await;
-    for s in [&sa, &sb] {
+    admin.remove_member(rogue.node().id(), Some(went_rogue)).await.unwrap();
+    eventually("the removal reaches b", || {
+        b.membership().is_removed(&rogue.node().id())
+    })
+    .await;
+    for s in [&admin, &b] {
         assert_eq!(s.digest(), honest, "sessions are back exactly as they were");
         for (i, owner) in owners.iter().enumerate() {
             assert_eq!(value(s, &format!("a{i}")), Some(format!("admin's {owner}")));
@@ -121,29 +128,30 @@ async fn a_rogue_member_removed_from_where_it_went_rogue_leaves_no_trace() {
 
     // The transport refuses the removed member: it ends up connected to no one.
     eventually("the rogue is cut off", || {
-        admin.peers().iter().all(|p| p.id != rogue.id()) && b.peers().iter().all(|p| p.id != rogue.id())
+        admin.node().peers().iter().all(|p| p.id != rogue.node().id())
+            && b.node().peers().iter().all(|p| p.id != rogue.node().id())
     })
     .await;
     // A later write is refused if the rogue holds its removal, and never reaches b if not.
-    match sr.put("later", &"still rogue".to_string(), HOUR, None).await {
+    match rogue.put("later", &"still rogue".to_string(), HOUR, None).await {
         Err(refused) => assert!(matches!(refused, SessionError::Refused(Refusal::NotMember))),
         Ok(more) => {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(b.store().latest(&rogue.id()).unwrap().unwrap() < more.seq);
+            assert!(b.node().store().latest(&rogue.node().id()).unwrap().unwrap() < more.seq);
         }
     }
-    assert!(b.peers().iter().all(|p| p.id != rogue.id()));
-    assert_eq!(sb.digest(), honest);
+    assert!(b.node().peers().iter().all(|p| p.id != rogue.node().id()));
+    assert_eq!(b.digest(), honest);
 
     // The view rebuilt at a restart agrees.
     let b_dir = NodeDir::open(&root.path().join("b")).unwrap().path().to_path_buf();
-    b.shutdown().await;
-    drop((sb, b));
-    let b = start(&b_dir, vec![]).await;
-    assert_eq!(b.sessions().digest(), honest);
-    assert_eq!(b.sessions().stats().removed_members, 1);
+    b.node().shutdown().await;
+    drop(b);
+    let b = start_sessions(&b_dir, vec![]).await;
+    assert_eq!(b.digest(), honest);
+    assert_eq!(b.stats().removed_members, 1);
     for node in [admin, b, rogue] {
-        node.shutdown().await;
+        node.node().shutdown().await;
     }
 }
 
@@ -151,16 +159,16 @@ async fn a_rogue_member_removed_from_where_it_went_rogue_leaves_no_trace() {
 async fn without_admin_keys_every_holder_of_the_network_key_is_a_member() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
-    b.sessions().put("k", &"v".to_string(), HOUR, None).await.unwrap();
-    eventually("b's put on a", || a.sessions().get::<String>("k").unwrap().is_some()).await;
+    let a = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
+    b.put("k", &"v".to_string(), HOUR, None).await.unwrap();
+    eventually("b's put on a", || a.get::<String>("k").unwrap().is_some()).await;
     assert!(matches!(
-        a.sessions().remove_member(b.id(), None).await.unwrap_err(),
+        a.remove_member(b.node().id(), None).await.unwrap_err(),
         SessionError::NotAdmin
     ));
-    a.shutdown().await;
-    b.shutdown().await;
+    a.node().shutdown().await;
+    b.node().shutdown().await;
 }
 
 /// Signs `payloads` as the next entries of `keys`'s feed in `store`.
@@ -219,13 +227,12 @@ async fn a_forked_feed_folds_only_below_the_fork() {
         let error = store.append(&verified(&right[2..])).unwrap_err();
         assert!(matches!(error, StoreError::Fork { .. }), "{error}");
     }
-    let node = start(&observer, vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&observer, vec![]).await;
     assert_eq!(value(&sessions, "one").as_deref(), Some("one"));
     assert_eq!(value(&sessions, "two").as_deref(), Some("two"));
     assert_eq!(value(&sessions, "left"), None, "entry 3 is past the fork");
     assert_eq!(sessions.stats().forked_feeds, 1);
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
@@ -233,10 +240,14 @@ async fn an_admins_node_changes_the_membership_over_http() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
     let (admin_path, admin_id) = admin_dir(root.path(), &key);
-    let admin = start(&admin_path, vec![]).await;
-    let member = start(&member_dir(root.path(), "member", &key, admin_id), vec![addr(&admin)]).await;
+    let admin = start_sessions(&admin_path, vec![]).await;
+    let member = start_sessions(
+        &member_dir(root.path(), "member", &key, admin_id),
+        vec![addr(admin.node())],
+    )
+    .await;
     let (admin_api, member_api) = (api::serve_api(&admin, None).await, api::serve_api(&member, None).await);
-    let path = format!("/v1/members/{}", member.id());
+    let path = format!("/v1/members/{}", member.node().id());
 
     let added = http::post(admin_api, &path, b"").await;
     assert_eq!(added.status, 200, "{}", added.text());
@@ -244,32 +255,25 @@ async fn an_admins_node_changes_the_membership_over_http() {
     let listed = http::get(admin_api, "/v1/members").await.json();
     assert_eq!(listed["open"], false);
     assert_eq!(listed["admins"][0], admin_id.to_string());
-    assert_eq!(listed["members"][0]["feed"], member.id().to_string());
+    assert_eq!(listed["members"][0]["feed"], member.node().id().to_string());
     assert_eq!(listed["members"][0]["from_seq"], 1);
     assert!(listed["members"][0]["until_seq"].is_null());
 
     // The member's write folds on the admin's node, then the removal from
     // its next entry on stops the ones after.
     eventually("the member holds its admission", || {
-        member.sessions().membership().folds(member.id(), 1)
+        member.membership().folds(member.node().id(), 1)
     })
     .await;
-    let before = member.sessions().put("k", &"v".to_string(), HOUR, None).await.unwrap();
-    eventually("the member's put on the admin", || {
-        value(&admin.sessions(), "k").is_some()
-    })
-    .await;
+    let before = member.put("k", &"v".to_string(), HOUR, None).await.unwrap();
+    eventually("the member's put on the admin", || value(&admin, "k").is_some()).await;
     let body = format!(r#"{{"from_seq": {}}}"#, before.seq + 1);
     // (No acks asked: the only peer is the member, whom the removal cuts off.)
     let removed = http::post(admin_api, &format!("{path}/remove"), body.as_bytes()).await;
     assert_eq!(removed.status, 200, "{}", removed.text());
     let listed = http::get(admin_api, "/v1/members").await.json();
     assert_eq!(listed["members"][0]["until_seq"], before.seq + 1);
-    assert_eq!(
-        value(&admin.sessions(), "k").as_deref(),
-        Some("v"),
-        "what came before stays"
-    );
+    assert_eq!(value(&admin, "k").as_deref(), Some("v"), "what came before stays");
 
     // Only an admin may; a malformed id or body is refused.
     let refused = http::post(member_api, &path, b"").await;
@@ -277,6 +281,6 @@ async fn an_admins_node_changes_the_membership_over_http() {
     assert_eq!(http::post(admin_api, "/v1/members/feed_nope", b"").await.status, 400);
     assert_eq!(http::post(admin_api, &path, b"{\"from\": 1}").await.status, 400);
     assert_eq!(http::post(admin_api, &path, b"{\"from_seq\": 0}").await.status, 400);
-    admin.shutdown().await;
-    member.shutdown().await;
+    admin.node().shutdown().await;
+    member.node().shutdown().await;
 }

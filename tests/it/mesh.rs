@@ -11,6 +11,7 @@ use std::time::Duration;
 use feedmesh::feed::{FeedId, MAX_PAYLOAD, record_len};
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig, NodeError};
+use feedmesh::sessions::Sessions;
 use feedmesh::store::Store;
 use feedmesh::sync::MAX_FRAME;
 use hostile::Rogue;
@@ -280,8 +281,8 @@ async fn two_nodes_dialing_each_other_keep_one_connection() {
     config_b.dir = net.dirs[1].clone();
     config_b.listen = Some(b_addr);
     config_b.peers = vec![a_addr];
-    let (a, b) = tokio::join!(Node::start(config_a), Node::start(config_b));
-    let (a, b) = (a.expect("start a"), b.expect("start b"));
+    let (a, b) = tokio::join!(Sessions::start(config_a), Sessions::start(config_b));
+    let (a, b) = (a.expect("start a").node().clone(), b.expect("start b").node().clone());
     write(&a, 5, "a").await;
     write(&b, 5, "b").await;
     converge(&[&a, &b], &BTreeMap::from([(a.id(), 5), (b.id(), 5)])).await;
@@ -353,7 +354,7 @@ async fn the_connection_cap_refuses_extra_peers() {
     let mut config = NodeConfig::new(&net.dirs[0]);
     config.listen = Some(localhost());
     config.max_connections = 1;
-    let hub = Node::start(config).await.expect("start");
+    let hub = Sessions::start(config).await.expect("start").node().clone();
     let first = start(&net.dirs[1], vec![addr(&hub)]).await;
     let started = Instant::now();
     while hub.peers().is_empty() {

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use feedmesh::feed::FeedId;
 use feedmesh::net::NetworkKey;
-use feedmesh::node::Node;
+use feedmesh::sessions::Sessions;
 use http::Request;
-use nodes::{addr, config, eventually, make_dir, start};
+use nodes::{addr, config, eventually, make_dir, start, start_sessions};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -46,10 +46,10 @@ async fn until_ready_is(api: std::net::SocketAddr, status: u16) -> Value {
 }
 
 /// A member node that takes an admin feed heard within 300 ms as recent.
-async fn start_member(dir: &Path, peers: Vec<std::net::SocketAddr>) -> Node {
+async fn start_member(dir: &Path, peers: Vec<std::net::SocketAddr>) -> Sessions {
     let mut config = config(dir, peers);
     config.ready_admin_within = Duration::from_millis(300);
-    Node::start(config).await.expect("start")
+    Sessions::start(config).await.expect("start")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,10 +58,11 @@ async fn a_node_that_never_heard_from_an_admin_is_not_ready_and_says_so() {
     let key = NetworkKey::generate().expect("key");
     let (admin_path, admin_id) = admins::admin_dir(root.path(), &key);
     let member_path = admins::member_dir(root.path(), "b", &key, admin_id);
-    let member = start_member(&member_path, vec![]).await;
+    let member_sessions = start_member(&member_path, vec![]).await;
+    let member = member_sessions.node();
 
     // Alone, the member has never heard from the admin.
-    let api = api::serve_api(&member, None).await;
+    let api = api::serve_api(&member_sessions, None).await;
     let body = until_ready_is(api, 503).await;
     assert_eq!(body["reasons"][0], "no admin feed heard within 300 ms");
     let (_, status) = get(api, "/v1/status").await;
@@ -79,8 +80,8 @@ async fn a_node_that_never_heard_from_an_admin_is_not_ready_and_says_so() {
     assert_eq!(admin_line["heard_at_ms"], Value::Null);
 
     // The admin connects and admits it: it holds the admin's feed and is ready.
-    let admin = start(&admin_path, vec![addr(&member)]).await;
-    admin.sessions().add_member(member.id(), 1).await.expect("admit");
+    let admin = start_sessions(&admin_path, vec![addr(member)]).await;
+    admin.add_member(member.id(), 1).await.expect("admit");
     eventually("the admission arrives", || {
         member.clock().expect("clock").contains_key(&admin_id)
     })
@@ -94,7 +95,7 @@ async fn a_node_that_never_heard_from_an_admin_is_not_ready_and_says_so() {
     assert!(metrics.contains(&heard), "{metrics}");
 
     // The admin gone, what was heard from it ages past the bound.
-    admin.shutdown().await;
+    admin.node().shutdown().await;
     let body = until_ready_is(api, 503).await;
     assert_eq!(body["reasons"][0], "no admin feed heard within 300 ms");
     assert_eq!(body["admins"][0]["seq"], 1, "still held, no longer recent");
@@ -112,8 +113,9 @@ async fn a_node_is_ready_only_once_it_holds_what_its_peers_claimed() {
         source.append_batch(&batch).await.expect("append");
     }
     let held = source.store().latest(&source.id()).expect("latest").expect("some");
-    let fresh = start(&make_dir(root.path(), "fresh", &key), vec![addr(&source)]).await;
-    let api = api::serve_api(&fresh, None).await;
+    let fresh_sessions = start_sessions(&make_dir(root.path(), "fresh", &key), vec![addr(&source)]).await;
+    let fresh = fresh_sessions.node();
+    let api = api::serve_api(&fresh_sessions, None).await;
 
     let (status, body) = get(api, "/v1/ready").await;
     if status == 503 {

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use feedmesh::net::NetworkKey;
-use feedmesh::node::Node;
 use feedmesh::resp::{RespError, RespServer};
+use feedmesh::sessions::Sessions;
 use feedmesh::token::ApiToken;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value, cmd};
@@ -24,9 +24,9 @@ use tokio::net::TcpStream;
 /// How long any wait of these tests may take.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Serves the Redis protocol of `node` on loopback until the test ends.
-async fn serve_resp(node: &Node, token: Option<ApiToken>) -> SocketAddr {
-    let server = RespServer::bind(nodes::localhost(), node.clone(), token)
+/// Serves the Redis protocol of `sessions` on loopback until the test ends.
+async fn serve_resp(sessions: &Sessions, token: Option<ApiToken>) -> SocketAddr {
+    let server = RespServer::bind(nodes::localhost(), sessions.clone(), token)
         .await
         .expect("bind the Redis protocol endpoint");
     let addr = server.local_addr();
@@ -108,10 +108,10 @@ fn lines(n: usize) -> impl Fn(&[u8]) -> bool {
 }
 
 /// One node with its Redis protocol endpoint.
-async fn single(token: Option<ApiToken>) -> (Node, SocketAddr, tempfile::TempDir) {
+async fn single(token: Option<ApiToken>) -> (Sessions, SocketAddr, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let node = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
+    let node = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
     let addr = serve_resp(&node, token).await;
     (node, addr, tmp)
 }
@@ -120,16 +120,16 @@ async fn single(token: Option<ApiToken>) -> (Node, SocketAddr, tempfile::TempDir
 async fn a_three_node_mesh_over_redis() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let a = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
-    let b = nodes::start(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(&a)]).await;
-    let c = nodes::start(
+    let a = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
+    let b = nodes::start_sessions(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(a.node())]).await;
+    let c = nodes::start_sessions(
         &nodes::make_dir(tmp.path(), "c", &key),
-        vec![nodes::addr(&a), nodes::addr(&b)],
+        vec![nodes::addr(a.node()), nodes::addr(b.node())],
     )
     .await;
     let mesh = [a.clone(), b.clone(), c.clone()];
     eventually("every node has two peers", || async {
-        mesh.iter().all(|node| node.peers().len() == 2)
+        mesh.iter().all(|node| node.node().peers().len() == 2)
     })
     .await;
     let mut cons = Vec::new();
@@ -141,7 +141,13 @@ async fn a_three_node_mesh_over_redis() {
     assert_eq!(ok::<i64>(&mut cons[0], &["WAIT", "2", "5000"]).await, 2);
 
     // A pipeline of writes: answered in order, read back, in few entries.
-    let before = a.clock().expect("clock").get(&a.id()).copied().unwrap_or(0);
+    let before = a
+        .node()
+        .clock()
+        .expect("clock")
+        .get(&a.node().id())
+        .copied()
+        .unwrap_or(0);
     let mut pipe = redis::pipe();
     for i in 0..200 {
         pipe.cmd("SET").arg(format!("p{i}")).arg(format!("v{i}"));
@@ -150,7 +156,7 @@ async fn a_three_node_mesh_over_redis() {
     let mut answers: Vec<Value> = pipe.query_async(&mut cons[0]).await.expect("pipeline");
     assert_eq!(answers.pop(), Some(Value::BulkString(b"v199".to_vec())));
     assert!(answers.iter().all(|answer| *answer == Value::Okay), "{answers:?}");
-    let entries = a.clock().expect("clock")[&a.id()] - before;
+    let entries = a.node().clock().expect("clock")[&a.node().id()] - before;
     assert!(
         entries < 200,
         "200 pipelined SETs took {entries} entries: no group commit"
@@ -178,7 +184,7 @@ async fn a_three_node_mesh_over_redis() {
     );
 
     // A logout on C holds everywhere, for good.
-    let c_has = || async { c.sessions().get_raw("sid-1").is_some() };
+    let c_has = || async { c.get_raw("sid-1").is_some() };
     eventually("C holds the login", c_has).await;
     assert_eq!(ok::<i64>(&mut cons[2], &["DEL", "sid-1", "never-put"]).await, 1);
     assert_eq!(ok::<i64>(&mut cons[2], &["WAIT", "2", "5000"]).await, 2);
@@ -191,7 +197,7 @@ async fn a_three_node_mesh_over_redis() {
         assert_eq!(ok::<i64>(con, &["DEL", "sid-1"]).await, 0);
     }
     // The key never put here is revoked too: a late login cannot land.
-    assert!(a.sessions().is_revoked("never-put") || c.sessions().is_revoked("never-put"));
+    assert!(a.is_revoked("never-put") || c.is_revoked("never-put"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,10 +456,9 @@ async fn auth_on_a_token_protected_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_across_doors() {
-    let (node, addr, _tmp) = single(None).await;
-    let api = serve_api(&node, None).await;
+    let (sessions, addr, _tmp) = single(None).await;
+    let api = serve_api(&sessions, None).await;
     let mut con = connect(addr).await;
-    let sessions = node.sessions();
     let ttl = Duration::from_secs(60);
     // RESP text: a JSON string over HTTP, a String in Rust.
     let _: () = ok(&mut con, &["SET", "t", "héllo"]).await;
@@ -535,7 +540,7 @@ async fn writes_from_a_node_not_admitted_are_notmember() {
         .expect("open")
         .set_admins(&[feedmesh::feed::FeedId([9; 32])])
         .expect("admins");
-    let node = nodes::start(&dir, vec![]).await;
+    let node = nodes::start_sessions(&dir, vec![]).await;
     let mut con = connect(serve_resp(&node, None).await).await;
     let not_member = Err("NOTMEMBER this node is not a member of the network".to_string());
     assert_eq!(run::<()>(&mut con, &["SET", "s", "v"]).await, not_member);
@@ -545,7 +550,11 @@ async fn writes_from_a_node_not_admitted_are_notmember() {
         not_member
     );
     assert_eq!(ok::<i64>(&mut con, &["EXPIRE", "s", "10"]).await, 0);
-    assert_eq!(node.clock().expect("clock").get(&node.id()), None, "nothing appended");
+    assert_eq!(
+        node.node().clock().expect("clock").get(&node.node().id()),
+        None,
+        "nothing appended"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
+use feedmesh::sessions::Sessions;
 use http::{Request, Response};
-use nodes::{addr, localhost, make_dir, start};
+use nodes::{addr, localhost, make_dir, start_sessions};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -35,24 +36,25 @@ struct Instance {
 /// returns once every node is connected to both others.
 async fn three_instances(root: &TempDir) -> Vec<Instance> {
     let key = NetworkKey::generate().expect("key");
-    let mut nodes: Vec<Node> = Vec::new();
+    let mut nodes: Vec<Sessions> = Vec::new();
     for name in ["a", "b", "c"] {
-        let peers = nodes.iter().map(addr).collect();
-        nodes.push(start(&make_dir(root.path(), name, &key), peers).await);
+        let peers = nodes.iter().map(|sessions| addr(sessions.node())).collect();
+        nodes.push(start_sessions(&make_dir(root.path(), name, &key), peers).await);
     }
     let began = Instant::now();
-    while !nodes.iter().all(|n| n.peers().len() == 2) {
+    while !nodes.iter().all(|n| n.node().peers().len() == 2) {
         assert!(began.elapsed() < DEADLINE, "no full mesh in {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut instances = Vec::new();
-    for node in nodes {
+    for sessions in nodes {
         let listener = tokio::net::TcpListener::bind(localhost()).await.expect("bind HTTP");
         let http = listener.local_addr().expect("HTTP address");
         // Each write waits for both other nodes: a cookie is usable
         // everywhere by the time the browser gets it (the polls below
         // still allow for a slow fold).
-        let app = app::app(node.sessions(), 2);
+        let node = sessions.node().clone();
+        let app = app::app(sessions, 2);
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         instances.push(Instance { node, http });
     }

@@ -15,6 +15,7 @@ use api::serve_api;
 use feedmesh::api::ApiToken;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
+use feedmesh::sessions::Sessions;
 use http::{DEADLINE, Request, Response, get};
 use serde_json::{Value, json};
 
@@ -52,8 +53,8 @@ async fn status_becomes(api: SocketAddr, path: &str, status: u16) -> Response {
 
 /// Two connected nodes A and B, with their APIs.
 struct Pair {
-    a: Node,
-    b: Node,
+    a: Sessions,
+    b: Sessions,
     api_a: SocketAddr,
     api_b: SocketAddr,
     _tmp: tempfile::TempDir,
@@ -62,10 +63,10 @@ struct Pair {
 async fn pair() -> Pair {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let a = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
-    let b = nodes::start(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(&a)]).await;
+    let a = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
+    let b = nodes::start_sessions(&nodes::make_dir(tmp.path(), "b", &key), vec![nodes::addr(a.node())]).await;
     eventually("the nodes connect", || async {
-        (!a.peers().is_empty() && !b.peers().is_empty()).then_some(())
+        (!a.node().peers().is_empty() && !b.node().peers().is_empty()).then_some(())
     })
     .await;
     let (api_a, api_b) = (serve_api(&a, None).await, serve_api(&b, None).await);
@@ -96,7 +97,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
         .await;
     assert_eq!(written.status, 200, "{}", written.text());
     let written = written.json();
-    assert_eq!(written["author"], a.id().to_string());
+    assert_eq!(written["author"], a.node().id().to_string());
     assert_eq!(written["acked"], 1);
     let expires_at = written["expires_at"].as_u64().expect("expires_at");
     assert!(
@@ -110,7 +111,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
     assert_eq!(
         read,
         json!({"value": value, "expires_at": expires_at, "owner": "alice",
-               "author": a.id().to_string(), "seq": written["seq"]})
+               "author": a.node().id().to_string(), "seq": written["seq"]})
     );
 
     // B extends the session; A reads the later expiry.
@@ -120,7 +121,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
         .await;
     assert_eq!(touched.status, 200, "{}", touched.text());
     let touched = touched.json();
-    assert_eq!(touched["author"], b.id().to_string());
+    assert_eq!(touched["author"], b.node().id().to_string());
     let extended = touched["expires_at"].as_u64().expect("expires_at");
     assert!(extended >= expires_at + 3_600_000, "{touched}");
     eventually("A reads the touch", || async {
@@ -165,7 +166,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
         status_becomes(api_b, "/v1/sessions/a%2Fb%20c", 200).await.json()["value"],
         Value::Null
     );
-    assert!(a.sessions().get_raw("a/b c").is_some());
+    assert!(a.get_raw("a/b c").is_some());
 
     // Once both hold the same entries, their digests are equal.
     let (digest_a, digest_b) = eventually("the clocks are equal", || async {
@@ -179,13 +180,13 @@ async fn writes_on_one_node_are_read_on_the_other() {
     assert_eq!(digest_a, digest_b);
     assert_eq!(digest_a["digest"].as_str().map(str::len), Some(64), "{digest_a}");
     assert_eq!(
-        digest_a["clock"][a.id().to_string()],
+        digest_a["clock"][a.node().id().to_string()],
         5,
         "the refused put appended nothing: {digest_a}"
     );
     assert_eq!(digest_a["sessions"], 2, "s4 and a/b c: {digest_a}");
     assert_eq!(digest_a["held_back"], 0);
-    assert_eq!(digest_a["digest"], a.sessions().digest().to_string());
+    assert_eq!(digest_a["digest"], a.digest().to_string());
 
     // Five peers cannot acknowledge: 504, the write made all the same.
     let short = Request::new("PUT", "/v1/sessions/s5?acks=5&timeout_ms=100")
@@ -195,7 +196,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
     assert_eq!(short.status, 504, "{}", short.text());
     let short = short.json();
     assert_eq!(short["acked"], 1);
-    assert_eq!(short["author"], a.id().to_string());
+    assert_eq!(short["author"], a.node().id().to_string());
     assert!(
         short["error"].as_str().is_some_and(|e| e.contains("stored durably")),
         "{short}"
@@ -207,7 +208,7 @@ async fn writes_on_one_node_are_read_on_the_other() {
 async fn malformed_writes_are_400_with_one_line() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let node = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
+    let node = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
     let api = serve_api(&node, None).await;
     let long_key = "k".repeat(129);
     let ok = json!({"value": 1, "ttl_secs": 60});
@@ -269,7 +270,7 @@ async fn malformed_writes_are_400_with_one_line() {
         assert_eq!(error.lines().count(), 1, "{what}: {error}");
     }
     // Nothing was written; a 128-byte key is fine.
-    assert_eq!(node.clock().expect("clock").len(), 0);
+    assert_eq!(node.node().clock().expect("clock").len(), 0);
     let answer = put(api, &"k".repeat(128), ok).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let missing = get(api, "/v1/sessions/never").await;
@@ -282,7 +283,7 @@ async fn malformed_writes_are_400_with_one_line() {
 async fn the_session_routes_need_the_token() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = NetworkKey::generate().expect("key");
-    let node = nodes::start(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
+    let node = nodes::start_sessions(&nodes::make_dir(tmp.path(), "a", &key), vec![]).await;
     let api = serve_api(&node, ApiToken::new("t0ken")).await;
     let body = json!({"value": 1, "ttl_secs": 60});
     assert_eq!(put(api, "k", body.clone()).await.status, 401);
@@ -320,9 +321,9 @@ async fn writes_to_a_revoked_key_are_409_and_append_nothing() {
     );
     assert_eq!(delete(api_a, "/v1/sessions/gone").await.status, 200);
     let revoked = "the session key is revoked";
-    refused(api_a, &a, put_request("gone"), revoked).await;
-    refused(api_a, &a, touch_request("gone"), revoked).await;
-    refused(api_a, &a, Request::new("DELETE", "/v1/sessions/gone"), revoked).await;
+    refused(api_a, a.node(), put_request("gone"), revoked).await;
+    refused(api_a, a.node(), touch_request("gone"), revoked).await;
+    refused(api_a, a.node(), Request::new("DELETE", "/v1/sessions/gone"), revoked).await;
     // Another key is written as before.
     assert_eq!(
         put(api_a, "other", json!({"value": 1, "ttl_secs": 60})).await.status,
@@ -340,15 +341,15 @@ async fn session_writes_from_a_node_not_admitted_are_409() {
         .unwrap()
         .set_admins(&[feedmesh::feed::FeedId([9; 32])])
         .unwrap();
-    let node = nodes::start(&dir, vec![]).await;
+    let node = nodes::start_sessions(&dir, vec![]).await;
     let api = serve_api(&node, None).await;
     let not_member = "this node is not a member of the network";
-    refused(api, &node, put_request("s"), not_member).await;
-    refused(api, &node, touch_request("s"), not_member).await;
-    refused(api, &node, Request::new("DELETE", "/v1/sessions/s"), not_member).await;
+    refused(api, node.node(), put_request("s"), not_member).await;
+    refused(api, node.node(), touch_request("s"), not_member).await;
+    refused(api, node.node(), Request::new("DELETE", "/v1/sessions/s"), not_member).await;
     refused(
         api,
-        &node,
+        node.node(),
         Request::new("DELETE", "/v1/owners/alice/sessions"),
         not_member,
     )
@@ -379,14 +380,18 @@ async fn preconditions_make_create_and_update_and_owners_are_listed() {
 
     // Once b holds them, a create there is 412 and writes nothing.
     status_becomes(api_b, "/v1/sessions/s2", 200).await;
-    let before = b.clock().expect("clock");
+    let before = b.node().clock().expect("clock");
     let answer = create("s1", 9).send(api_b).await;
     assert_eq!(answer.status, 412, "{}", answer.text());
     assert_eq!(answer.json()["error"], "refused: a live session exists under the key");
     let answer = update("never", 9).send(api_b).await;
     assert_eq!(answer.status, 412, "{}", answer.text());
     assert_eq!(answer.json()["error"], "refused: no live session under the key");
-    assert_eq!(b.clock().expect("clock"), before, "a failed precondition appended");
+    assert_eq!(
+        b.node().clock().expect("clock"),
+        before,
+        "a failed precondition appended"
+    );
 
     assert_eq!(update("s1", 3).send(api_b).await.status, 200);
     let read = get(api_b, "/v1/sessions/s1").await.json();
@@ -411,7 +416,7 @@ async fn preconditions_make_create_and_update_and_owners_are_listed() {
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["s1", "s2"]);
-    assert_eq!(listed["sessions"][0]["author"], b.id().to_string());
+    assert_eq!(listed["sessions"][0]["author"], b.node().id().to_string());
 
     let answer = delete(api_b, "/v1/owners/bob/sessions").await;
     assert_eq!(answer.status, 200, "{}", answer.text());

@@ -17,7 +17,7 @@ use feedmesh::node_dir::NodeDir;
 use feedmesh::sessions::{Refusal, SNAPSHOT_NAME, SessionChange, SessionError, Sessions, ViewStart};
 use feedmesh::store::Store;
 use feedmesh::view::{Op, decode_ops};
-use nodes::{addr, make_dir, start, start_with_clock};
+use nodes::{addr, make_dir, start_sessions, start_with_clock};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -63,19 +63,18 @@ fn own_entries(node: &Node) -> Vec<Vec<Op>> {
 async fn one_node_reads_its_own_writes() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
 
     assert_eq!(sessions.get::<Login>("sid-1").unwrap(), None);
     let written = sessions
         .put("sid-1", &login("alice"), HOUR, Some("alice"))
         .await
         .unwrap();
-    assert_eq!((written.author, written.seq), (node.id(), 1));
+    assert_eq!((written.author, written.seq), (sessions.node().id(), 1));
     let data = sessions.get::<Login>("sid-1").unwrap().expect("just written");
     assert_eq!(data.value, login("alice"));
     assert_eq!(data.owner.as_deref(), Some(&b"alice"[..]));
-    assert_eq!((data.author, data.seq), (node.id(), 1));
+    assert_eq!((data.author, data.seq), (sessions.node().id(), 1));
     assert_eq!(data.expires_at_ms, written.timestamp.wall_ms() + 3_600_000);
 
     // A touch extends the expiry; a shorter one does not shorten it.
@@ -114,26 +113,25 @@ async fn one_node_reads_its_own_writes() {
     assert!(sessions.get::<Login>("sid-5").unwrap().is_some());
 
     // Bad operations are refused before anything is written.
-    let before = node.clock().unwrap();
+    let before = sessions.node().clock().unwrap();
     let error = sessions.put("", &1, HOUR, None).await.unwrap_err();
     assert!(matches!(error, SessionError::Invalid(_)), "{error}");
     let error = sessions.put("k", &1, Duration::ZERO, None).await.unwrap_err();
     assert!(matches!(error, SessionError::Invalid(_)), "{error}");
     let error = sessions.put("k", &vec![0u8; 70_000], HOUR, None).await.unwrap_err();
     assert!(matches!(error, SessionError::Value(_)), "{error}");
-    assert_eq!(node.clock().unwrap(), before);
-    node.shutdown().await;
+    assert_eq!(sessions.node().clock().unwrap(), before);
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn a_lone_write_is_one_entry_and_concurrent_writes_share_entries() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
 
     sessions.put("alone", &1u32, HOUR, None).await.unwrap();
-    assert_eq!(own_entries(&node).len(), 1);
+    assert_eq!(own_entries(sessions.node()).len(), 1);
 
     let writers: Vec<_> = (0..200u32)
         .map(|i| {
@@ -145,7 +143,7 @@ async fn a_lone_write_is_one_entry_and_concurrent_writes_share_entries() {
     for writer in writers {
         seqs.push(writer.await.unwrap().unwrap().seq);
     }
-    let entries = own_entries(&node);
+    let entries = own_entries(sessions.node());
     let ops: usize = entries.iter().map(Vec::len).sum();
     assert_eq!(ops, 201, "every put is in exactly one entry");
     assert!(
@@ -165,15 +163,14 @@ async fn a_lone_write_is_one_entry_and_concurrent_writes_share_entries() {
                 .any(|op| matches!(op, Op::Put { key, .. } if *key == format!("k{i}").into_bytes()))
         );
     }
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn create_never_overwrites_and_update_never_resurrects() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
     let refused = |result: Result<_, SessionError>| match result {
         Err(SessionError::Refused(refusal)) => refusal,
         other => panic!("not refused: {other:?}"),
@@ -183,10 +180,14 @@ async fn create_never_overwrites_and_update_never_resurrects() {
         .create("sid", &login("alice"), HOUR, Some("alice"))
         .await
         .unwrap();
-    let entries = own_entries(&node).len();
+    let entries = own_entries(sessions.node()).len();
     let again = sessions.create("sid", &login("mallory"), HOUR, None).await;
     assert_eq!(refused(again), Refusal::Exists);
-    assert_eq!(own_entries(&node).len(), entries, "a refused create writes nothing");
+    assert_eq!(
+        own_entries(sessions.node()).len(),
+        entries,
+        "a refused create writes nothing"
+    );
     assert_eq!(sessions.get::<Login>("sid").unwrap().unwrap().value, login("alice"));
 
     // The remaining time of a live session; none for an unknown key.
@@ -226,7 +227,7 @@ async fn create_never_overwrites_and_update_never_resurrects() {
 
     // A revoked key can be neither created nor updated.
     sessions.revoke("sid").await.unwrap();
-    let entries = own_entries(&node).len();
+    let entries = own_entries(sessions.node()).len();
     assert_eq!(
         refused(sessions.update("sid", &login("x"), HOUR, None).await),
         Refusal::Revoked
@@ -235,17 +236,16 @@ async fn create_never_overwrites_and_update_never_resurrects() {
         refused(sessions.create("sid", &login("x"), HOUR, None).await),
         Refusal::Revoked
     );
-    assert_eq!(own_entries(&node).len(), entries);
+    assert_eq!(own_entries(sessions.node()).len(), entries);
     assert_eq!(sessions.ttl("sid"), None);
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn of_concurrent_creates_of_one_key_exactly_one_succeeds() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
 
     // Many creates of one key, and plain puts of others in the same batches.
     let creators: Vec<_> = (0..64u32)
@@ -268,7 +268,7 @@ async fn of_concurrent_creates_of_one_key_exactly_one_succeeds() {
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     assert_eq!(sessions.get::<u32>("k").unwrap().unwrap().value, winners[0]);
-    let puts_of_k = own_entries(&node)
+    let puts_of_k = own_entries(sessions.node())
         .iter()
         .flatten()
         .filter(|op| matches!(op, Op::Put { key, .. } if key == b"k"))
@@ -277,62 +277,60 @@ async fn of_concurrent_creates_of_one_key_exactly_one_succeeds() {
     for i in 0..64u32 {
         assert_eq!(sessions.get::<u32>(format!("other{i}")).unwrap().unwrap().value, i);
     }
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn an_owners_sessions_are_listed_counted_and_revoked_with_a_count() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
-    let (sa, sb) = (a.sessions(), b.sessions());
+    let a = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
 
     for sid in ["s3", "s1", "s2"] {
-        sa.put(sid, &login("bob"), HOUR, Some("bob")).await.unwrap();
+        a.put(sid, &login("bob"), HOUR, Some("bob")).await.unwrap();
     }
-    sa.put("c1", &login("carol"), HOUR, Some("carol")).await.unwrap();
+    a.put("c1", &login("carol"), HOUR, Some("carol")).await.unwrap();
     // A session put for bob and then given to carol is both bob's and
     // carol's: logging bob out everywhere revokes it (spec/SESSIONS.md §2.4).
-    sa.put("moved", &login("bob"), HOUR, Some("bob")).await.unwrap();
-    sa.put("moved", &login("carol"), HOUR, Some("carol")).await.unwrap();
-    eventually(&[&sb], "every put on b", |s| s.count_owned_by("carol") == 2).await;
+    a.put("moved", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    a.put("moved", &login("carol"), HOUR, Some("carol")).await.unwrap();
+    eventually(&[&b], "every put on b", |s| s.count_owned_by("carol") == 2).await;
 
-    let listed: Vec<Vec<u8>> = sb.owned_by("bob").into_iter().map(|(key, _)| key).collect();
+    let listed: Vec<Vec<u8>> = b.owned_by("bob").into_iter().map(|(key, _)| key).collect();
     let expected: Vec<Vec<u8>> = ["moved", "s1", "s2", "s3"].map(|k| k.as_bytes().to_vec()).into();
     assert_eq!(listed, expected);
-    assert_eq!(sb.count_owned_by("bob"), 4);
-    assert_eq!(sb.count_owned_by("nobody"), 0);
+    assert_eq!(b.count_owned_by("bob"), 4);
+    assert_eq!(b.count_owned_by("nobody"), 0);
     // b sees a's session: a create of its key on b is refused.
     assert!(matches!(
-        sb.create("s1", &login("eve"), HOUR, None).await,
+        b.create("s1", &login("eve"), HOUR, None).await,
         Err(SessionError::Refused(Refusal::Exists))
     ));
 
-    let revoked = sb.revoke_owner("bob").await.unwrap();
+    let revoked = b.revoke_owner("bob").await.unwrap();
     assert_eq!(revoked.sessions, 4);
-    assert_eq!((revoked.written.author, revoked.written.seq), (b.id(), 1));
-    assert!(sb.owned_by("bob").is_empty());
-    eventually(&[&sa], "the owner revocation on a", |s| s.count_owned_by("bob") == 0).await;
-    assert_eq!(sa.count_owned_by("carol"), 1, "moved is revoked, c1 lives");
-    assert_eq!(sa.revoke_owner("bob").await.unwrap().sessions, 0);
-    a.shutdown().await;
-    b.shutdown().await;
+    assert_eq!((revoked.written.author, revoked.written.seq), (b.node().id(), 1));
+    assert!(b.owned_by("bob").is_empty());
+    eventually(&[&a], "the owner revocation on a", |s| s.count_owned_by("bob") == 0).await;
+    assert_eq!(a.count_owned_by("carol"), 1, "moved is revoked, c1 lives");
+    assert_eq!(a.revoke_owner("bob").await.unwrap().sessions, 0);
+    a.node().shutdown().await;
+    b.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn puts_and_revocations_reach_every_node_with_equal_digests() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
-    let c = start(&make_dir(root.path(), "c", &key), vec![addr(&a), addr(&b)]).await;
-    let (sa, sb, sc) = (a.sessions(), b.sessions(), c.sessions());
-    let all = [&sa, &sb, &sc];
+    let a = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
+    let c = start_sessions(&make_dir(root.path(), "c", &key), vec![addr(a.node()), addr(b.node())]).await;
+    let all = [&a, &b, &c];
 
-    let mut changes = sc.subscribe();
-    sa.put("sid", &login("alice"), HOUR, Some("alice")).await.unwrap();
-    sb.put("other", &login("bob"), HOUR, Some("bob")).await.unwrap();
+    let mut changes = c.subscribe();
+    a.put("sid", &login("alice"), HOUR, Some("alice")).await.unwrap();
+    b.put("other", &login("bob"), HOUR, Some("bob")).await.unwrap();
     eventually(&all, "both puts", |s| {
         s.get::<Login>("sid").unwrap().is_some() && s.get::<Login>("other").unwrap().is_some()
     })
@@ -341,29 +339,33 @@ async fn puts_and_revocations_reach_every_node_with_equal_digests() {
     assert!(matches!(change, SessionChange::Updated { .. }), "{change:?}");
 
     // Logged out on c: rejected everywhere, even after a late put from a.
-    sc.revoke("sid").await.unwrap();
+    c.revoke("sid").await.unwrap();
     eventually(&all, "the revocation", |s| s.is_revoked("sid")).await;
     assert!(matches!(
-        sa.put("sid", &login("alice"), HOUR, Some("alice")).await,
+        a.put("sid", &login("alice"), HOUR, Some("alice")).await,
         Err(SessionError::Refused(Refusal::Revoked))
     ));
-    sb.revoke_owner("bob").await.unwrap();
+    b.revoke_owner("bob").await.unwrap();
     eventually(&all, "the owner revocation", |s| s.is_revoked("other")).await;
     eventually(&all, "equal clocks", |s| s.stats().sessions == 0).await;
     let began = Instant::now();
     loop {
-        let clocks = [a.clock().unwrap(), b.clock().unwrap(), c.clock().unwrap()];
+        let clocks = [
+            a.node().clock().unwrap(),
+            b.node().clock().unwrap(),
+            c.node().clock().unwrap(),
+        ];
         if clocks.iter().all(|x| *x == clocks[0]) {
             break;
         }
         assert!(began.elapsed() < DEADLINE, "clocks differ: {clocks:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(sa.get::<Login>("sid").unwrap(), None);
-    assert_eq!(sa.digest(), sb.digest());
-    assert_eq!(sb.digest(), sc.digest());
+    assert_eq!(a.get::<Login>("sid").unwrap(), None);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(b.digest(), c.digest());
     for node in [a, b, c] {
-        node.shutdown().await;
+        node.node().shutdown().await;
     }
 }
 
@@ -373,45 +375,43 @@ async fn the_view_rebuilt_after_a_restart_equals_the_view_before() {
     let key = NetworkKey::generate().expect("key");
     let dir_a = make_dir(root.path(), "a", &key);
     let dir_b = make_dir(root.path(), "b", &key);
-    let a = start(&dir_a, vec![]).await;
-    let b = start(&dir_b, vec![addr(&a)]).await;
-    let (sa, sb) = (a.sessions(), b.sessions());
+    let a = start_sessions(&dir_a, vec![]).await;
+    let b = start_sessions(&dir_b, vec![addr(a.node())]).await;
     for i in 0..50u32 {
         let owner = format!("user{}", i % 5);
-        sa.put(format!("a{i}"), &i, HOUR, Some(&owner)).await.unwrap();
-        sb.put(format!("b{i}"), &i, HOUR, Some(&owner)).await.unwrap();
+        a.put(format!("a{i}"), &i, HOUR, Some(&owner)).await.unwrap();
+        b.put(format!("b{i}"), &i, HOUR, Some(&owner)).await.unwrap();
     }
-    sa.revoke("b7").await.unwrap();
-    sb.revoke_owner("user3").await.unwrap();
-    sa.touch("a1", 3 * HOUR).await.unwrap();
-    eventually(&[&sa, &sb], "all writes", |s| s.is_revoked("a3") && s.is_revoked("b7")).await;
+    a.revoke("b7").await.unwrap();
+    b.revoke_owner("user3").await.unwrap();
+    a.touch("a1", 3 * HOUR).await.unwrap();
+    eventually(&[&a, &b], "all writes", |s| s.is_revoked("a3") && s.is_revoked("b7")).await;
     let began = Instant::now();
-    while a.clock().unwrap() != b.clock().unwrap() {
+    while a.node().clock().unwrap() != b.node().clock().unwrap() {
         assert!(began.elapsed() < DEADLINE, "no convergence");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let digest = sb.digest();
-    assert_eq!(sa.digest(), digest);
-    let stats = sb.stats();
-    b.shutdown().await;
-    drop((sb, b));
+    let digest = b.digest();
+    assert_eq!(a.digest(), digest);
+    let stats = b.stats();
+    b.node().shutdown().await;
+    drop(b);
 
-    let b = start(&dir_b, vec![]).await;
-    let sb = b.sessions();
+    let b = start_sessions(&dir_b, vec![]).await;
     assert_eq!(
-        sb.started(),
+        b.started(),
         ViewStart {
             from_snapshot: true,
             folded: 0
         },
         "the snapshot saved at shutdown covers everything"
     );
-    assert_eq!(sb.digest(), digest);
-    assert_eq!(sb.stats(), stats);
-    assert_eq!(sb.get::<u32>("a4").unwrap().unwrap().value, 4);
-    assert_eq!(sb.get::<u32>("b3").unwrap(), None);
-    b.shutdown().await;
-    a.shutdown().await;
+    assert_eq!(b.digest(), digest);
+    assert_eq!(b.stats(), stats);
+    assert_eq!(b.get::<u32>("a4").unwrap().unwrap().value, 4);
+    assert_eq!(b.get::<u32>("b3").unwrap(), None);
+    b.node().shutdown().await;
+    a.node().shutdown().await;
 }
 
 /// The view snapshot held in `dir`'s store (the node is stopped).
@@ -431,18 +431,16 @@ async fn a_restart_folds_only_the_entries_after_its_snapshot_and_re_folds_when_i
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
     let dir = make_dir(root.path(), "a", &key);
-    let node = start(&dir, vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&dir, vec![]).await;
     assert_eq!(sessions.started(), ViewStart::default(), "an empty store");
     for i in 0..20u32 {
         sessions.put(format!("k{i}"), &i, HOUR, Some("u")).await.unwrap();
     }
-    node.shutdown().await;
-    drop((sessions, node));
+    sessions.node().shutdown().await;
+    drop(sessions);
     let early = saved_snapshot(&dir);
 
-    let node = start(&dir, vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&dir, vec![]).await;
     assert_eq!(
         sessions.started(),
         ViewStart {
@@ -457,14 +455,13 @@ async fn a_restart_folds_only_the_entries_after_its_snapshot_and_re_folds_when_i
     sessions.touch("k21", 2 * HOUR).await.unwrap();
     let digest = sessions.digest();
     let live = sessions.stats().sessions;
-    node.shutdown().await;
-    drop((sessions, node));
+    sessions.node().shutdown().await;
+    drop(sessions);
 
     // A crash after the first snapshot: the store holds 27 entries, the
     // snapshot covers 20 of them.
     replace_snapshot(&dir, &early);
-    let node = start(&dir, vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&dir, vec![]).await;
     assert_eq!(
         sessions.started(),
         ViewStart {
@@ -475,16 +472,15 @@ async fn a_restart_folds_only_the_entries_after_its_snapshot_and_re_folds_when_i
     assert_eq!(sessions.digest(), digest);
     assert_eq!(sessions.stats().sessions, live);
     assert!(sessions.is_revoked("k3"));
-    node.shutdown().await;
-    drop((sessions, node));
+    sessions.node().shutdown().await;
+    drop(sessions);
 
     // One byte changed: the checksum fails and every entry is folded.
     let mut damaged = saved_snapshot(&dir);
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x40;
     replace_snapshot(&dir, &damaged);
-    let node = start(&dir, vec![]).await;
-    let sessions = node.sessions();
+    let sessions = start_sessions(&dir, vec![]).await;
     assert_eq!(
         sessions.started(),
         ViewStart {
@@ -493,17 +489,16 @@ async fn a_restart_folds_only_the_entries_after_its_snapshot_and_re_folds_when_i
         }
     );
     assert_eq!(sessions.digest(), digest);
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn a_write_can_wait_for_peers_to_hold_it() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let sa = a.sessions();
-    let alone = sa.put("k", &1u8, HOUR, None).await.unwrap();
-    let error = sa
+    let a = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let alone = a.put("k", &1u8, HOUR, None).await.unwrap();
+    let error = a
         .wait_for_acks(&alone, 1, Duration::from_millis(100))
         .await
         .unwrap_err();
@@ -512,16 +507,16 @@ async fn a_write_can_wait_for_peers_to_hold_it() {
         "{error}"
     );
 
-    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
-    let c = start(&make_dir(root.path(), "c", &key), vec![addr(&a)]).await;
-    let written = sa.put("k2", &2u8, HOUR, None).await.unwrap();
-    let acked = sa.wait_for_acks(&written, 2, DEADLINE).await.unwrap();
+    let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
+    let c = start_sessions(&make_dir(root.path(), "c", &key), vec![addr(a.node())]).await;
+    let written = a.put("k2", &2u8, HOUR, None).await.unwrap();
+    let acked = a.wait_for_acks(&written, 2, DEADLINE).await.unwrap();
     assert_eq!(acked, 2);
     for node in [&b, &c] {
-        assert!(node.store().latest(&a.id()).unwrap().unwrap() >= written.seq);
+        assert!(node.node().store().latest(&a.node().id()).unwrap().unwrap() >= written.seq);
     }
     for node in [a, b, c] {
-        node.shutdown().await;
+        node.node().shutdown().await;
     }
 }
 
@@ -556,17 +551,16 @@ async fn holds(node: &Node, feed: &Node, seq: u64) {
 /// Two nodes: `a` on the system clock, `b` started on `clock_b`, dialing
 /// `a`; `a` puts a session of owner "u" and `cart` v1, `b` stores both and
 /// stops. Returns `a`, `b`'s directory and the network key.
-async fn b_holds_a_login_and_cart_v1(root: &TempDir, clock_b: WallClock) -> (Node, PathBuf, NetworkKey) {
+async fn b_holds_a_login_and_cart_v1(root: &TempDir, clock_b: WallClock) -> (Sessions, PathBuf, NetworkKey) {
     let key = NetworkKey::generate().expect("key");
     let dir_a = make_dir(root.path(), "a", &key);
     let dir_b = make_dir(root.path(), "b", &key);
-    let a = start(&dir_a, vec![]).await;
-    let b = start_with_clock(&dir_b, vec![addr(&a)], clock_b).await;
-    let sa = a.sessions();
-    sa.put("k1", &login("u"), HOUR, Some("u")).await.unwrap();
-    sa.put("cart", &1u32, HOUR, None).await.unwrap();
-    holds(&b, &a, 2).await;
-    b.shutdown().await;
+    let a = start_sessions(&dir_a, vec![]).await;
+    let b = start_with_clock(&dir_b, vec![addr(a.node())], clock_b).await;
+    a.put("k1", &login("u"), HOUR, Some("u")).await.unwrap();
+    a.put("cart", &1u32, HOUR, None).await.unwrap();
+    holds(b.node(), a.node(), 2).await;
+    b.node().shutdown().await;
     (a, dir_b, key)
 }
 
@@ -575,17 +569,16 @@ async fn a_node_restarted_with_its_clock_behind_orders_its_writes_after_what_it_
     let root = TempDir::new().unwrap();
     let (a, dir_b, _) = b_holds_a_login_and_cart_v1(&root, WallClock::system()).await;
     let b = start_with_clock(&dir_b, vec![], skewed_clock(-2_000)).await;
-    let sb = b.sessions();
-    assert!(sb.get::<Login>("k1").unwrap().is_some(), "b did not hold k1");
-    sb.revoke_owner("u").await.unwrap();
-    sb.put("cart", &2u32, HOUR, None).await.unwrap();
+    assert!(b.get::<Login>("k1").unwrap().is_some(), "b did not hold k1");
+    b.revoke_owner("u").await.unwrap();
+    b.put("cart", &2u32, HOUR, None).await.unwrap();
     assert!(
-        sb.get::<Login>("k1").unwrap().is_none(),
+        b.get::<Login>("k1").unwrap().is_none(),
         "log out everywhere left k1 alive"
     );
-    assert_eq!(sb.get::<u32>("cart").unwrap().unwrap().value, 2, "cart v2 lost to v1");
-    b.shutdown().await;
-    a.shutdown().await;
+    assert_eq!(b.get::<u32>("cart").unwrap().unwrap().value, 2, "cart v2 lost to v1");
+    b.node().shutdown().await;
+    a.node().shutdown().await;
 }
 
 #[tokio::test]
@@ -595,23 +588,26 @@ async fn at_start_a_stored_head_beyond_the_drift_bound_is_not_followed_but_the_o
     let behind = -i64::try_from(MAX_DRIFT_MS + 10_000).unwrap();
     let (a, dir_b, key) = b_holds_a_login_and_cart_v1(&root, skewed_clock(behind)).await;
     let c = start_with_clock(&make_dir(root.path(), "c", &key), vec![], skewed_clock(behind + 1_000)).await;
-    c.sessions().put("cart", &3u32, HOUR, None).await.unwrap();
-    let b = start_with_clock(&dir_b, vec![addr(&c)], skewed_clock(behind)).await;
-    holds(&b, &c, 1).await;
-    b.shutdown().await;
+    c.put("cart", &3u32, HOUR, None).await.unwrap();
+    let b = start_with_clock(&dir_b, vec![addr(c.node())], skewed_clock(behind)).await;
+    holds(b.node(), c.node(), 1).await;
+    b.node().shutdown().await;
     drop(b);
 
     let b = start_with_clock(&dir_b, vec![], skewed_clock(behind)).await;
-    b.sessions().put("other", &4u32, HOUR, None).await.unwrap();
-    let stamped = own_head_time(&b);
+    b.put("other", &4u32, HOUR, None).await.unwrap();
+    let stamped = own_head_time(b.node());
     assert!(
-        stamped > own_head_time(&c),
+        stamped > own_head_time(c.node()),
         "not ordered after c's entry, within the bound"
     );
-    assert!(stamped < own_head_time(&a), "dragged to a's time, beyond the bound");
-    b.shutdown().await;
-    c.shutdown().await;
-    a.shutdown().await;
+    assert!(
+        stamped < own_head_time(a.node()),
+        "dragged to a's time, beyond the bound"
+    );
+    b.node().shutdown().await;
+    c.node().shutdown().await;
+    a.node().shutdown().await;
 }
 
 #[tokio::test]
@@ -621,13 +617,12 @@ async fn reads_take_the_nodes_wall_clock_as_now() {
     let dir = make_dir(root.path(), "a", &key);
     let clock = Arc::new(AtomicU64::new(system_time_ms()));
     let reading = clock.clone();
-    let node = start_with_clock(&dir, vec![], WallClock::from_fn(move || reading.load(Ordering::SeqCst))).await;
-    let sessions = node.sessions();
+    let sessions = start_with_clock(&dir, vec![], WallClock::from_fn(move || reading.load(Ordering::SeqCst))).await;
     sessions.put("sid", &login("alice"), HOUR, None).await.unwrap();
     assert!(sessions.get::<Login>("sid").unwrap().is_some());
     // Two hours later by the node's clock (not the system's), it has expired.
     clock.fetch_add(2 * 3_600_000, Ordering::SeqCst);
     assert!(sessions.get::<Login>("sid").unwrap().is_none());
     assert!(sessions.get_raw("sid").is_none());
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 }

@@ -4,7 +4,7 @@
 //! every host appends entries at random times. Then the network heals and
 //! every host must end with the same clock and byte-identical feeds.
 //!
-//! The node runs unchanged: [`Node::start_with`] takes [`SimNetwork`], which
+//! The node runs unchanged: [`Sessions::start_with`] takes [`SimNetwork`], which
 //! hands it turmoil's sockets. Each host keeps its redb store in a directory
 //! that outlives crashes (a crash drops the host's runtime, hence the node;
 //! a restart reopens the same file).
@@ -36,8 +36,9 @@ use feedmesh::net::{
     BoxConnection, BoxFuture, HandshakeConfig, Listener, MAX_FRAME_PLAINTEXT, MESSAGE_HEADER_LEN, Network, NetworkKey,
     SecureStream, initiate,
 };
-use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node::NodeConfig;
 use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::Sessions;
 use feedmesh::store::{FeedClock, Store};
 use feedmesh::sync::{ClockEntry, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, Message};
 
@@ -191,7 +192,8 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
     if let Some(max_feeds) = shared.max_feeds {
         config.max_feeds = max_feeds;
     }
-    let node = Node::start_with(config, Arc::new(SimNetwork)).await?;
+    let sessions = Sessions::start_with(config, Arc::new(SimNetwork)).await?;
+    let node = sessions.node();
     let store = node.store();
     let mut last: Option<FeedClock> = None;
     let mut written = 0u64;

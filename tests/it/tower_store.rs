@@ -11,7 +11,7 @@ use std::time::Duration;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use feedmesh::tower_sessions::FeedmeshStore;
-use nodes::{addr, make_dir, start};
+use nodes::{addr, make_dir, start_sessions};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -47,8 +47,8 @@ fn own_entries(node: &Node) -> u64 {
 async fn create_never_overwrites_and_save_never_resurrects() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let node = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let store = FeedmeshStore::new(node.sessions());
+    let node = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let store = FeedmeshStore::new(node.clone());
 
     // An id this node holds, live or revoked, is never written over.
     let mut taken = record("alice", time::Duration::hours(1));
@@ -64,7 +64,7 @@ async fn create_never_overwrites_and_save_never_resurrects() {
         json!("mallory")
     );
     // The owner comes from the `user` field.
-    assert_eq!(node.sessions().count_owned_by("alice"), 1);
+    assert_eq!(node.count_owned_by("alice"), 1);
 
     // save updates a live session.
     let mut changed = loaded.clone();
@@ -75,7 +75,7 @@ async fn create_never_overwrites_and_save_never_resurrects() {
     // Deleted: load hides it, save does not bring it back, create avoids its id.
     store.delete(&taken.id).await.unwrap();
     assert_eq!(store.load(&taken.id).await.unwrap(), None);
-    let entries = own_entries(&node);
+    let entries = own_entries(node.node());
     store.save(&changed).await.unwrap();
     assert_eq!(
         store.load(&taken.id).await.unwrap(),
@@ -83,7 +83,11 @@ async fn create_never_overwrites_and_save_never_resurrects() {
         "save resurrected a deleted session"
     );
     store.delete(&taken.id).await.unwrap();
-    assert_eq!(own_entries(&node), entries, "a save or delete of a revoked id wrote");
+    assert_eq!(
+        own_entries(node.node()),
+        entries,
+        "a save or delete of a revoked id wrote"
+    );
     let mut reuse = record("eve", time::Duration::hours(1));
     reuse.id = taken.id;
     store.create(&mut reuse).await.unwrap();
@@ -106,22 +110,22 @@ async fn create_never_overwrites_and_save_never_resurrects() {
 
     // An unknown id loads as nothing.
     assert_eq!(store.load(&Id::default()).await.unwrap(), None);
-    node.shutdown().await;
+    node.node().shutdown().await;
 }
 
 #[tokio::test]
 async fn sessions_are_shared_deleted_everywhere_and_revoked_by_owner() {
     let root = TempDir::new().unwrap();
     let key = NetworkKey::generate().expect("key");
-    let a = start(&make_dir(root.path(), "a", &key), vec![]).await;
-    let b = start(&make_dir(root.path(), "b", &key), vec![addr(&a)]).await;
+    let a = start_sessions(&make_dir(root.path(), "a", &key), vec![]).await;
+    let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
     eventually("the nodes connect", async || {
-        !a.peers().is_empty() && !b.peers().is_empty()
+        !a.node().peers().is_empty() && !b.node().peers().is_empty()
     })
     .await;
     // Writes on a wait until b holds them: b loads them at once.
-    let store_a = FeedmeshStore::new(a.sessions()).with_acks(1, DEADLINE);
-    let store_b = FeedmeshStore::new(b.sessions()).with_acks(1, DEADLINE);
+    let store_a = FeedmeshStore::new(a.clone()).with_acks(1, DEADLINE);
+    let store_b = FeedmeshStore::new(b.clone()).with_acks(1, DEADLINE);
 
     let mut ids = Vec::new();
     for user in ["carol", "carol", "dave"] {
@@ -146,6 +150,6 @@ async fn sessions_are_shared_deleted_everywhere_and_revoked_by_owner() {
     }
     assert_eq!(store_a.revoke_owner("carol").await.unwrap(), 0);
     assert!(store_b.sessions().owned_by("carol").is_empty());
-    a.shutdown().await;
-    b.shutdown().await;
+    a.node().shutdown().await;
+    b.node().shutdown().await;
 }

@@ -18,9 +18,10 @@ use feedmesh::clock::system_time_ms;
 use feedmesh::feed::{Entry, FeedId, MAX_PAYLOAD};
 use feedmesh::integrity::verify_store;
 use feedmesh::net::NetworkKey;
-use feedmesh::node::{Node, NodeConfig};
+use feedmesh::node::NodeConfig;
 use feedmesh::node_dir::{NETWORK_KEY_FILE, NodeDir};
 use feedmesh::resp::{RespError, RespServer};
+use feedmesh::sessions::Sessions;
 use feedmesh::store::{Store, pages};
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
@@ -486,7 +487,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(settings.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let node = Node::start(config).await?;
+        let sessions = Sessions::start(config).await?;
+        let node = sessions.node();
         if let Some(addr) = node.local_addr() {
             eprintln!("listening on {addr}");
         }
@@ -501,7 +503,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let mut endpoints = Vec::new();
         let started = async {
             if let Some(addr) = settings.api {
-                let server = ApiServer::bind(addr, node.clone(), token.clone()).await?;
+                let server = ApiServer::bind(addr, sessions.clone(), token.clone()).await?;
                 eprintln!("api listening on {}", server.local_addr());
                 tracing::info!(addr = %server.local_addr(), "api listening");
                 let run = server.run(stop_signal());
@@ -512,7 +514,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }));
             }
             if let Some(addr) = settings.resp {
-                let server = RespServer::bind(addr, node.clone(), token).await?;
+                let server = RespServer::bind(addr, sessions.clone(), token).await?;
                 eprintln!("resp listening on {}", server.local_addr());
                 tracing::info!(addr = %server.local_addr(), "resp listening");
                 endpoints.push(tokio::spawn(server.run(stop_signal())));

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 
 use feedmesh::api::{ApiServer, ApiToken};
-use feedmesh::node::Node;
+use feedmesh::sessions::Sessions;
 
-/// Serves the API of `node` on loopback (a port the OS chooses) until the
-/// test ends.
-pub(crate) async fn serve_api(node: &Node, token: Option<ApiToken>) -> SocketAddr {
-    let server = ApiServer::bind("127.0.0.1:0".parse().expect("addr"), node.clone(), token)
+/// Serves the API of `sessions` and its node on loopback (a port the OS
+/// chooses) until the test ends.
+pub(crate) async fn serve_api(sessions: &Sessions, token: Option<ApiToken>) -> SocketAddr {
+    let server = ApiServer::bind("127.0.0.1:0".parse().expect("addr"), sessions.clone(), token)
         .await
         .expect("bind the API");
     let addr = server.local_addr();

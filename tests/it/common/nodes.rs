@@ -9,6 +9,7 @@ use feedmesh::clock::WallClock;
 use feedmesh::net::NetworkKey;
 use feedmesh::node::{Node, NodeConfig};
 use feedmesh::node_dir::NodeDir;
+use feedmesh::sessions::Sessions;
 
 /// Loopback with a port the OS chooses.
 pub(crate) fn localhost() -> SocketAddr {
@@ -22,16 +23,23 @@ pub(crate) fn make_dir(root: &Path, name: &str, key: &NetworkKey) -> PathBuf {
     dir
 }
 
-/// Starts the node of `dir` on loopback, dialing `peers`, with quick redials.
+/// Starts the node of `dir` on loopback, dialing `peers`, with quick
+/// redials; for the tests of the node alone (its session store folds what
+/// it stores, and nothing writes through it).
 pub(crate) async fn start(dir: &Path, peers: Vec<SocketAddr>) -> Node {
+    start_sessions(dir, peers).await.node().clone()
+}
+
+/// [`start`] with the node's session store, to write and read through.
+pub(crate) async fn start_sessions(dir: &Path, peers: Vec<SocketAddr>) -> Sessions {
     start_with_clock(dir, peers, WallClock::system()).await
 }
 
-/// [`start`] with the node reading wall-clock time from `wall_clock`.
-pub(crate) async fn start_with_clock(dir: &Path, peers: Vec<SocketAddr>, wall_clock: WallClock) -> Node {
+/// [`start_sessions`] with the node reading wall-clock time from `wall_clock`.
+pub(crate) async fn start_with_clock(dir: &Path, peers: Vec<SocketAddr>, wall_clock: WallClock) -> Sessions {
     let mut config = config(dir, peers);
     config.wall_clock = wall_clock;
-    Node::start(config).await.expect("start node")
+    Sessions::start(config).await.expect("start node")
 }
 
 /// The configuration [`start`] uses: listening on loopback, dialing

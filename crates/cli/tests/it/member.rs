@@ -3,7 +3,7 @@
 //! refusal on a node that is not an admin.
 
 use crate::common::admins::{admin_dir, member_dir};
-use crate::common::nodes::start;
+use crate::common::nodes::start_sessions;
 use crate::process::feedmesh;
 
 use feedmesh::feed::FeedId;
@@ -35,15 +35,15 @@ async fn member_add_and_remove_from_the_command_line() {
         (Some("remove_member"), Some(1))
     );
 
-    let node = start(&admin_path, vec![]).await;
-    let membership = node.sessions().membership();
+    let sessions = start_sessions(&admin_path, vec![]).await;
+    let membership = sessions.membership();
     let id: FeedId = member_id.parse().unwrap();
     assert_eq!(
         (membership.admitted_from(&id), membership.removed_from(&id)),
         (Some(3), Some(1))
     );
     assert!(membership.is_removed(&id));
-    node.shutdown().await;
+    sessions.node().shutdown().await;
 
     // Only an admin may.
     let refused = feedmesh(&[

@@ -28,6 +28,7 @@ use anyhow::Context;
 use feedmesh::api::ApiServer;
 use feedmesh::feed::{FeedId, record_len};
 use feedmesh::node::{Node, NodeConfig};
+use feedmesh::sessions::Sessions;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -73,14 +74,15 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
         config.peers = args.peers;
         config.reconnect_min = Duration::from_millis(20);
         config.reconnect_max = Duration::from_millis(500);
-        let node = Node::start(config).await?;
-        let api = ApiServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), node.clone(), None).await?;
+        let sessions = Sessions::start(config).await?;
+        let node = sessions.node();
+        let api = ApiServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), sessions.clone(), None).await?;
         let api_addr = api.local_addr();
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(api.run(async move {
             let _ = api_stopped.await;
         }));
-        let observed = observe(&node);
+        let observed = observe(node);
         let rss_at_start = rss_bytes();
         emit(&json!({
             "event": "ready",
@@ -95,16 +97,30 @@ pub(crate) fn run(args: WorkerArgs) -> anyhow::Result<()> {
             match command["cmd"].as_str().unwrap_or_default() {
                 "write" => {
                     let prefix = command["prefix"].as_str().unwrap_or("k");
-                    write(&node, prefix, number("writers"), number("ops"), number("value_bytes")).await?;
+                    write(
+                        &sessions,
+                        prefix,
+                        number("writers"),
+                        number("ops"),
+                        number("value_bytes"),
+                    )
+                    .await?;
                 }
-                "await_sessions" => await_sessions(&node, number("sessions"), &observed).await?,
+                "await_sessions" => await_sessions(&sessions, number("sessions"), &observed).await?,
                 "await_feed" => {
                     let feed: FeedId = command["feed"].as_str().unwrap_or_default().parse()?;
-                    await_feed(&node, feed, number("seq")).await?;
+                    await_feed(&sessions, feed, number("seq")).await?;
                 }
                 "measure" => {
                     let prefix = command["prefix"].as_str().unwrap_or("k");
-                    measure(&node, &args.dir, prefix, number("writers"), number("ops"), rss_at_start)?;
+                    measure(
+                        &sessions,
+                        &args.dir,
+                        prefix,
+                        number("writers"),
+                        number("ops"),
+                        rss_at_start,
+                    )?;
                 }
                 "quit" => break,
                 other => anyhow::bail!("unknown command {other:?}"),
@@ -150,8 +166,8 @@ fn observe(node: &Node) -> Arc<Mutex<Vec<(FeedId, u64, u64)>>> {
 }
 
 /// `writers` tasks make `ops` puts between them, each durable on return.
-async fn write(node: &Node, prefix: &str, writers: u64, ops: u64, value_bytes: u64) -> anyhow::Result<()> {
-    let sessions = node.sessions();
+async fn write(sessions: &Sessions, prefix: &str, writers: u64, ops: u64, value_bytes: u64) -> anyhow::Result<()> {
+    let node = sessions.node();
     let value = "x".repeat(usize::try_from(value_bytes)?);
     let before = node.store().latest(&node.id())?.unwrap_or(0);
     let tasks: Vec<_> = (0..writers)
@@ -198,23 +214,26 @@ async fn write(node: &Node, prefix: &str, writers: u64, ops: u64, value_bytes: u
 }
 
 /// Waits until `done` holds, reporting the view's size now and then.
-async fn wait_until(node: &Node, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<u64> {
+async fn wait_until(sessions: &Sessions, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<u64> {
     let began = tokio::time::Instant::now();
     let mut reported = began;
     while !done()? {
         anyhow::ensure!(began.elapsed() < AWAIT_LIMIT, "nothing new for {AWAIT_LIMIT:?}");
         if reported.elapsed() >= PROGRESS_EVERY {
             reported = tokio::time::Instant::now();
-            emit(&json!({"event": "progress", "sessions": node.sessions().stats().sessions}));
+            emit(&json!({"event": "progress", "sessions": sessions.stats().sessions}));
         }
         tokio::time::sleep(POLL).await;
     }
     Ok(now_us())
 }
 
-async fn await_sessions(node: &Node, sessions: u64, observed: &Mutex<Vec<(FeedId, u64, u64)>>) -> anyhow::Result<()> {
-    let view = node.sessions();
-    let at = wait_until(node, || Ok(view.stats().sessions as u64 >= sessions)).await?;
+async fn await_sessions(
+    sessions: &Sessions,
+    count: u64,
+    observed: &Mutex<Vec<(FeedId, u64, u64)>>,
+) -> anyhow::Result<()> {
+    let at = wait_until(sessions, || Ok(sessions.stats().sessions as u64 >= count)).await?;
     let observed: Vec<Value> = observed
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -225,9 +244,10 @@ async fn await_sessions(node: &Node, sessions: u64, observed: &Mutex<Vec<(FeedId
     Ok(())
 }
 
-async fn await_feed(node: &Node, feed: FeedId, seq: u64) -> anyhow::Result<()> {
+async fn await_feed(sessions: &Sessions, feed: FeedId, seq: u64) -> anyhow::Result<()> {
+    let node = sessions.node();
     let store = node.store();
-    let at = wait_until(node, || Ok(store.latest(&feed)?.unwrap_or(0) >= seq)).await?;
+    let at = wait_until(sessions, || Ok(store.latest(&feed)?.unwrap_or(0) >= seq)).await?;
     let bytes_in: u64 = node.traffic().values().map(|(received, _)| received).sum();
     emit(&json!({"event": "holding", "at_us": at, "bytes_in": bytes_in}));
     Ok(())
@@ -236,8 +256,14 @@ async fn await_feed(node: &Node, feed: FeedId, seq: u64) -> anyhow::Result<()> {
 /// Times embedded gets of this node's own keys, and reads its memory
 /// growth since it started (the view, the store's page cache, buffers) and
 /// its store's size.
-fn measure(node: &Node, dir: &Path, prefix: &str, writers: u64, ops: u64, rss_at_start: u64) -> anyhow::Result<()> {
-    let sessions = node.sessions();
+fn measure(
+    sessions: &Sessions,
+    dir: &Path,
+    prefix: &str,
+    writers: u64,
+    ops: u64,
+    rss_at_start: u64,
+) -> anyhow::Result<()> {
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     let keys: Vec<String> = (0..GET_SAMPLES)
         .map(|_| {
