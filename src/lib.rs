@@ -4,7 +4,7 @@
 //! each signed with the node's ed25519 key. Feeds replicate between peers, and
 //! views fold them into application state.
 //!
-//! Modules, from the ground up. The first eight are the protocol crate
+//! Modules, from the ground up. The first nine are the protocol crate
 //! `feedmesh-proto` (crates/proto: no I/O, no async runtime), re-exported
 //! here under the same paths:
 //!
@@ -20,6 +20,7 @@
 //! - [`integrity`]: re-verifying a whole store from scratch.
 //! - [`view`]: the session view, folding every author's session operations
 //!   into shared state (spec/SESSIONS.md).
+//! - [`rng`]: seeded pseudo-random numbers (redial jitter, simulations).
 //!
 //! The node, on tokio:
 //!
@@ -73,4 +74,4 @@ pub mod token;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
 
-pub use feedmesh_proto::{bundle, clock, feed, integrity, store, sync, view, writer};
+pub use feedmesh_proto::{bundle, clock, feed, integrity, rng, store, sync, view, writer};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
 use feedmesh::net::NetworkKey;
-use feedmesh::node::Node;
+use feedmesh::node::{AckTimeout, Node};
 use feedmesh::sessions::{Refusal, SessionChange, SessionError, Sessions};
 use feedmesh::view::{Op, decode_ops};
 use nodes::{addr, make_dir, start_sessions, start_with_clock};
@@ -414,10 +414,7 @@ async fn a_write_can_wait_for_peers_to_hold_it() {
         .wait_for_acks(&alone, 1, Duration::from_millis(100))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, SessionError::AckTimeout { acked: 0, wanted: 1 }),
-        "{error}"
-    );
+    assert_eq!(error, AckTimeout { acked: 0, wanted: 1 });
 
     let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
     let c = start_sessions(&make_dir(root.path(), "c", &key), vec![addr(a.node())]).await;
