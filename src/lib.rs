@@ -34,9 +34,9 @@
 //! - [`sessions`]: the session store, the application feedmesh ships: the
 //!   live view and group-committed writes ([`sessions::Sessions::start`]
 //!   starts a node with it).
-//! - [`audit`]: reports over the store (who wrote what, with what effect;
-//!   feed health) and evidence bundles that prove them offline
-//!   (spec/AUDIT.md).
+//! - `audit` (feature `audit`, on with `http`): reports over the store (who
+//!   wrote what, with what effect; feed health) and evidence bundles that
+//!   prove them offline (spec/AUDIT.md).
 //! - `api` (feature `http`, on by default): the HTTP API over a node
 //!   (status, append, feeds, sessions, audit, metrics), on axum.
 //! - `resp` (feature `resp`, on by default): the Redis protocol endpoint
@@ -52,13 +52,15 @@
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
 //! application that embeds a node and its session store depends on this
-//! crate with `default-features = false` and builds neither endpoint.
+//! crate with `default-features = false` and builds neither endpoint (nor
+//! the audit, unless it asks for feature `audit`).
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
 
 #[cfg(feature = "http")]
 pub mod api;
+#[cfg(feature = "audit")]
 pub mod audit;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
