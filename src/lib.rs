@@ -4,7 +4,7 @@
 //! each signed with the node's ed25519 key. Feeds replicate between peers, and
 //! views fold them into application state.
 //!
-//! Modules, from the ground up. The first eight are the protocol crate
+//! Modules, from the ground up. The first nine are the protocol crate
 //! `feedmesh-proto` (crates/proto: no I/O, no async runtime), re-exported
 //! here under the same paths:
 //!
@@ -20,6 +20,7 @@
 //! - [`integrity`]: re-verifying a whole store from scratch.
 //! - [`view`]: the session view, folding every author's session operations
 //!   into shared state (spec/SESSIONS.md).
+//! - [`rng`]: seeded pseudo-random numbers (redial jitter, simulations).
 //!
 //! The node, on tokio:
 //!
@@ -33,9 +34,9 @@
 //! - [`sessions`]: the session store, the application feedmesh ships: the
 //!   live view and group-committed writes ([`sessions::Sessions::start`]
 //!   starts a node with it).
-//! - [`audit`]: reports over the store (who wrote what, with what effect;
-//!   feed health) and evidence bundles that prove them offline
-//!   (spec/AUDIT.md).
+//! - `audit` (feature `audit`, on with `http`): reports over the store (who
+//!   wrote what, with what effect; feed health) and evidence bundles that
+//!   prove them offline (spec/AUDIT.md).
 //! - `api` (feature `http`, on by default): the HTTP API over a node
 //!   (status, append, feeds, sessions, audit, metrics), on axum.
 //! - `resp` (feature `resp`, on by default): the Redis protocol endpoint
@@ -51,13 +52,15 @@
 //! The `feedmesh` command is the workspace's `feedmesh-cli` package
 //! (`crates/cli`): arguments, `serve`'s config file and the commands. An
 //! application that embeds a node and its session store depends on this
-//! crate with `default-features = false` and builds neither endpoint.
+//! crate with `default-features = false` and builds neither endpoint (nor
+//! the audit, unless it asks for feature `audit`).
 //!
 //! What this crate does not do: it has no global ordering of entries across
 //! feeds (each feed is ordered by its author alone), and no consensus.
 
 #[cfg(feature = "http")]
 pub mod api;
+#[cfg(feature = "audit")]
 pub mod audit;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -73,4 +76,4 @@ pub mod token;
 #[cfg(feature = "tower-sessions")]
 pub mod tower_sessions;
 
-pub use feedmesh_proto::{bundle, clock, feed, integrity, store, sync, view, writer};
+pub use feedmesh_proto::{bundle, clock, feed, integrity, rng, store, sync, view, writer};

@@ -9,7 +9,7 @@
 //! with it.
 //!
 //! ```no_run
-//! # async fn demo(node: feedmesh::node::Node) -> Result<(), feedmesh::node::NodeError> {
+//! # async fn demo(node: feedmesh::node::Node) -> Result<(), Box<dyn std::error::Error>> {
 //! let entry = node.append(b"hello").await?;
 //! node.wait_for_acks(entry.seq(), 1, std::time::Duration::from_secs(5)).await?;
 //! node.shutdown().await;
@@ -68,6 +68,7 @@ use crate::net::{
 };
 use crate::node_dir::{NodeDir, NodeDirError};
 use crate::readiness::{AdminHeard, DEFAULT_READY_ADMIN_WITHIN_MS, Inputs, Readiness, assess};
+use crate::rng::SplitMix64;
 use crate::store::{AppendReport, FeedClock, Store, StoreError};
 use crate::sync::{
     Admission, DEFAULT_FEED_BUDGET, FetchError, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, ReplicationScheduler,
@@ -258,14 +259,18 @@ pub enum NodeError {
     /// [`Node::fetch_range`] got no answer within its timeout.
     #[error("no answer to the fetch in time")]
     FetchTimeout,
-    /// [`Node::wait_for_acks`] timed out.
-    #[error("only {acked} of {wanted} peers acknowledged in time")]
-    AckTimeout {
-        /// Peers holding the entry when time ran out.
-        acked: usize,
-        /// Peers asked for.
-        wanted: usize,
-    },
+}
+
+/// Fewer peers than asked for acknowledged an entry in time
+/// ([`Node::wait_for_acks`], and the session store's); the entry is durable
+/// locally all the same, and still replicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("only {acked} of {wanted} peers acknowledged in time")]
+pub struct AckTimeout {
+    /// Peers holding the entry when time ran out.
+    pub acked: usize,
+    /// Peers asked for.
+    pub wanted: usize,
 }
 
 /// A connected peer, as [`Node::peers`] reports it.
@@ -487,7 +492,7 @@ impl Node {
             None => getrandom::u64().unwrap_or_else(|_| system_time_ms()),
         };
         for &addr in &inner.config.peers {
-            seed = splitmix64(&mut seed);
+            seed = SplitMix64::new(seed).next_u64();
             let task = Inner::dial_loop(inner.clone(), addr, seed);
             inner.spawn(task);
         }
@@ -715,8 +720,8 @@ impl Node {
 
     /// Waits until at least `k` connected peers report holding this node's
     /// feed at sequence `seq` or later; returns how many do. Fails with
-    /// [`NodeError::AckTimeout`] after `timeout`. `k = 0` returns at once.
-    pub async fn wait_for_acks(&self, seq: u64, k: usize, timeout: Duration) -> Result<usize, NodeError> {
+    /// [`AckTimeout`] after `timeout`. `k = 0` returns at once.
+    pub async fn wait_for_acks(&self, seq: u64, k: usize, timeout: Duration) -> Result<usize, AckTimeout> {
         let deadline = Instant::now() + timeout;
         let mut changed = self.inner.peers_changed.subscribe();
         loop {
@@ -727,7 +732,7 @@ impl Node {
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => {}
                 _ => {
-                    return Err(NodeError::AckTimeout {
+                    return Err(AckTimeout {
                         acked: self.acked(seq),
                         wanted: k,
                     });
@@ -1128,7 +1133,7 @@ impl Inner {
     }
 
     async fn dial_loop(self: Arc<Inner>, addr: SocketAddr, seed: u64) {
-        let mut rng = seed;
+        let mut rng = SplitMix64::new(seed);
         let mut attempt: u32 = 0;
         let mut known: Option<FeedId> = None;
         let mut shutdown = self.shutdown.subscribe();
@@ -1326,22 +1331,13 @@ fn handshake_reason(error: &HandshakeError) -> &'static str {
     }
 }
 
-/// splitmix64: a tiny, well-mixed generator (jitter only, not secrets).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The delay before reconnect attempt `attempt` (0-based): `min * 2^attempt`
 /// capped at `max`, then drawn uniformly from its upper half.
-fn backoff(min: Duration, max: Duration, attempt: u32, rng: &mut u64) -> Duration {
+fn backoff(min: Duration, max: Duration, attempt: u32, rng: &mut SplitMix64) -> Duration {
     let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
     let half = base / 2;
     let span = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-    half + Duration::from_micros(splitmix64(rng) % span)
+    half + Duration::from_micros(rng.next_u64() % span)
 }
 
 #[cfg(test)]
@@ -1351,7 +1347,7 @@ mod tests {
     #[test]
     fn backoff_grows_caps_and_jitters() {
         let (min, max) = (Duration::from_millis(100), Duration::from_secs(10));
-        let mut rng = 7;
+        let mut rng = SplitMix64::new(7);
         for attempt in 0..40 {
             let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
             let delay = backoff(min, max, attempt, &mut rng);

@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, SessionStore};
 
+use crate::node::AckTimeout;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::view::MAX_TTL_MS;
 
@@ -146,7 +147,7 @@ impl FeedmeshStore {
         }
         match self.sessions.wait_for_acks(written, self.acks, self.ack_timeout).await {
             Ok(_) => Ok(()),
-            Err(SessionError::AckTimeout { acked, wanted }) => {
+            Err(AckTimeout { acked, wanted }) => {
                 tracing::warn!(
                     acked,
                     wanted,
@@ -154,7 +155,6 @@ impl FeedmeshStore {
                 );
                 Ok(())
             }
-            Err(other) => Err(backend(other)),
         }
     }
 }

@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::feed::{Entry, FeedId, MAX_PAYLOAD};
-use crate::node::{Node, NodeError};
+use crate::node::{AckTimeout, Node, NodeError};
 use crate::readiness::{AdminHeard, Readiness};
 use crate::sessions::Sessions;
 use crate::sync::FetchError;
@@ -226,7 +226,7 @@ impl From<NodeError> for Failure {
     fn from(error: NodeError) -> Failure {
         let status = match error {
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::AckTimeout { .. } | NodeError::FetchTimeout => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::FetchTimeout => StatusCode::GATEWAY_TIMEOUT,
             NodeError::NotConnected(_) => StatusCode::NOT_FOUND,
             NodeError::Fetch(FetchError::EmptyRange | FetchError::TooLong { .. }) => StatusCode::BAD_REQUEST,
             NodeError::Fetch(_) => StatusCode::BAD_GATEWAY,
@@ -402,7 +402,7 @@ impl Acks {
                 answer["acked"] = json!(acked);
                 Ok(axum::Json(answer))
             }
-            Err(NodeError::AckTimeout { acked, wanted }) => {
+            Err(AckTimeout { acked, wanted }) => {
                 answer["acked"] = json!(acked);
                 answer["error"] = json!(format!(
                     "only {acked} of {wanted} peers acknowledged within {} ms; the entry is stored durably on this \
@@ -414,7 +414,6 @@ impl Acks {
                     body: answer,
                 })
             }
-            Err(error) => Err(error.into()),
         }
     }
 }

@@ -72,7 +72,6 @@ impl From<SessionError> for Failure {
         let status = match error {
             SessionError::Invalid(_) | SessionError::Value(_) => StatusCode::BAD_REQUEST,
             SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            SessionError::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             SessionError::NotAdmin => StatusCode::FORBIDDEN,
             SessionError::Refused(Refusal::Exists | Refusal::NotLive) => StatusCode::PRECONDITION_FAILED,
             SessionError::Refused(_) => StatusCode::CONFLICT,

@@ -16,6 +16,7 @@ use super::codec::{Protocol, Reply, array, bulk, error, integer, map, nil, ok, s
 use super::command::{COMMANDS, Command, CommandError, Condition, Expiry, Set};
 use super::glob::Glob;
 use super::{CONFIG, DEFAULT_TTL_MS, MAX_WAIT, REDIS_VERSION, keyspace, value};
+use crate::node::AckTimeout;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::token::ApiToken;
 use crate::view::{MAX_TTL_MS, Op};
@@ -404,8 +405,7 @@ fn wait(shared: &Shared, last: Option<Written>, peers: usize, timeout_ms: u64) -
     let sessions = shared.sessions.clone();
     later(async move {
         match sessions.wait_for_acks(&last, peers, timeout).await {
-            Ok(acked) | Err(SessionError::AckTimeout { acked, .. }) => integer(acked).into(),
-            Err(failure) => session_error(failure).into(),
+            Ok(acked) | Err(AckTimeout { acked, .. }) => integer(acked).into(),
         }
     })
 }

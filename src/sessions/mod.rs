@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::Timestamp;
 use crate::feed::{FeedId, Hash};
 use crate::net::{Network, TcpNetwork};
-use crate::node::{Node, NodeConfig, NodeError};
+use crate::node::{AckTimeout, Node, NodeConfig, NodeError};
 use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
 
 use commit::{Condition, Guard, Pending, QUEUE_CAPACITY};
@@ -97,14 +97,6 @@ pub enum SessionError {
     /// appended (spec/SESSIONS.md §6.4).
     #[error("refused: {0}")]
     Refused(Refusal),
-    /// Fewer peers than asked for acknowledged in time (the write is durable locally).
-    #[error("only {acked} of {wanted} peers acknowledged in time")]
-    AckTimeout {
-        /// Peers holding the entry when time ran out.
-        acked: usize,
-        /// Peers asked for.
-        wanted: usize,
-    },
 }
 
 /// Why [`Sessions::write`] refused a write that would have no effect
@@ -144,7 +136,6 @@ impl SessionError {
     pub(crate) fn from_node(error: NodeError) -> SessionError {
         match error {
             NodeError::ShuttingDown => SessionError::ShuttingDown,
-            NodeError::AckTimeout { acked, wanted } => SessionError::AckTimeout { acked, wanted },
             other => SessionError::Write(Arc::new(other)),
         }
     }
@@ -367,12 +358,9 @@ impl Sessions {
     }
 
     /// Waits until at least `k` connected peers hold the entry of `written`;
-    /// returns how many do. See [`crate::node::Node::wait_for_acks`].
-    pub async fn wait_for_acks(&self, written: &Written, k: usize, timeout: Duration) -> Result<usize, SessionError> {
-        self.node
-            .wait_for_acks(written.seq, k, timeout)
-            .await
-            .map_err(SessionError::from_node)
+    /// returns how many do. See [`Node::wait_for_acks`].
+    pub async fn wait_for_acks(&self, written: &Written, k: usize, timeout: Duration) -> Result<usize, AckTimeout> {
+        self.node.wait_for_acks(written.seq, k, timeout).await
     }
 
     /// The live session `key` with its value decoded as `T`; `None` if it

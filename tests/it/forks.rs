@@ -14,10 +14,9 @@ use feedmesh::net::NetworkKey;
 use feedmesh::node::Node;
 use feedmesh::store::{Record, RedbStore, Store};
 use feedmesh::sync::{ClockEntry, Message};
-use nodes::{addr, make_dir, rogue_as, start};
-use tokio::time::Instant;
+use nodes::{addr, eventually, make_dir, rogue_as, start};
 
-/// Every wait in this test ends by this long.
+/// How long a rogue connection waits for what the node sends it.
 const DEADLINE: Duration = Duration::from_secs(15);
 /// The rogue author's key seed.
 const ROGUE: u8 = 7;
@@ -28,15 +27,6 @@ fn preload(dir: &Path, records: &[Record]) {
     store
         .append(&feedmesh::feed::verify_batch(records.to_vec()).expect("valid"))
         .expect("append");
-}
-
-/// Waits until `done` holds, polling.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn frozen(node: &Node, feed: &FeedId) -> bool {
@@ -75,7 +65,7 @@ async fn push_as_author(node: &Node, key: &NetworkKey, record: Record) {
     let records = Message::Records { records: vec![record] };
     stream.send(&records.encode()).await.expect("send");
     // Keep the connection open until the node has the entry.
-    until("B to store 4a", || {
+    eventually("B to store 4a", || {
         node.store().latest(&feed).expect("latest").is_some_and(|l| l >= 4)
     })
     .await;
@@ -104,7 +94,7 @@ async fn forked_pair(relay: bool) -> Forked {
         push_as_author(&node_b, &key, a[3].clone()).await;
     }
     let node_c = start(&dir_c, vec![addr(&node_b)]).await;
-    until("B and C to connect", || {
+    eventually("B and C to connect", || {
         node_c.peers().iter().any(|p| p.id == node_b.id())
     })
     .await;
@@ -126,7 +116,7 @@ impl Forked {
     /// the other for it and that the B–C link is up, and shuts both down.
     async fn assert_frozen_on_both_with_the_link_kept(self) {
         let feed = self.feed();
-        until("both to hold the fork proof", || {
+        eventually("both to hold the fork proof", || {
             frozen(&self.node_b, &feed) && frozen(&self.node_c, &feed)
         })
         .await;
@@ -159,7 +149,7 @@ async fn forked_heads_at_the_same_seq_are_found_by_comparing_clocks() {
     // No 4a: nothing is relayed, only the Clocks' head hashes differ.
     let forked = forked_pair(false).await;
     let feed = forked.feed();
-    until("B to hold the fork proof", || frozen(&forked.node_b, &feed)).await;
+    eventually("B to hold the fork proof", || frozen(&forked.node_b, &feed)).await;
     // A newcomer sees the feed marked frozen in B's Clock, and the proof.
     let mut stream = rogue_as(addr(&forked.node_b), &forked.key, &Keypair::from_seed([9; 32])).await;
     let (mut marked, mut proven) = (false, false);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use feedmesh::feed::{FeedId, MAX_PAYLOAD, record_len};
 use feedmesh::net::NetworkKey;
-use feedmesh::node::{Node, NodeConfig, NodeError};
+use feedmesh::node::{AckTimeout, Node, NodeConfig, NodeError};
 use feedmesh::sessions::Sessions;
 use feedmesh::store::Store;
 use feedmesh::sync::MAX_FRAME;
@@ -200,10 +200,7 @@ async fn acknowledged_writes_wait_for_peers_and_time_out() {
         .wait_for_acks(entry.seq(), 2, Duration::from_millis(300))
         .await
         .expect_err("times out");
-    assert!(
-        matches!(error, NodeError::AckTimeout { acked: 1, wanted: 2 }),
-        "{error}"
-    );
+    assert_eq!(error, AckTimeout { acked: 1, wanted: 2 });
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(3));
 
@@ -214,10 +211,7 @@ async fn acknowledged_writes_wait_for_peers_and_time_out() {
         .wait_for_acks(entry.seq(), 1, Duration::from_millis(300))
         .await
         .expect_err("times out");
-    assert!(
-        matches!(error, NodeError::AckTimeout { acked: 0, wanted: 1 }),
-        "{error}"
-    );
+    assert_eq!(error, AckTimeout { acked: 0, wanted: 1 });
     a.shutdown().await;
 }
 

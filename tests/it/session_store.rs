@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use feedmesh::clock::{MAX_DRIFT_MS, Timestamp, WallClock, system_time_ms};
 use feedmesh::net::NetworkKey;
-use feedmesh::node::Node;
+use feedmesh::node::{AckTimeout, Node};
 use feedmesh::node_dir::NodeDir;
 use feedmesh::sessions::{Refusal, SNAPSHOT_NAME, SessionChange, SessionError, Sessions, ViewStart};
 use feedmesh::store::Store;
@@ -502,10 +502,7 @@ async fn a_write_can_wait_for_peers_to_hold_it() {
         .wait_for_acks(&alone, 1, Duration::from_millis(100))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, SessionError::AckTimeout { acked: 0, wanted: 1 }),
-        "{error}"
-    );
+    assert_eq!(error, AckTimeout { acked: 0, wanted: 1 });
 
     let b = start_sessions(&make_dir(root.path(), "b", &key), vec![addr(a.node())]).await;
     let c = start_sessions(&make_dir(root.path(), "c", &key), vec![addr(a.node())]).await;

@@ -38,6 +38,7 @@ use feedmesh::net::{
 };
 use feedmesh::node::NodeConfig;
 use feedmesh::node_dir::NodeDir;
+use feedmesh::rng::SplitMix64;
 use feedmesh::sessions::Sessions;
 use feedmesh::store::{FeedClock, Store};
 use feedmesh::sync::{ClockEntry, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME, Message};
@@ -97,16 +98,16 @@ impl Network for SimNetwork {
     }
 }
 
-/// splitmix64: the test's own seeded randomness.
-struct Rng(u64);
+/// The test's own seeded randomness.
+struct Rng(SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -175,7 +176,7 @@ async fn software(host: usize, seed: u64, dir: PathBuf, shared: Arc<Shared>) -> 
         starts[host] += 1;
         starts[host]
     };
-    let mut rng = Rng(seed ^ (host as u64) << 32 ^ start << 48);
+    let mut rng = Rng::new(seed ^ (host as u64) << 32 ^ start << 48);
     let mut config = NodeConfig::new(&dir);
     config.listen = Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)));
     config.peers = (0..shared.hosts)
@@ -251,7 +252,7 @@ fn setup_with(
         tempfile::tempdir()
     }
     .expect("tempdir");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let key = NetworkKey::from_bytes(rng.next().to_le_bytes().repeat(4).try_into().expect("32 bytes"));
     let mut dirs = Vec::new();
     let mut honest = BTreeSet::new();
@@ -509,7 +510,7 @@ const HOSTILE_BUDGET: usize = 60;
 /// its own making (sending entry 1 of each when asked), then leaves after a
 /// while; again and again, until the simulation ends.
 async fn hostile(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     loop {
         let Some(mut stream) = visit(&mut rng, &key, hosts).await else {
             continue;
@@ -646,7 +647,7 @@ async fn offer_fork(host: usize, key: NetworkKey, identity: Keypair, chain: Vec<
 /// reads them, or starts a message of nearly [`MAX_FRAME`] bytes and stalls
 /// in it; then leaves, and again, until the simulation ends.
 async fn staller(seed: u64, key: NetworkKey, hosts: usize) -> turmoil::Result {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     loop {
         let Some(mut stream) = visit(&mut rng, &key, hosts).await else {
             continue;

@@ -1,5 +1,7 @@
 //! The transport (spec/PROTOCOL.md part 3) over real loopback TCP.
 
+use crate::common::keys::keys;
+
 use std::time::Duration;
 
 use feedmesh::feed::{FeedId, Keypair};
@@ -13,10 +15,6 @@ use tokio::task::JoinHandle;
 
 /// Generous bound on every step, so a hang fails the test instead of blocking it.
 const STEP: Duration = Duration::from_secs(20);
-
-fn keys(n: u8) -> Keypair {
-    Keypair::from_seed([n; 32])
-}
 
 fn network_key() -> NetworkKey {
     NetworkKey::from_bytes([42; 32])

@@ -18,11 +18,14 @@
 //!   across peers, with their wire messages (spec/PROTOCOL.md part 2).
 //! - [`view`]: the session view, folding every author's session operations
 //!   into shared state, and membership (spec/SESSIONS.md).
+//! - [`rng`]: seeded pseudo-random numbers, for what callers draw and want
+//!   to replay (a node's redial jitter, simulations).
 
 pub mod bundle;
 pub mod clock;
 pub mod feed;
 pub mod integrity;
+pub mod rng;
 pub mod store;
 pub mod sync;
 pub mod view;

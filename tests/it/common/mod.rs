@@ -8,5 +8,7 @@ pub(crate) mod audit_scenario;
 pub(crate) mod fork;
 pub(crate) mod hostile;
 pub(crate) mod http;
+#[path = "../../../crates/proto/tests/it/common/keys.rs"]
+pub(crate) mod keys;
 pub(crate) mod nodes;
 pub(crate) mod webdriver;

@@ -9,6 +9,8 @@
 //! few hundred of them, then checks the store, and starts the next round on the
 //! same store.
 
+use crate::common::keys::keys;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,10 +29,6 @@ const WRITER_MAX_ENTRIES: u64 = 4000;
 const BATCH: u64 = 25;
 /// Acks after which each round's writer is killed.
 const KILL_AFTER: [usize; 4] = [150, 320, 90, 400];
-
-fn keys() -> Keypair {
-    Keypair::from_seed([42; 32])
-}
 
 fn store_file(dir: &Path) -> PathBuf {
     dir.join("feeds.redb")
@@ -67,7 +65,7 @@ fn crash_writer() {
         return;
     };
     let store = RedbStore::open(store_file(Path::new(&dir))).expect("writer opens the store");
-    let keys = keys();
+    let keys = keys(42);
     // Continue the chain the store holds.
     let mut hashes: Vec<Hash> = Vec::new();
     let latest = store.latest(&keys.feed_id()).expect("latest").unwrap_or(0);
@@ -144,7 +142,7 @@ fn run_writer_and_kill(dir: &Path, kill_after: usize) -> u64 {
 /// Opens the store left by a killed writer and checks all of it.
 fn check_store(dir: &Path, acked: u64) -> u64 {
     let store = RedbStore::open_checked(store_file(dir)).expect("the store opens after a crash");
-    let feed = keys().feed_id();
+    let feed = keys(42).feed_id();
     let latest = store.latest(&feed).expect("latest").expect("feed held");
     assert!(
         latest >= acked,

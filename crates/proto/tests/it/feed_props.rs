@@ -90,7 +90,7 @@ fn keys(index: usize) -> &'static Keypair {
     static KEYS: OnceLock<Vec<Keypair>> = OnceLock::new();
     &KEYS.get_or_init(|| {
         (0..4u8)
-            .map(|i| Keypair::from_seed([i.wrapping_mul(37) ^ 0x5a; 32]))
+            .map(|i| crate::common::keys::keys(i.wrapping_mul(37) ^ 0x5a))
             .collect()
     })[index]
 }

@@ -7,6 +7,7 @@ use crate::common::vectors_json;
 
 use ed25519_dalek::{Signer, SigningKey};
 use feedmesh_proto::feed::signature::{SignatureFault, SignedMessage, batch_holds, check};
+use feedmesh_proto::rng::SplitMix64;
 use serde_json::Value;
 use vectors_json::{hex, load};
 
@@ -57,15 +58,6 @@ fn fault_name(fault: SignatureFault) -> &'static str {
     }
 }
 
-/// Deterministic pseudo-random numbers for positions and seeds.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// `count` honest signatures by a few keys over distinct messages.
 fn honest(count: usize) -> Vec<([u8; 32], [u8; 64], Vec<u8>)> {
     let keys: Vec<SigningKey> = (0..4u8).map(|i| SigningKey::from_bytes(&[i + 1; 32])).collect();
@@ -108,13 +100,13 @@ fn a_case_in_a_batch_gets_the_same_verdict_at_any_position() {
         .collect();
     assert!(batch_holds(&honest_signed[..1024]), "honest signatures hold together");
     let sizes = [1usize, 2, 63, 1024];
-    let mut state = 0x5eed_u64;
+    let mut positions = SplitMix64::new(0x5eed);
     for trial in 0..1000usize {
         let case = &cases[trial % cases.len()];
         let size = sizes[(trial / cases.len()) % sizes.len()];
-        let start = (splitmix64(&mut state) as usize) % (honest_signed.len() - size);
+        let start = (positions.next_u64() as usize) % (honest_signed.len() - size);
         let mut batch = honest_signed[start..start + size].to_vec();
-        let position = (splitmix64(&mut state) as usize) % (size + 1);
+        let position = (positions.next_u64() as usize) % (size + 1);
         batch.insert(position, case.signed());
         assert_eq!(
             batch_holds(&batch),

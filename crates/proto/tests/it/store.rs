@@ -4,6 +4,8 @@
 //! case), plus a proptest of each backend against a `BTreeMap` model and a few
 //! redb-only checks (reopening, schema version).
 
+use crate::common::keys::keys;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -129,10 +131,6 @@ fn unsynced_appends_are_checked_held_and_kept_once_synced<H: Harness>() {
 
 // ---------------------------------------------------------------------------
 // Building entries
-
-fn keys(seed: u8) -> Keypair {
-    Keypair::from_seed([seed; 32])
-}
 
 fn feed(seed: u8) -> FeedId {
     keys(seed).feed_id()
