@@ -16,7 +16,7 @@
 //! §6.7).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
@@ -28,10 +28,12 @@ use crate::feed::{Entry, FeedId, Hash};
 use crate::node::Application;
 use crate::store::{Store, StoreError, pages};
 use crate::view::sessions::is_beyond_drift;
-use crate::view::{Membership, Op, SessionView, Snapshot, decode_ops};
+use crate::view::{Membership, Op, SessionView, Snapshot, SnapshotWriter, decode_ops};
 
 /// How many records a rebuild reads from the store at a time.
 const REBUILD_CHUNK: usize = 4096;
+/// How many records a snapshot encodes under one read lock of the view.
+const SNAPSHOT_SLICE: usize = 4096;
 /// The name of the session view's snapshot in the store
 /// ([`Store::snapshot`]).
 pub const SNAPSHOT_NAME: &str = "sessions";
@@ -219,6 +221,9 @@ pub(crate) struct LiveView {
     changes: broadcast::Sender<SessionChange>,
     /// Whether something was folded since the last snapshot.
     unsaved: AtomicBool,
+    /// Bumped by every refold and every retention drop: a snapshot whose
+    /// slices were encoded across one is not saved.
+    generation: AtomicU64,
     start: ViewStart,
 }
 
@@ -253,18 +258,23 @@ impl LiveView {
             state: RwLock::new(state),
             changes: broadcast::channel(super::CHANGES_CAPACITY).0,
             unsaved: AtomicBool::new(!start.from_snapshot || start.folded > 0),
+            generation: AtomicU64::new(0),
             start,
         })
     }
 
     /// Saves the view as a snapshot in `store` if anything was folded since
     /// the last one; returns the snapshot's size in bytes (0: nothing to
-    /// save). Folds wait while the view is encoded; reads do not.
+    /// save, or a refold or a retention drop came in between and the next
+    /// checkpoint tries again). The view is encoded [`SNAPSHOT_SLICE`]
+    /// records at a time, each under a read lock of its own, so folds wait
+    /// at most one slice (spec/SESSIONS.md §6.7 "When it is saved").
     fn save_snapshot(&self, store: &dyn Store) -> Result<usize, StoreError> {
         if !self.unsaved.swap(false, Ordering::SeqCst) {
             return Ok(0);
         }
-        let bytes = {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut writer = {
             let state = self.read();
             let mut covered = BTreeMap::new();
             for (&feed, &seq) in &state.covered {
@@ -273,16 +283,26 @@ impl LiveView {
                     .ok_or_else(|| StoreError::Corrupt(format!("{feed}: entry {seq} was folded but is not stored")))?;
                 covered.insert(feed, (seq, entry.hash()));
             }
-            Snapshot {
+            SnapshotWriter::begin(&Snapshot {
                 covered,
                 membership: state.membership.clone(),
                 frozen: state.frozen.clone(),
                 malformed: state.malformed,
                 admin_held_until: state.admin_held_until,
                 view: &state.view,
-            }
-            .encode()
+            })
         };
+        loop {
+            let state = self.read();
+            if self.generation.load(Ordering::SeqCst) != generation {
+                self.unsaved.store(true, Ordering::SeqCst);
+                return Ok(0);
+            }
+            if writer.write_records(&state.view, SNAPSHOT_SLICE) {
+                break;
+            }
+        }
+        let bytes = writer.finish();
         store.save_snapshot(SNAPSHOT_NAME, &bytes).inspect_err(|_| {
             self.unsaved.store(true, Ordering::SeqCst);
         })?;
@@ -379,7 +399,13 @@ impl Application for LiveView {
     fn refold(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
         let admins = Membership::with_admins(self.read().membership.admins().copied());
         let fresh = fold_store(store, &admins, now_ms)?;
-        *self.write() = fresh;
+        {
+            // Bumped under the write lock, so no slice of a snapshot sees
+            // the new state with the old generation.
+            let mut state = self.write();
+            *state = fresh;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         self.unsaved.store(true, Ordering::SeqCst);
         let _ = self.changes.send(SessionChange::Rebuilt);
         Ok(())
@@ -406,7 +432,9 @@ impl Application for LiveView {
 
     /// Drops records past the retention horizon (see [`SessionView::expire`]).
     fn expire(&self, now_ms: u64) {
-        if self.write().view.expire(now_ms) > 0 {
+        let mut state = self.write();
+        if state.view.expire(now_ms) > 0 {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             self.unsaved.store(true, Ordering::SeqCst);
         }
     }

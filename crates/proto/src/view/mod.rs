@@ -22,4 +22,4 @@ pub use ops::{
     encode_value,
 };
 pub use sessions::{Offered, OpId, RETENTION_MARGIN_MS, Session, SessionView, ViewDecodeError};
-pub use snapshot::{SNAPSHOT_MAGIC, Snapshot, SnapshotError};
+pub use snapshot::{SNAPSHOT_MAGIC, Snapshot, SnapshotError, SnapshotWriter};

@@ -23,6 +23,7 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
+use super::key::Key;
 use super::members::Membership;
 use super::sessions::{SessionView, ViewDecodeError};
 use crate::feed::cbor::{self, Reader};
@@ -123,30 +124,86 @@ fn read_points(r: &mut Reader<'_>, field: &'static str) -> Result<BTreeMap<FeedI
 impl<V: Borrow<SessionView>> Snapshot<V> {
     /// The snapshot's bytes (the format above).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = SNAPSHOT_MAGIC.to_vec();
-        cbor::write_array_head(&mut out, 7);
-        cbor::write_array_head(&mut out, self.covered.len() as u64);
-        for (feed, (seq, hash)) in &self.covered {
-            cbor::write_array_head(&mut out, 3);
-            cbor::write_bytes(&mut out, feed.as_bytes());
-            cbor::write_uint(&mut out, *seq);
-            cbor::write_bytes(&mut out, &hash.0);
+        let mut writer = SnapshotWriter::begin(self);
+        writer.write_records(self.view.borrow(), usize::MAX);
+        writer.finish()
+    }
+}
+
+/// A snapshot encoded a slice of records at a time, so that a node can let
+/// its view change between slices (spec/SESSIONS.md §6.7 "When it is
+/// saved"): the head, the watermarks, the held-back entries and the list of
+/// keys are taken at [`SnapshotWriter::begin`]; each record as it is when
+/// its slice is written; keys gone by then are left out, keys added since
+/// are not in it.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    /// The magic, the head and the view's array head.
+    head: Vec<u8>,
+    keys: Vec<Key>,
+    next: usize,
+    records: Vec<u8>,
+    count: u64,
+    /// The view's watermarks and held-back entries.
+    tail: Vec<u8>,
+}
+
+impl SnapshotWriter {
+    /// Starts the snapshot of `snapshot`: its head, and its view's
+    /// watermarks, held-back entries and keys as they are now.
+    pub fn begin<V: Borrow<SessionView>>(snapshot: &Snapshot<V>) -> SnapshotWriter {
+        let mut head = SNAPSHOT_MAGIC.to_vec();
+        cbor::write_array_head(&mut head, 7);
+        cbor::write_array_head(&mut head, snapshot.covered.len() as u64);
+        for (feed, (seq, hash)) in &snapshot.covered {
+            cbor::write_array_head(&mut head, 3);
+            cbor::write_bytes(&mut head, feed.as_bytes());
+            cbor::write_uint(&mut head, *seq);
+            cbor::write_bytes(&mut head, &hash.0);
         }
-        let admins: Vec<&FeedId> = self.membership.admins().collect();
-        cbor::write_array_head(&mut out, admins.len() as u64);
+        let admins: Vec<&FeedId> = snapshot.membership.admins().collect();
+        cbor::write_array_head(&mut head, admins.len() as u64);
         for admin in admins {
-            cbor::write_bytes(&mut out, admin.as_bytes());
+            cbor::write_bytes(&mut head, admin.as_bytes());
         }
-        let (admitted, removed) = self.membership.points();
-        write_points(&mut out, admitted);
-        write_points(&mut out, removed);
-        write_points(&mut out, &self.frozen);
-        cbor::write_uint(&mut out, self.malformed);
-        match self.admin_held_until {
-            None => out.push(cbor::NULL),
-            Some(wall) => cbor::write_uint(&mut out, wall),
+        let (admitted, removed) = snapshot.membership.points();
+        write_points(&mut head, admitted);
+        write_points(&mut head, removed);
+        write_points(&mut head, &snapshot.frozen);
+        cbor::write_uint(&mut head, snapshot.malformed);
+        match snapshot.admin_held_until {
+            None => head.push(cbor::NULL),
+            Some(wall) => cbor::write_uint(&mut head, wall),
         }
-        self.view.borrow().encode_snapshot(&mut out);
+        cbor::write_array_head(&mut head, 3);
+        let (keys, tail) = snapshot.view.borrow().begin_snapshot();
+        SnapshotWriter {
+            head,
+            keys,
+            next: 0,
+            records: Vec::new(),
+            count: 0,
+            tail,
+        }
+    }
+
+    /// Writes the records of the next `max` keys as `view` holds them now
+    /// (the view the writer began with, changed since or not); returns
+    /// whether every key is written.
+    pub fn write_records(&mut self, view: &SessionView, max: usize) -> bool {
+        let end = self.next.saturating_add(max).min(self.keys.len());
+        self.count += view.encode_records(&self.keys[self.next..end], &mut self.records);
+        self.next = end;
+        self.next == self.keys.len()
+    }
+
+    /// The snapshot's bytes, with the records written so far.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 9 + self.records.len() + self.tail.len() + CHECKSUM_LEN);
+        out.extend_from_slice(&self.head);
+        cbor::write_array_head(&mut out, self.count);
+        out.extend_from_slice(&self.records);
+        out.extend_from_slice(&self.tail);
         let checksum = blake3::hash(&out);
         out.extend_from_slice(checksum.as_bytes());
         out
@@ -207,5 +264,114 @@ impl Snapshot {
             admin_held_until,
             view,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{MAX_DRIFT_MS, Timestamp};
+    use crate::rng::SplitMix64;
+    use crate::view::Op;
+
+    type Entry = (FeedId, u64, Timestamp, Vec<Op>);
+
+    /// `count` entries of random session operations by three authors on
+    /// eight keys and two owners, some dated beyond the drift bound of
+    /// local time 0 (so held back).
+    fn entries(rng: &mut SplitMix64, count: usize) -> Vec<Entry> {
+        let mut seqs = [0u64; 3];
+        (0..count)
+            .map(|_| {
+                let author = (rng.next_u64() % 3) as usize;
+                seqs[author] += 1;
+                let ahead = if rng.next_u64() % 8 == 0 { MAX_DRIFT_MS } else { 0 };
+                let timestamp = Timestamp::new(ahead + rng.next_u64() % 1_000, 0);
+                let ops = (0..1 + rng.next_u64() % 3)
+                    .map(|_| {
+                        let key = format!("k{}", rng.next_u64() % 8).into_bytes();
+                        let owner = format!("u{}", rng.next_u64() % 2).into_bytes();
+                        let ttl_ms = 1 + rng.next_u64() % 500;
+                        match rng.next_u64() % 10 {
+                            0..=4 => Op::Put {
+                                key,
+                                value: vec![rng.next_u64() as u8],
+                                ttl_ms,
+                                owner: (rng.next_u64() % 2 == 0).then_some(owner),
+                            },
+                            5..=7 => Op::Touch { key, ttl_ms },
+                            8 => Op::Revoke { key },
+                            _ => Op::RevokeOwner { owner },
+                        }
+                    })
+                    .collect();
+                (FeedId([author as u8 + 1; 32]), seqs[author], timestamp, ops)
+            })
+            .collect()
+    }
+
+    fn offer(view: &mut SessionView, entries: &[Entry]) {
+        for (author, seq, timestamp, ops) in entries {
+            view.offer(*author, *seq, *timestamp, ops.clone(), 0);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_in_slices_while_the_view_changes_restores_to_the_same_view() {
+        for seed in 0..200 {
+            let mut rng = SplitMix64::new(seed);
+            let (before, during) = (entries(&mut rng, 12), entries(&mut rng, 12));
+            let mut view = SessionView::new();
+            offer(&mut view, &before);
+            let mut writer = SnapshotWriter::begin(&Snapshot {
+                covered: BTreeMap::new(),
+                membership: Membership::open(),
+                frozen: BTreeMap::new(),
+                malformed: 0,
+                admin_held_until: None,
+                view: &view,
+            });
+            // Folds go on between slices of one record each.
+            let mut pending = during.iter();
+            loop {
+                if let Some(entry) = pending.next() {
+                    offer(&mut view, std::slice::from_ref(entry));
+                }
+                if writer.write_records(&view, 1) {
+                    break;
+                }
+            }
+            offer(&mut view, pending.as_slice());
+            let mut restored = Snapshot::decode(&writer.finish()).expect("decodes").view;
+            // The start folds every entry after the covered ones again.
+            offer(&mut restored, &during);
+            assert_eq!(restored.digest(), view.digest(), "seed {seed}");
+            assert_eq!(restored.held_back(), view.held_back(), "seed {seed}");
+            restored.release(u64::MAX / 2);
+            view.release(u64::MAX / 2);
+            assert_eq!(restored.digest(), view.digest(), "seed {seed}, released");
+        }
+    }
+
+    #[test]
+    fn every_changed_byte_and_every_cut_is_refused() {
+        let mut rng = SplitMix64::new(7);
+        let mut view = SessionView::new();
+        offer(&mut view, &entries(&mut rng, 20));
+        let bytes = Snapshot {
+            view,
+            ..Snapshot::default()
+        }
+        .encode();
+        let digest = Snapshot::decode(&bytes).expect("decodes").view.digest();
+        assert_ne!(digest, SessionView::new().digest());
+        for cut in 0..bytes.len() {
+            assert!(Snapshot::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            assert!(Snapshot::decode(&changed).is_err(), "byte {at} changed");
+        }
     }
 }

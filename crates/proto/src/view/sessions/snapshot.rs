@@ -202,31 +202,44 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
 }
 
 impl SessionView {
-    /// Appends the view's state in the snapshot form above.
-    pub(crate) fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        cbor::write_array_head(out, 3);
-        cbor::write_array_head(out, self.records.len() as u64);
-        for (key, record) in &self.records {
-            write_record(out, key.as_slice(), record);
-        }
-        write_owned(out, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
-        cbor::write_array_head(out, self.held.len() as u64);
+    /// The keys of every record (for [`SessionView::encode_records`]) and
+    /// the encoded `watermarks` and `held` of the snapshot form above, as
+    /// they are now.
+    pub(crate) fn begin_snapshot(&self) -> (Vec<Key>, Vec<u8>) {
+        let keys = self.records.keys().cloned().collect();
+        let mut tail = Vec::new();
+        write_owned(&mut tail, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
+        cbor::write_array_head(&mut tail, self.held.len() as u64);
         for ((timestamp, author, seq), batches) in &self.held {
-            cbor::write_array_head(out, 4);
-            cbor::write_uint(out, timestamp.as_u64());
-            cbor::write_bytes(out, author.as_bytes());
-            cbor::write_uint(out, *seq);
-            cbor::write_array_head(out, batches.len() as u64);
+            cbor::write_array_head(&mut tail, 4);
+            cbor::write_uint(&mut tail, timestamp.as_u64());
+            cbor::write_bytes(&mut tail, author.as_bytes());
+            cbor::write_uint(&mut tail, *seq);
+            cbor::write_array_head(&mut tail, batches.len() as u64);
             for ops in batches {
                 // Held ops were decoded from a payload within the limits,
                 // so they encode again.
                 let payload = encode_ops(ops).unwrap_or_default();
-                cbor::write_bytes(out, &payload);
+                cbor::write_bytes(&mut tail, &payload);
             }
         }
+        (keys, tail)
     }
 
-    /// Reads a view written by [`SessionView::encode_snapshot`]. Total: any
+    /// Appends the record of each of `keys` that the view still holds, in
+    /// the snapshot form above; returns how many it wrote.
+    pub(crate) fn encode_records(&self, keys: &[Key], out: &mut Vec<u8>) -> u64 {
+        let mut written = 0;
+        for key in keys {
+            if let Some(record) = self.records.get(key.as_slice()) {
+                write_record(out, key.as_slice(), record);
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// Reads the view part of a snapshot (the form above). Total: any
     /// input gives a view or an error, never a panic, and nothing is
     /// allocated beyond what the input's length allows.
     pub(crate) fn decode_snapshot(r: &mut Reader<'_>) -> Result<SessionView, ViewDecodeError> {
