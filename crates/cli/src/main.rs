@@ -108,7 +108,7 @@ enum Command {
     /// only when the node holds what its peers claimed at connect and (with
     /// admins) heard an admin feed within that bound, else 503 with the
     /// reasons: the probe for a load balancer.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the node's feed id.
     Id {
         /// The node directory.
@@ -349,7 +349,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             out.flush()?;
-            serve(args)?;
+            serve(*args)?;
         }
         Command::Id { dir } => writeln!(out, "{}", NodeDir::open(&dir)?.feed_id())?,
         Command::Append { dir, file } => {

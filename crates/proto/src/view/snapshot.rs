@@ -285,7 +285,11 @@ mod tests {
             .map(|_| {
                 let author = (rng.next_u64() % 3) as usize;
                 seqs[author] += 1;
-                let ahead = if rng.next_u64() % 8 == 0 { MAX_DRIFT_MS } else { 0 };
+                let ahead = if rng.next_u64().is_multiple_of(8) {
+                    MAX_DRIFT_MS
+                } else {
+                    0
+                };
                 let timestamp = Timestamp::new(ahead + rng.next_u64() % 1_000, 0);
                 let ops = (0..1 + rng.next_u64() % 3)
                     .map(|_| {
@@ -297,7 +301,7 @@ mod tests {
                                 key,
                                 value: vec![rng.next_u64() as u8],
                                 ttl_ms,
-                                owner: (rng.next_u64() % 2 == 0).then_some(owner),
+                                owner: rng.next_u64().is_multiple_of(2).then_some(owner),
                             },
                             5..=7 => Op::Touch { key, ttl_ms },
                             8 => Op::Revoke { key },
