@@ -7,7 +7,8 @@
 //! - time to start a node with that view: from its snapshot, and folding
 //!   every stored entry, first with one put per session and again after
 //!   every session was modified `HISTORY_ROUNDS` more times (spec/SESSIONS.md
-//!   §6.7: a restart from a snapshot costs the live state, not the history).
+//!   §6.7: a restart from a snapshot costs the live state, not the history);
+//! - put latency on that node with snapshots saved back to back and without.
 //!
 //! `FEEDMESH_BENCH_SESSIONS=N` changes the 1,000,000 (say, for a quick run).
 
@@ -28,6 +29,8 @@ const PUTS_PER_RUN: usize = 100_000;
 const TTL: Duration = Duration::from_secs(3600);
 /// Operations per entry when filling the view (the group commit maximum).
 const FILL_BATCH: usize = 1024;
+/// How long each put-latency run lasts.
+const LATENCY_RUN: Duration = Duration::from_secs(10);
 /// How many more times every session is put before the second pair of
 /// restarts.
 const HISTORY_ROUNDS: usize = 3;
@@ -83,6 +86,46 @@ async fn puts_per_second(sessions: &Sessions, writers: usize, total: usize) -> (
     let rate = (per_writer * writers) as f64 / began.elapsed().as_secs_f64();
     let entries = node.store().latest(&node.id()).expect("latest").unwrap_or(0) - before;
     (rate, entries)
+}
+
+/// Median, 99th percentile and maximum latency of durable puts by 16
+/// writers for [`LATENCY_RUN`] on the node of `dir`, which saves its view's
+/// snapshot every `interval` (spec/SESSIONS.md §6.7: folds wait at most one
+/// slice of a snapshot).
+async fn put_latency(dir: &std::path::Path, interval: Duration) -> (Duration, Duration, Duration) {
+    let mut config = NodeConfig::new(dir);
+    config.snapshot_interval = interval;
+    let sessions = Sessions::start(config).await.expect("start node");
+    let value = value();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let sessions = sessions.clone();
+            let value = value.clone();
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let mut latencies = Vec::new();
+                let mut i = 0;
+                while began.elapsed() < LATENCY_RUN {
+                    let put = Instant::now();
+                    sessions
+                        .put(format!("lat-{interval:?}-{w}-{i}"), &value, TTL, None)
+                        .await
+                        .expect("put");
+                    latencies.push(put.elapsed());
+                    i += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for writer in writers {
+        latencies.extend(writer.await.expect("writer"));
+    }
+    sessions.node().shutdown().await;
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), at(1.0))
 }
 
 /// The resident set size of this process, in bytes (Linux).
@@ -277,6 +320,17 @@ async fn main() {
         fill(&sessions, sessions_count).await;
     }
     restarts(sessions, &dir, sessions_count, 1 + HISTORY_ROUNDS).await;
+
+    println!("put latency on that node, 16 writers for {LATENCY_RUN:?} each run:");
+    for interval in [Duration::from_secs(3600), Duration::from_millis(500)] {
+        let (p50, p99, max) = put_latency(&dir, interval).await;
+        println!(
+            "  snapshots every {interval:?}: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        );
+    }
 
     println!("group commit, one node, durable puts:");
     for writers in [1, 16, 256] {
