@@ -18,11 +18,16 @@
 //!   across peers, with their wire messages (spec/PROTOCOL.md part 2).
 //! - [`view`]: the session view, folding every author's session operations
 //!   into shared state, and membership (spec/SESSIONS.md).
+//!
+//! Behind feature `test-utils`, for tests and benchmarks only: `sim`, N nodes
+//! replicating over in-memory connections on a virtual clock.
 
 pub mod bundle;
 pub mod clock;
 pub mod feed;
 pub mod integrity;
+#[cfg(feature = "test-utils")]
+pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod view;
