@@ -79,6 +79,15 @@ pub struct Sent {
     pub bytes: u64,
 }
 
+impl std::iter::Sum for Sent {
+    fn sum<I: Iterator<Item = Sent>>(iter: I) -> Sent {
+        iter.fold(Sent::default(), |sum, sent| Sent {
+            messages: sum.messages + sent.messages,
+            bytes: sum.bytes + sent.bytes,
+        })
+    }
+}
+
 /// What one node sent on all its connections.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -93,10 +102,7 @@ pub struct Traffic {
 impl Traffic {
     /// Every kind together.
     pub fn total(&self) -> Sent {
-        self.by_kind.values().fold(Sent::default(), |sum, sent| Sent {
-            messages: sum.messages + sent.messages,
-            bytes: sum.bytes + sent.bytes,
-        })
+        self.by_kind.values().copied().sum()
     }
 
     /// Counts `message`, encoded to `bytes` bytes.
