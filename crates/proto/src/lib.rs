@@ -20,12 +20,17 @@
 //!   into shared state, and membership (spec/SESSIONS.md).
 //! - [`rng`]: seeded pseudo-random numbers, for what callers draw and want
 //!   to replay (a node's redial jitter, simulations).
+//!
+//! Behind feature `test-utils`, for tests and benchmarks only: `sim`, N nodes
+//! replicating over in-memory connections on a virtual clock.
 
 pub mod bundle;
 pub mod clock;
 pub mod feed;
 pub mod integrity;
 pub mod rng;
+#[cfg(feature = "test-utils")]
+pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod view;

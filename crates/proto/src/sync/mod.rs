@@ -7,8 +7,9 @@
 //! frames, local appends and timer ticks go in (with `now` passed by the
 //! caller); messages to send and [`Action`]s (send a range from the store,
 //! store verified records, record a fork proof, disconnect) come out. A driver
-//! (the network layer, or the in-memory harness of `crates/proto/tests/it/sync.rs`) moves the
-//! messages and executes the actions against a [`crate::store::Store`].
+//! (the network layer, or the simulated network of `sim`, feature
+//! `test-utils`) moves the messages and executes the actions against a
+//! [`crate::store::Store`].
 //!
 //! [`ReplicationScheduler`] is the node-level part: it picks one sender per
 //! feed among the connected peers (want = 1 to it, want = 0 to the others),

@@ -1,381 +1,24 @@
-//! The replication state machine (spec/PROTOCOL.md part 2) driven by an
-//! in-memory network: N nodes, each with a `MemoryStore` and a
-//! `ReplicationScheduler` (one sender per feed), connected by message queues
-//! on a virtual clock, with hooks to tamper with frames in flight or drop a
-//! node's records.
+//! The replication state machine (spec/PROTOCOL.md part 2), alone and in
+//! the simulated network of `feedmesh_proto::sim`: N nodes, each with a
+//! `MemoryStore` and a `ReplicationScheduler` (one sender per feed),
+//! connected by message queues on a virtual clock, with hooks to tamper with
+//! frames in flight or drop a node's records.
 //!
 //! Node `i` writes its own feed with the key of seed `i + 1`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use feedmesh_proto::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, certificate_path, sign, verify_batch};
-use feedmesh_proto::store::{MemoryStore, Store, StoreError};
+use feedmesh_proto::sim::{Net, STALL_MS, node_feed};
+use feedmesh_proto::store::{MemoryStore, Store};
 use feedmesh_proto::sync::{
-    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
-    ReplicationScheduler, STALL_TIMEOUT_MS, pack_chunk, pack_records,
+    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
+    STALL_TIMEOUT_MS, pack_chunk,
 };
 use feedmesh_proto::writer::FeedWriter;
 
 /// A record as stored and sent: an entry and its payload.
 type Record = (Entry, Option<Vec<u8>>);
-/// A record as raw bytes: the entry's bytes and its payload.
-type RawRecord = (Vec<u8>, Option<Vec<u8>>);
-
-/// Changes a frame in flight from node `from` to node `to`.
-type Tamper = Box<dyn FnMut(usize, usize, &mut Vec<u8>)>;
-
-/// The schedulers' stall timeout in the harness (virtual ms).
-const HARNESS_STALL_MS: u64 = 200;
-
-/// One end of a connection: node `node`'s machine for its peer `peer`.
-struct Conn {
-    node: usize,
-    peer: usize,
-    /// The connection's other end.
-    reverse: usize,
-    machine: PeerSync,
-    /// Frames from the peer, not yet handled.
-    inbox: VecDeque<Vec<u8>>,
-    open: bool,
-}
-
-struct Net {
-    now: u64,
-    stores: Vec<MemoryStore>,
-    conns: Vec<Conn>,
-    tamper: Option<Tamper>,
-    /// Records received per node.
-    delivered: Vec<usize>,
-    /// Every disconnect: the node that disconnected, its peer, why.
-    disconnects: Vec<(usize, usize, ProtocolError)>,
-    stalls: usize,
-    /// Per node: the sender choice; `None`: every machine wants every feed
-    /// (the flood, as before senders were chosen).
-    schedulers: Vec<Option<ReplicationScheduler>>,
-    /// Records from node `.0` to node `.1` are dropped in flight.
-    mute: Option<(usize, usize)>,
-    /// Every fetch outcome: the asking node, the fetch id, the result.
-    fetched: Vec<(usize, u64, Result<Fetched, FetchError>)>,
-    /// Records carried by Chunk messages, per receiving node.
-    chunk_records: Vec<usize>,
-}
-
-/// The feed node `node` writes (key seed `node + 1`).
-fn node_feed(node: usize) -> FeedId {
-    Keypair::from_seed([node as u8 + 1; 32]).feed_id()
-}
-
-impl Net {
-    fn new(nodes: usize) -> Net {
-        let schedulers = (0..nodes)
-            .map(|node| Some(ReplicationScheduler::new(node_feed(node), HARNESS_STALL_MS)))
-            .collect();
-        Net::with_schedulers(nodes, schedulers)
-    }
-
-    /// A net whose machines want every feed from every peer (no scheduler).
-    fn flooding(nodes: usize) -> Net {
-        Net::with_schedulers(nodes, (0..nodes).map(|_| None).collect())
-    }
-
-    fn with_schedulers(nodes: usize, schedulers: Vec<Option<ReplicationScheduler>>) -> Net {
-        Net {
-            now: 1_000,
-            stores: (0..nodes).map(|_| MemoryStore::new()).collect(),
-            conns: Vec::new(),
-            tamper: None,
-            delivered: vec![0; nodes],
-            disconnects: Vec::new(),
-            stalls: 0,
-            schedulers,
-            mute: None,
-            fetched: Vec::new(),
-            chunk_records: vec![0; nodes],
-        }
-    }
-
-    /// Applies the want changes node `node`'s scheduler queued.
-    fn apply_wants(&mut self, node: usize) {
-        let now = self.now;
-        let Some(scheduler) = self.schedulers[node].as_mut() else {
-            return;
-        };
-        for conn in scheduler.pending() {
-            for (feed, want) in scheduler.take_wants(conn) {
-                self.conns[conn as usize].machine.set_want(feed, want, now);
-            }
-        }
-    }
-
-    /// Runs `f` on node `node`'s scheduler (if any), then applies its changes.
-    fn schedule(&mut self, node: usize, f: impl FnOnce(&mut ReplicationScheduler, u64)) {
-        let now = self.now;
-        if let Some(scheduler) = self.schedulers[node].as_mut() {
-            f(scheduler, now);
-            self.apply_wants(node);
-        }
-    }
-
-    fn connect(&mut self, a: usize, b: usize) {
-        let (i, j) = (self.conns.len(), self.conns.len() + 1);
-        for (node, peer, reverse) in [(a, b, j), (b, a, i)] {
-            let machine = match self.schedulers[node] {
-                Some(_) => PeerSync::managed(),
-                None => PeerSync::new(),
-            };
-            self.conns.push(Conn {
-                node,
-                peer,
-                reverse,
-                machine,
-                inbox: VecDeque::new(),
-                open: true,
-            });
-        }
-        for (conn, node, peer) in [(i, a, b), (j, b, a)] {
-            self.schedule(node, |s, now| s.connect(conn as u64, node_feed(peer), now));
-            let clock = self.stores[node].clock().expect("clock");
-            self.conns[conn].machine.start(&clock, self.now);
-        }
-    }
-
-    /// Appends `count` entries to `node`'s own feed (key seed `seed`) and
-    /// tells the node's connections.
-    fn write(&mut self, node: usize, seed: u8, count: usize) -> FeedId {
-        let store = &self.stores[node];
-        let mut writer = FeedWriter::open(store, Keypair::from_seed([seed; 32])).expect("writer");
-        let payloads: Vec<Vec<u8>> = (0..count)
-            .map(|i| format!("{seed}:{}:{i}", self.now).into_bytes())
-            .collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let entries = writer.append(store, &refs, self.now).expect("append");
-        let feed = writer.keys().feed_id();
-        let latest = entries.last().map_or(0, Entry::seq);
-        self.advanced(node, feed, latest);
-        feed
-    }
-
-    fn advanced(&mut self, node: usize, feed: FeedId, seq: u64) {
-        let now = self.now;
-        for conn in self.conns.iter_mut().filter(|c| c.node == node && c.open) {
-            conn.machine.local_advanced(feed, seq, now);
-        }
-        self.schedule(node, |s, now| s.local(feed, seq, now));
-    }
-
-    fn send(&mut self, from: usize, mut message: Message) {
-        let to = self.conns[from].reverse;
-        let store = &self.stores[self.conns[from].node];
-        message
-            .fill_heads(|feed, seq| store.entry(&feed, seq).map(|e| e.expect("announced entry held").hash()))
-            .expect("store");
-        if !self.conns[to].open {
-            return;
-        }
-        if let Message::Records { records } = &message {
-            if self.mute == Some((self.conns[from].node, self.conns[to].node)) {
-                return;
-            }
-            self.delivered[self.conns[to].node] += records.len();
-        }
-        if let Message::Chunk { records, .. } = &message {
-            self.chunk_records[self.conns[to].node] += records.len();
-        }
-        let mut frame = message.encode();
-        if let Some(tamper) = &mut self.tamper {
-            tamper(self.conns[from].node, self.conns[to].node, &mut frame);
-        }
-        self.conns[to].inbox.push_back(frame);
-    }
-
-    fn close(&mut self, i: usize) {
-        let j = self.conns[i].reverse;
-        for k in [i, j] {
-            self.conns[k].open = false;
-            self.conns[k].inbox.clear();
-            let node = self.conns[k].node;
-            self.schedule(node, |s, now| s.disconnect(k as u64, now));
-        }
-    }
-
-    /// Drains connection `i`'s outputs; returns whether there were any.
-    fn drain(&mut self, i: usize) -> bool {
-        let mut progress = false;
-        loop {
-            if !self.conns[i].open {
-                return progress;
-            }
-            if let Some(message) = self.conns[i].machine.poll_transmit() {
-                progress = true;
-                self.send(i, message);
-                continue;
-            }
-            let Some(action) = self.conns[i].machine.poll_action() else {
-                return progress;
-            };
-            progress = true;
-            self.execute(i, action);
-        }
-    }
-
-    fn execute(&mut self, i: usize, action: Action) {
-        let node = self.conns[i].node;
-        let now = self.now;
-        match action {
-            Action::Send { feed, from, to } => {
-                let records = self.stores[node].range(&feed, from, to, usize::MAX).expect("range");
-                for message in pack_records(records) {
-                    self.send(i, message);
-                }
-            }
-            Action::Store(records) => match self.stores[node].append(&records) {
-                Ok(_) => {
-                    let mut latest: BTreeMap<FeedId, u64> = BTreeMap::new();
-                    for record in &records {
-                        latest.insert(record.entry().author(), record.entry().seq());
-                    }
-                    for (feed, _) in latest {
-                        let seq = self.stores[node].latest(&feed).expect("latest").unwrap_or(0);
-                        self.advanced(node, feed, seq);
-                    }
-                }
-                Err(StoreError::Rejected { index, error }) => {
-                    let entry = records[index].entry();
-                    self.conns[i]
-                        .machine
-                        .store_refused(entry.author(), entry.seq(), error, now);
-                }
-                Err(StoreError::Fork { proof, .. }) => {
-                    for conn in self.conns.iter_mut().filter(|c| c.node == node && c.open) {
-                        conn.machine.local_fork(&proof, now);
-                    }
-                }
-                Err(other) => panic!("store failed: {other}"),
-            },
-            Action::Fork(proof) => {
-                self.stores[node].record_fork(&proof).expect("record fork");
-                for conn in self.conns.iter_mut().filter(|c| c.node == node && c.open) {
-                    conn.machine.local_fork(&proof, now);
-                }
-            }
-            Action::CheckHead { feed, seq, head } => {
-                let held = self.stores[node].entry(&feed, seq).expect("entry").expect("held");
-                if held.hash() != head {
-                    self.conns[i].machine.head_differs(feed, seq, now);
-                }
-            }
-            Action::Evidence { entry, .. } => {
-                let held = self.stores[node].entry(&entry.author(), entry.seq()).expect("entry");
-                if let Ok(proof) = feedmesh_proto::feed::ForkProof::new(held.expect("held"), *entry) {
-                    self.execute(i, Action::Fork(Box::new(proof)));
-                }
-            }
-            Action::Stalled { feed, .. } => {
-                self.stalls += 1;
-                self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
-            }
-            Action::Serve { id, feed, from, to } => {
-                let store = &self.stores[node];
-                let latest = store.latest(&feed).expect("latest").unwrap_or(0);
-                let message = if latest < from {
-                    pack_chunk(id, feed, latest, Vec::new(), Vec::new())
-                } else {
-                    let path = certificate_path(from)
-                        .into_iter()
-                        .skip(1)
-                        .rev()
-                        .map(|seq| store.entry(&feed, seq).expect("entry").expect("held"))
-                        .collect();
-                    let range = store.range(&feed, from, to, usize::MAX).expect("range");
-                    pack_chunk(id, feed, latest, path, range)
-                };
-                self.send(i, message);
-            }
-            Action::Fetched { id, result } => self.fetched.push((node, id, result)),
-            Action::Disconnect(error) => {
-                self.disconnects.push((node, self.conns[i].peer, error));
-                self.close(i);
-            }
-        }
-    }
-
-    /// Moves messages and executes actions until nothing happens; returns the
-    /// number of rounds. When idle with a timer pending (a scheduler's stall
-    /// timeout), jumps the clock to it and carries on.
-    fn run_until_idle(&mut self) -> usize {
-        let mut jumps = 0;
-        for round in 0..100_000 {
-            let mut progress = false;
-            for i in 0..self.conns.len() {
-                progress |= self.drain(i);
-            }
-            for i in 0..self.conns.len() {
-                if let Some(frame) = self.conns[i].inbox.pop_front() {
-                    progress = true;
-                    let now = self.now;
-                    self.conns[i].machine.handle_frame(&frame, now);
-                    if self.conns[i].open {
-                        let (node, clock) = (self.conns[i].node, self.conns[i].machine.peer_clock());
-                        self.schedule(node, |s, now| s.claims(i as u64, clock, now));
-                    }
-                }
-            }
-            self.now += 1;
-            if progress {
-                continue;
-            }
-            let timer = self.schedulers.iter().flatten().filter_map(|s| s.poll_timeout()).min();
-            match timer {
-                Some(at) if jumps < 1_000 => {
-                    jumps += 1;
-                    self.now = self.now.max(at);
-                    for node in 0..self.schedulers.len() {
-                        self.schedule(node, |s, now| s.tick(now));
-                    }
-                }
-                _ => return round,
-            }
-        }
-        panic!("the network never went idle");
-    }
-
-    /// Every record (entry bytes and payload) of every feed `node` holds.
-    fn contents(&self, node: usize) -> BTreeMap<FeedId, Vec<RawRecord>> {
-        let store = &self.stores[node];
-        store
-            .clock()
-            .expect("clock")
-            .into_keys()
-            .map(|feed| {
-                let records = store.range(&feed, 1, u64::MAX, usize::MAX).expect("range");
-                let records = records
-                    .into_iter()
-                    .map(|(entry, payload)| (entry.as_bytes().to_vec(), payload))
-                    .collect();
-                (feed, records)
-            })
-            .collect()
-    }
-
-    fn assert_converged(&self, feeds: usize) {
-        let first = self.contents(0);
-        assert_eq!(first.len(), feeds);
-        for node in 1..self.stores.len() {
-            assert!(self.contents(node) == first, "node {node} differs from node 0");
-        }
-        assert!(self.disconnects.is_empty(), "{:?}", self.disconnects);
-    }
-
-    /// The machine of `node` for its connection to `peer`.
-    fn conn(&self, node: usize, peer: usize) -> &PeerSync {
-        &self
-            .conns
-            .iter()
-            .find(|c| c.node == node && c.peer == peer)
-            .expect("conn")
-            .machine
-    }
-}
 
 #[test]
 fn two_nodes_converge_and_stay_live() {
@@ -723,11 +366,7 @@ fn a_full_mesh_converges_despite_overlapping_senders() {
     for node in 0..4 {
         net.write(node, node as u8 + 1, 30 + node * 7);
     }
-    for a in 0..4 {
-        for b in a + 1..4 {
-            net.connect(a, b);
-        }
-    }
+    net.connect_all();
     net.run_until_idle();
     net.assert_converged(4);
     for round in 0..5 {
@@ -806,11 +445,7 @@ fn records_per_foreign_entry(mut net: Net, nodes: usize, per_node: usize) -> f64
     for node in 0..nodes {
         net.write(node, node as u8 + 1, per_node / 2);
     }
-    for a in 0..nodes {
-        for b in a + 1..nodes {
-            net.connect(a, b);
-        }
-    }
+    net.connect_all();
     net.run_until_idle();
     for _ in 0..(per_node - per_node / 2) / 5 {
         for node in 0..nodes {
@@ -839,11 +474,7 @@ fn a_full_mesh_receives_each_entry_about_once() {
     assert!(flood > 1.5 * factor, "flood {flood}, scheduled {factor}");
     // In a full mesh every feed comes from its author.
     let mut net = Net::new(3);
-    for a in 0..3 {
-        for b in a + 1..3 {
-            net.connect(a, b);
-        }
-    }
+    net.connect_all();
     net.write(0, 1, 3);
     net.run_until_idle();
     assert!(net.conn(1, 0).peer_clock().contains_key(&node_feed(0)));
@@ -868,10 +499,7 @@ fn a_stalled_sender_is_replaced_and_the_node_converges() {
     let before = net.now;
     net.run_until_idle();
     net.assert_converged(1);
-    assert!(
-        net.now >= before + HARNESS_STALL_MS,
-        "converged only after the stall timeout"
-    );
+    assert!(net.now >= before + STALL_MS, "converged only after the stall timeout");
     let scheduler = net.schedulers[2].as_ref().expect("scheduler");
     let sender = scheduler.sender(&a).expect("a sender") as usize;
     assert_eq!(net.conns[sender].peer, 1, "node 1 took over");
@@ -1245,5 +873,28 @@ fn forked_heads_at_the_same_seq_are_proven_on_both_sides_without_a_disconnect() 
             feeds.iter().any(|line| line.feed == feed && line.frozen && !line.want),
             "{feeds:?}"
         );
+    }
+}
+
+#[test]
+fn a_ring_with_chords_converges_and_every_record_sent_is_counted() {
+    let mut net = Net::new(8);
+    // The ring's 8 links, and 4 chords across it (offset 4 from either end
+    // is the same link).
+    net.connect_circulant(&[1, 4]);
+    assert_eq!(net.conns.len(), 2 * 12);
+    for round in 0..3 {
+        for node in 0..8 {
+            net.write(node, node as u8 + 1, 2 + round);
+        }
+        net.run_until_idle();
+    }
+    net.assert_converged(8);
+    let records: u64 = net.sent.iter().map(|t| t.records).sum();
+    assert_eq!(records as usize, net.delivered.iter().sum::<usize>());
+    for traffic in &net.sent {
+        let records = traffic.by_kind["records"];
+        assert!(records.messages > 0 && records.bytes > traffic.records * 64);
+        assert!(traffic.total().bytes > records.bytes, "the Clocks are counted too");
     }
 }
