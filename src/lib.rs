@@ -32,8 +32,9 @@
 //!   the [`node::Application`] trait through which a node drives the state
 //!   its application folds from the store, and asks it who is a member.
 //! - [`sessions`]: the session store, the application feedmesh ships: the
-//!   live view and group-committed writes ([`sessions::Sessions::start`]
-//!   starts a node with it).
+//!   live view (saved as a snapshot now and then, so that a restart folds
+//!   only the entries stored after it) and group-committed writes
+//!   ([`sessions::Sessions::start`] starts a node with it).
 //! - `audit` (feature `audit`, on with `http`): reports over the store (who
 //!   wrote what, with what effect; feed health) and evidence bundles that
 //!   prove them offline (spec/AUDIT.md).
