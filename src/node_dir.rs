@@ -5,6 +5,7 @@
 //! DIR/network_key   the network key (optional), 64 lowercase hex digits + newline (mode 0600)
 //! DIR/admins        the network's admin feeds (optional), one feed id per line
 //! DIR/store.redb    the redb store
+//! DIR/store.redb.sessions.snapshot   the session view's snapshot (spec/SESSIONS.md §6.7; a cache, rebuilt from the store if lost)
 //! ```
 //!
 //! The admins file holds one feed id per line in its one textual form

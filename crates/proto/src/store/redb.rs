@@ -24,6 +24,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,12 +68,6 @@ const FORKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("forks");
 /// [`RedbStore::SCHEMA_VERSION`], written when the file is created and
 /// checked on every open.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// View snapshots (spec/SESSIONS.md §6.7). Key: the view's name. Value:
-/// its latest snapshot, whole ([`crate::view::Snapshot::encode`]). A cache:
-/// the entries are the truth, and a store without the table (an older one)
-/// gets it at open.
-const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
 /// The `META` key of the schema version.
 const SCHEMA_KEY: &str = "schema_version";
@@ -346,7 +342,6 @@ impl RedbStore {
             txn.open_table(PAYLOADS).map_err(redb_error("opening payloads"))?;
             let heads = txn.open_table(HEADS).map_err(redb_error("opening heads"))?;
             txn.open_table(FORKS).map_err(redb_error("opening forks"))?;
-            txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
             let mut meta = txn.open_table(META).map_err(redb_error("opening meta"))?;
             let version = meta
                 .get(SCHEMA_KEY)
@@ -386,6 +381,26 @@ impl RedbStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the snapshot of the view `name` is kept: beside the database
+    /// file, as `FILE.NAME.snapshot` (spec/SESSIONS.md §6.7). A file of its
+    /// own, not a table, so that writing hundreds of megabytes of snapshot
+    /// never holds the database's write lock that appends wait for; written
+    /// to a temporary file, synced and renamed over the old one, so a crash
+    /// leaves the old snapshot or the new one whole. `name` is ASCII
+    /// letters, digits, `-` and `_`.
+    fn snapshot_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(StoreError::Backend(format!("{name:?} is not a snapshot name")));
+        }
+        let mut file = self.path.clone().into_os_string();
+        file.push(format!(".{name}.snapshot"));
+        Ok(PathBuf::from(file))
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -552,24 +567,33 @@ impl Store for RedbStore {
     }
 
     fn save_snapshot(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
-        {
-            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
-            snapshots
-                .insert(name, bytes)
-                .map_err(redb_error("writing a snapshot"))?;
+        let path = self.snapshot_path(name)?;
+        let temporary = path.with_extension("snapshot.tmp");
+        let io = |what: &'static str| {
+            let path = path.clone();
+            move |error: std::io::Error| StoreError::Backend(format!("{what} {}: {error}", path.display()))
+        };
+        let mut file = fs::File::create(&temporary).map_err(io("creating the snapshot"))?;
+        file.write_all(bytes).map_err(io("writing the snapshot"))?;
+        file.sync_all().map_err(io("syncing the snapshot"))?;
+        fs::rename(&temporary, &path).map_err(io("renaming the snapshot"))?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io("syncing the directory of the snapshot"))?;
         }
-        // Durable, so every earlier unsynced append is durable too.
-        self.set_unsynced(None);
-        self.commit_or_mark_unsynced(txn, "committing a snapshot")
+        Ok(())
     }
 
     fn snapshot(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.begin_read()?;
-        let snapshots = txn.open_table(SNAPSHOTS).map_err(redb_error("opening snapshots"))?;
-        Ok(snapshots
-            .get(name)
-            .map_err(redb_error("reading a snapshot"))?
-            .map(|bytes| bytes.value().to_vec()))
+        let path = self.snapshot_path(name)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(StoreError::Backend(format!(
+                "reading the snapshot {}: {error}",
+                path.display()
+            ))),
+        }
     }
 }

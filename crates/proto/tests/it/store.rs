@@ -104,7 +104,34 @@ suite!(
     batch_interleaving_two_feeds,
     empty_append_and_unknown_feeds,
     unsynced_appends_are_checked_held_and_kept_once_synced,
+    snapshots_are_kept_by_name_and_replaced_whole,
 );
+
+/// A view snapshot is read back as saved, per name, the latest one whole,
+/// after a reopen too (where the backend has a disk).
+fn snapshots_are_kept_by_name_and_replaced_whole<H: Harness>() {
+    let mut h = H::new();
+    assert_eq!(h.store().snapshot("sessions").unwrap(), None);
+    h.store().save_snapshot("sessions", b"first").unwrap();
+    h.store().save_snapshot("other", b"x").unwrap();
+    h.store().save_snapshot("sessions", &[7; 100_000]).unwrap();
+    h.reopen();
+    assert_eq!(h.store().snapshot("sessions").unwrap(), Some(vec![7; 100_000]));
+    assert_eq!(h.store().snapshot("other").unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+/// The on-disk store keeps a snapshot in a file beside the database, never
+/// under a name that could leave the directory.
+#[test]
+fn redb_snapshots_are_files_beside_the_database() {
+    let h = Redb::new();
+    h.store().save_snapshot("sessions", b"snap").unwrap();
+    let file = h.dir.path().join("feeds.redb.sessions.snapshot");
+    assert_eq!(std::fs::read(file).unwrap(), b"snap");
+    for name in ["", "../x", "a/b", "a.b"] {
+        assert!(h.store().save_snapshot(name, b"no").is_err(), "{name:?}");
+    }
+}
 
 /// `append_unsynced` checks and stores like `append`; once synced (or
 /// followed by a durable append) what it stored survives a reopen.
