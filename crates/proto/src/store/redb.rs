@@ -69,6 +69,9 @@ const FORKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("forks");
 /// checked on every open.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// How much of a view snapshot is written between two flushes of it.
+const SNAPSHOT_SYNC_BYTES: usize = 8 << 20;
+
 /// The `META` key of the schema version.
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -574,7 +577,12 @@ impl Store for RedbStore {
             move |error: std::io::Error| StoreError::Backend(format!("{what} {}: {error}", path.display()))
         };
         let mut file = fs::File::create(&temporary).map_err(io("creating the snapshot"))?;
-        file.write_all(bytes).map_err(io("writing the snapshot"))?;
+        // Synced a slice at a time: a single flush of hundreds of megabytes
+        // at the end would queue the appends' own flushes behind it.
+        for slice in bytes.chunks(SNAPSHOT_SYNC_BYTES) {
+            file.write_all(slice).map_err(io("writing the snapshot"))?;
+            file.sync_data().map_err(io("syncing the snapshot"))?;
+        }
         file.sync_all().map_err(io("syncing the snapshot"))?;
         fs::rename(&temporary, &path).map_err(io("renaming the snapshot"))?;
         if let Some(dir) = path.parent() {
