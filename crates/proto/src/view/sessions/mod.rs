@@ -33,6 +33,7 @@
 
 mod snapshot;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -105,15 +106,26 @@ impl Put {
     }
 }
 
+/// A key's fold state. Most records hold one put and nothing else, so their
+/// alive intervals, pending touches and owners are those that put alone
+/// gives ([`Fold::of_put`]) and are not stored: a boxed [`Fold`] is kept
+/// only for the others (spec/SESSIONS.md §2.2, §2.4).
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// Set forever by a revocation; then `put`, `touched` and `owners` are cleared.
+    /// Set forever by a revocation; then `put` and `fold` are cleared.
     revoked: bool,
     /// The latest wall time of any operation on the key (revoked or not).
     horizon_ms: u64,
     put: Option<Put>,
-    /// The maximum expiry of every put and counted touch (the greatest end of `alive`).
+    /// The maximum expiry of every put and counted touch (the greatest end of the alive intervals).
     expiry: u64,
+    /// The fold state when it differs from [`Fold::of_put`] of `put`.
+    fold: Option<Box<Fold>>,
+}
+
+/// What a record keeps to stay order-independent besides its winning put.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Fold {
     /// The alive intervals `(start, end)`, sorted by start, none covering
     /// another's start: an interval covers an operation at id `x` if
     /// `start < x` and `x`'s wall time is below `end` (spec/SESSIONS.md §2.2).
@@ -124,14 +136,32 @@ struct Record {
     owners: Vec<(Vec<u8>, OpId)>,
 }
 
-impl Record {
-    fn revoke(&mut self) {
-        self.revoked = true;
-        self.put = None;
-        self.expiry = 0;
-        self.owners = Vec::new();
-        self.alive = Vec::new();
-        self.pending = Vec::new();
+impl Fold {
+    /// The state a record folded from `put` alone has: its interval, and
+    /// its owner's earliest put.
+    fn of_put(put: Option<&Put>) -> Fold {
+        let Some(put) = put else {
+            return Fold::default();
+        };
+        let s = &put.session;
+        Fold {
+            alive: vec![(s.id, put.expiry)],
+            pending: Vec::new(),
+            owners: s.owner.iter().map(|owner| (owner.clone(), s.id)).collect(),
+        }
+    }
+
+    /// Whether this is [`Fold::of_put`] of `put` (compared without building it).
+    fn is_of_put(&self, put: Option<&Put>) -> bool {
+        let Some(put) = put else {
+            return self.alive.is_empty() && self.pending.is_empty() && self.owners.is_empty();
+        };
+        let s = &put.session;
+        let owners = match &s.owner {
+            None => self.owners.is_empty(),
+            Some(owner) => matches!(self.owners.as_slice(), [(o, first)] if o == owner && *first == s.id),
+        };
+        self.alive == [(s.id, put.expiry)] && self.pending.is_empty() && owners
     }
 
     /// Whether an alive interval covers an operation at `id`.
@@ -140,18 +170,19 @@ impl Record {
         self.alive.iter().any(|(start, end)| *start < id && wall < *end)
     }
 
-    /// Counts an operation: a put always, a touch once an interval covers it.
-    fn count(&mut self, id: OpId, expiry: u64, is_put: bool) {
+    /// Counts an operation: a put always, a touch once an interval covers
+    /// it. Returns the new greatest end of the alive intervals if it counted.
+    fn count(&mut self, id: OpId, expiry: u64, is_put: bool) -> Option<u64> {
         if !is_put && !self.covers(id) {
             self.pending.push((id, expiry));
-            return;
+            return None;
         }
         self.open(id, expiry);
         while let Some(i) = self.pending.iter().position(|(id, _)| self.covers(*id)) {
             let (id, expiry) = self.pending.swap_remove(i);
             self.open(id, expiry);
         }
-        self.expiry = self.alive.iter().map(|(_, end)| *end).max().unwrap_or(0);
+        Some(self.alive.iter().map(|(_, end)| *end).max().unwrap_or(0))
     }
 
     /// Adds the interval `(start, end)` and merges every interval whose start
@@ -169,11 +200,91 @@ impl Record {
         self.alive = merged;
     }
 
-    fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
-        self.owners
-            .iter()
-            .any(|(owner, first)| watermarks.get(owner).is_some_and(|w| first < w))
+    /// Records a put by `owner` at `id`; returns whether the owner is new
+    /// to the key.
+    fn own(&mut self, owner: &[u8], id: OpId) -> bool {
+        match self.owners.binary_search_by(|(o, _)| o.as_slice().cmp(owner)) {
+            Ok(i) => {
+                self.owners[i].1 = self.owners[i].1.min(id);
+                false
+            }
+            Err(i) => {
+                self.owners.insert(i, (owner.to_vec(), id));
+                true
+            }
+        }
     }
+}
+
+impl Record {
+    /// A record of these parts, its fold state stored only if `put` alone
+    /// does not give it.
+    fn new(revoked: bool, horizon_ms: u64, put: Option<Put>, expiry: u64, fold: Fold) -> Record {
+        let mut record = Record {
+            revoked,
+            horizon_ms,
+            put,
+            expiry,
+            fold: None,
+        };
+        record.keep(fold);
+        record
+    }
+
+    fn revoke(&mut self) {
+        self.revoked = true;
+        self.put = None;
+        self.expiry = 0;
+        self.fold = None;
+    }
+
+    /// The fold state, borrowed if stored, else derived from the put.
+    fn fold(&self) -> Cow<'_, Fold> {
+        match &self.fold {
+            Some(fold) => Cow::Borrowed(fold),
+            None => Cow::Owned(Fold::of_put(self.put.as_ref())),
+        }
+    }
+
+    /// Takes the fold state out to change it; [`Record::keep`] puts it back.
+    fn take_fold(&mut self) -> Fold {
+        match self.fold.take() {
+            Some(fold) => *fold,
+            None => Fold::of_put(self.put.as_ref()),
+        }
+    }
+
+    /// Stores `fold` as the record's state, boxed only if the put alone
+    /// does not give it.
+    fn keep(&mut self, fold: Fold) {
+        self.fold = (!fold.is_of_put(self.put.as_ref())).then(|| Box::new(fold));
+    }
+
+    /// Each owner's earliest put, sorted by owner, without a copy.
+    fn owners(&self) -> impl Iterator<Item = (&[u8], OpId)> {
+        let derived = match &self.fold {
+            Some(_) => None,
+            None => self
+                .put
+                .as_ref()
+                .and_then(|p| Some((p.session.owner.as_deref()?, p.session.id))),
+        };
+        let stored = self
+            .fold
+            .iter()
+            .flat_map(|f| f.owners.iter().map(|(o, id)| (o.as_slice(), *id)));
+        derived.into_iter().chain(stored)
+    }
+
+    fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
+        revoked_by(self.owners(), watermarks)
+    }
+}
+
+/// Whether some owner's earliest put (of `owners`) is ordered before that
+/// owner's watermark (spec/SESSIONS.md §2.4).
+fn revoked_by<'a>(mut owners: impl Iterator<Item = (&'a [u8], OpId)>, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
+    owners.any(|(owner, first)| watermarks.get(owner).is_some_and(|w| first < *w))
 }
 
 /// The folded session state of every author's operations.
@@ -350,6 +461,7 @@ impl SessionView {
             return;
         }
         let held = record.put.is_some();
+        let mut fold = record.take_fold();
         match op {
             Op::Put {
                 value, ttl_ms, owner, ..
@@ -357,7 +469,7 @@ impl SessionView {
                 let session = Arc::new(Session {
                     value,
                     expires_at_ms: 0,
-                    owner: owner.clone(),
+                    owner,
                     author: id.author,
                     seq,
                     id,
@@ -366,27 +478,34 @@ impl SessionView {
                     session,
                     expiry: expiry_of(id.timestamp, ttl_ms),
                 };
-                record.count(id, put.expiry, true);
-                if let Some(owner) = owner {
-                    match record.owners.binary_search_by(|(o, _)| o.cmp(&owner)) {
-                        Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
-                        Err(i) => {
-                            record.owners.insert(i, (owner.clone(), id));
-                            self.by_owner.entry(owner.clone()).or_default().push(key.clone());
-                        }
-                    }
+                if let Some(expiry) = fold.count(id, put.expiry, true) {
+                    record.expiry = expiry;
+                }
+                if let Some(owner) = &put.session.owner
+                    && fold.own(owner, id)
+                {
+                    self.by_owner.entry(owner.clone()).or_default().push(key.clone());
                 }
                 if record.put.as_ref().is_none_or(|old| put.rank() > old.rank()) {
                     record.put = Some(put);
                 }
-                if record.revoked_by(&self.watermarks) {
+                if revoked_by(fold.owners.iter().map(|(o, id)| (o.as_slice(), *id)), &self.watermarks) {
                     record.revoke();
+                    fold = Fold::default();
                 }
             }
-            Op::Touch { ttl_ms, .. } => record.count(id, expiry_of(id.timestamp, ttl_ms), false),
-            Op::Revoke { .. } => record.revoke(),
+            Op::Touch { ttl_ms, .. } => {
+                if let Some(expiry) = fold.count(id, expiry_of(id.timestamp, ttl_ms), false) {
+                    record.expiry = expiry;
+                }
+            }
+            Op::Revoke { .. } => {
+                record.revoke();
+                fold = Fold::default();
+            }
             Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
+        record.keep(fold);
         let expiry = record.expiry;
         if let Some(put) = &mut record.put
             && put.session.expires_at_ms != expiry
@@ -479,7 +598,7 @@ impl SessionView {
             keys.retain(|key| {
                 records
                     .get(key.as_slice())
-                    .is_some_and(|r| r.owners.iter().any(|(o, _)| o == owner))
+                    .is_some_and(|r| r.owners().any(|(o, _)| o == owner.as_slice()))
             });
             !keys.is_empty()
         });
@@ -531,10 +650,10 @@ impl SessionView {
                     }
                 }
             }
-            h.update(&(r.owners.len() as u64).to_le_bytes());
-            for (owner, first) in &r.owners {
+            h.update(&(r.owners().count() as u64).to_le_bytes());
+            for (owner, first) in r.owners() {
                 bytes(&mut h, owner);
-                id(&mut h, first);
+                id(&mut h, &first);
             }
         }
         h.update(&(self.watermarks.len() as u64).to_le_bytes());

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{OpId, Put, Record, Session, SessionView};
+use super::{Fold, OpId, Put, Record, Session, SessionView};
 use crate::clock::Timestamp;
 use crate::feed::cbor::{self, NULL, Reader};
 use crate::feed::{DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ};
@@ -139,9 +139,10 @@ fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
             }
         }
     }
-    write_pairs(out, &record.alive);
-    write_pairs(out, &record.pending);
-    write_owned(out, record.owners.iter().map(|(owner, id)| (owner, *id)));
+    let fold = record.fold();
+    write_pairs(out, &fold.alive);
+    write_pairs(out, &fold.pending);
+    write_owned(out, fold.owners.iter().map(|(owner, id)| (owner, *id)));
 }
 
 fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeError> {
@@ -187,18 +188,8 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
     let alive = read_pairs(r, "alive")?;
     let pending = read_pairs(r, "pending")?;
     let owners = read_owned(r, "owners")?;
-    Ok((
-        key,
-        Record {
-            revoked,
-            horizon_ms,
-            put,
-            expiry,
-            alive,
-            pending,
-            owners,
-        },
-    ))
+    let fold = Fold { alive, pending, owners };
+    Ok((key, Record::new(revoked, horizon_ms, put, expiry, fold)))
 }
 
 impl SessionView {
@@ -254,8 +245,8 @@ impl SessionView {
             if record.put.is_some() {
                 view.holding += 1;
             }
-            for (owner, _) in &record.owners {
-                view.by_owner.entry(owner.clone()).or_default().push(key.clone());
+            for (owner, _) in record.owners() {
+                view.by_owner.entry(owner.to_vec()).or_default().push(key.clone());
             }
             if view.records.insert(key, record).is_some() {
                 return Err(ViewDecodeError::OutOfRange("records: a key twice"));
