@@ -32,12 +32,13 @@
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
 mod snapshot;
+mod table;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::key::Key;
+use self::table::Records;
 use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
 use crate::clock::{MAX_DRIFT_MS, Timestamp};
 use crate::feed::{FeedId, Hash};
@@ -279,6 +280,19 @@ impl Record {
     fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
         revoked_by(self.owners(), watermarks)
     }
+
+    /// Whether some put of the key names `owner`.
+    fn names(&self, owner: &[u8]) -> bool {
+        self.owners().any(|(o, _)| o == owner)
+    }
+
+    /// The session if it is live at `now_ms`. The record's expiry is the
+    /// session's (kept equal by every fold); checked where the table holds
+    /// it, a miss does not read the session.
+    fn live(&self, now_ms: u64) -> Option<&Arc<Session>> {
+        let session = &self.put.as_ref()?.session;
+        (self.expiry > now_ms).then_some(session)
+    }
 }
 
 /// Whether some owner's earliest put (of `owners`) is ordered before that
@@ -299,11 +313,13 @@ pub struct SessionView {
     /// One record per key ever operated on (until [`SessionView::expire`]
     /// drops it). A hash map: a read is one hash and one or two probes,
     /// where a tree of a million keys costs a cache miss per level.
-    records: HashMap<Key, Record>,
+    records: Records,
     /// The keys each owner has put (possibly stale: revoked or dropped
     /// keys stay until [`SessionView::expire`]), so that a `RevokeOwner`
     /// visits only that owner's keys.
-    by_owner: HashMap<Vec<u8>, Vec<Key>>,
+    /// Each key is listed by its hash in `records` (8 bytes, not a copy of
+    /// the key), and the records found under it are checked to name the owner.
+    by_owner: HashMap<Vec<u8>, Vec<u64>>,
     /// How many records hold a value ([`SessionView::len`]).
     holding: usize,
     watermarks: BTreeMap<Vec<u8>, OpId>,
@@ -437,13 +453,12 @@ impl SessionView {
                 let mark = self.watermarks.entry(owner.clone()).or_insert(id);
                 *mark = (*mark).max(id);
                 let watermarks = &self.watermarks;
-                for key in self.by_owner.get(owner).into_iter().flatten() {
-                    if let Some(record) = self.records.get_mut(key.as_slice())
-                        && !record.revoked
-                        && record.revoked_by(watermarks)
-                    {
-                        self.holding -= usize::from(record.put.is_some());
-                        record.revoke();
+                for hash in self.by_owner.get(owner).into_iter().flatten() {
+                    for record in self.records.by_hash_mut(*hash) {
+                        if !record.revoked && record.names(owner) && record.revoked_by(watermarks) {
+                            self.holding -= usize::from(record.put.is_some());
+                            record.revoke();
+                        }
                     }
                 }
                 return;
@@ -451,11 +466,8 @@ impl SessionView {
             // Membership (spec/SESSIONS.md §5) touches no key.
             Op::AddMember { .. } | Op::RemoveMember { .. } => return,
         };
-        let key = Key::new(&key);
-        let record = match self.records.get_mut(key.as_slice()) {
-            Some(record) => record,
-            None => self.records.entry(key.clone()).or_default(),
-        };
+        let hash = self.records.hash(&key);
+        let record = self.records.get_or_default(&key, hash);
         record.horizon_ms = record.horizon_ms.max(wall);
         if record.revoked {
             return;
@@ -484,7 +496,7 @@ impl SessionView {
                 if let Some(owner) = &put.session.owner
                     && fold.own(owner, id)
                 {
-                    self.by_owner.entry(owner.clone()).or_default().push(key.clone());
+                    self.by_owner.entry(owner.clone()).or_default().push(hash);
                 }
                 if record.put.as_ref().is_none_or(|old| put.rank() > old.rank()) {
                     record.put = Some(put);
@@ -528,11 +540,7 @@ impl SessionView {
     /// [`SessionView::get`], as a shared handle: cheap to clone and to keep
     /// after the view changes (it is a snapshot).
     pub fn get_shared(&self, key: &[u8], now_ms: u64) -> Option<&Arc<Session>> {
-        // The record's expiry is the session's (kept equal by every fold);
-        // checked where the table holds it, a miss does not read the session.
-        let record = self.records.get(key)?;
-        let session = &record.put.as_ref()?.session;
-        (record.expiry > now_ms).then_some(session)
+        self.records.get(key)?.live(now_ms)
     }
 
     /// The live sessions at `now_ms` that some put of theirs names `owner`
@@ -545,7 +553,9 @@ impl SessionView {
             .get(owner)
             .into_iter()
             .flatten()
-            .filter_map(|key| Some((key.as_slice(), self.get_shared(key.as_slice(), now_ms)?)))
+            .flat_map(|hash| self.records.by_hash(*hash))
+            .filter(|(_, record)| record.names(owner))
+            .filter_map(|(key, record)| Some((key.as_slice(), record.live(now_ms)?)))
             .collect();
         owned.sort_unstable_by_key(|(key, _)| *key);
         owned.dedup_by_key(|(key, _)| *key);
@@ -585,7 +595,7 @@ impl SessionView {
         let dead = |wall: u64| wall.saturating_add(MAX_TTL_MS).saturating_add(RETENTION_MARGIN_MS) <= now_ms;
         let before = self.records.len();
         let holding = &mut self.holding;
-        self.records.retain(|_, r| {
+        self.records.retain(|r| {
             let keep = !dead(r.horizon_ms);
             if !keep && r.put.is_some() {
                 *holding -= 1;
@@ -594,13 +604,9 @@ impl SessionView {
         });
         self.watermarks.retain(|_, id| !dead(id.timestamp.wall_ms()));
         let records = &self.records;
-        self.by_owner.retain(|owner, keys| {
-            keys.retain(|key| {
-                records
-                    .get(key.as_slice())
-                    .is_some_and(|r| r.owners().any(|(o, _)| o == owner.as_slice()))
-            });
-            !keys.is_empty()
+        self.by_owner.retain(|owner, hashes| {
+            hashes.retain(|hash| records.by_hash(*hash).any(|(_, r)| r.names(owner)));
+            !hashes.is_empty()
         });
         before - self.records.len()
     }

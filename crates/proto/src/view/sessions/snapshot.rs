@@ -20,9 +20,10 @@
 //! a value, each owner's keys, a session's `expires_at_ms`) is not written
 //! but recomputed on decoding.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::table::Records;
 use super::{Fold, OpId, Put, Record, Session, SessionView};
 use crate::clock::Timestamp;
 use crate::feed::cbor::{self, NULL, Reader};
@@ -197,7 +198,7 @@ impl SessionView {
     /// the encoded `watermarks` and `held` of the snapshot form above, as
     /// they are now.
     pub(crate) fn begin_snapshot(&self) -> (Vec<Key>, Vec<u8>) {
-        let keys = self.records.keys().cloned().collect();
+        let keys = self.records.iter().map(|(key, _)| key.clone()).collect();
         let mut tail = Vec::new();
         write_owned(&mut tail, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
         cbor::write_array_head(&mut tail, self.held.len() as u64);
@@ -237,7 +238,7 @@ impl SessionView {
         expect_array(r, "view", 3)?;
         let n = r.bounded_array_head("records")?;
         let mut view = SessionView {
-            records: HashMap::with_capacity(n),
+            records: Records::with_capacity(n),
             ..SessionView::default()
         };
         for _ in 0..n {
@@ -245,10 +246,11 @@ impl SessionView {
             if record.put.is_some() {
                 view.holding += 1;
             }
+            let hash = view.records.hash(key.as_slice());
             for (owner, _) in record.owners() {
-                view.by_owner.entry(owner.to_vec()).or_default().push(key.clone());
+                view.by_owner.entry(owner.to_vec()).or_default().push(hash);
             }
-            if view.records.insert(key, record).is_some() {
+            if !view.records.insert_new(key, record) {
                 return Err(ViewDecodeError::OutOfRange("records: a key twice"));
             }
         }
