@@ -111,12 +111,17 @@ impl Put {
 /// alive intervals, pending touches and owners are those that put alone
 /// gives ([`Fold::of_put`]) and are not stored: a boxed [`Fold`] is kept
 /// only for the others (spec/SESSIONS.md §2.2, §2.4).
+/// The bit of [`Record`]'s `horizon` that marks a revoked key (wall times
+/// are below 2^48, see [`Timestamp::new`]).
+const REVOKED: u64 = 1 << 63;
+
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// Set forever by a revocation; then `put` and `fold` are cleared.
-    revoked: bool,
-    /// The latest wall time of any operation on the key (revoked or not).
-    horizon_ms: u64,
+    /// The latest wall time of any operation on the key (revoked or not),
+    /// and in its top bit, [`REVOKED`]: set forever by a revocation, which
+    /// clears `put` and `fold`. One word, not a word and a flag: the flag
+    /// alone would pad the table slot by 8 bytes.
+    horizon: u64,
     put: Option<Put>,
     /// The maximum expiry of every put and counted touch (the greatest end of the alive intervals).
     expiry: u64,
@@ -222,8 +227,7 @@ impl Record {
     /// does not give it.
     fn new(revoked: bool, horizon_ms: u64, put: Option<Put>, expiry: u64, fold: Fold) -> Record {
         let mut record = Record {
-            revoked,
-            horizon_ms,
+            horizon: horizon_ms | if revoked { REVOKED } else { 0 },
             put,
             expiry,
             fold: None,
@@ -232,8 +236,23 @@ impl Record {
         record
     }
 
+    /// Whether the key is revoked (a tombstone).
+    fn revoked(&self) -> bool {
+        self.horizon & REVOKED != 0
+    }
+
+    /// The latest wall time of any operation on the key.
+    fn horizon_ms(&self) -> u64 {
+        self.horizon & !REVOKED
+    }
+
+    /// Takes an operation at wall time `wall` (below 2^48) into the horizon.
+    fn extend_horizon(&mut self, wall: u64) {
+        self.horizon = self.horizon.max(wall | (self.horizon & REVOKED));
+    }
+
     fn revoke(&mut self) {
-        self.revoked = true;
+        self.horizon |= REVOKED;
         self.put = None;
         self.expiry = 0;
         self.fold = None;
@@ -455,7 +474,7 @@ impl SessionView {
                 let watermarks = &self.watermarks;
                 for hash in self.by_owner.get(owner).into_iter().flatten() {
                     for record in self.records.by_hash_mut(*hash) {
-                        if !record.revoked && record.names(owner) && record.revoked_by(watermarks) {
+                        if !record.revoked() && record.names(owner) && record.revoked_by(watermarks) {
                             self.holding -= usize::from(record.put.is_some());
                             record.revoke();
                         }
@@ -468,8 +487,8 @@ impl SessionView {
         };
         let hash = self.records.hash(&key);
         let record = self.records.get_or_default(&key, hash);
-        record.horizon_ms = record.horizon_ms.max(wall);
-        if record.revoked {
+        record.extend_horizon(wall);
+        if record.revoked() {
             return;
         }
         let held = record.put.is_some();
@@ -573,7 +592,7 @@ impl SessionView {
 
     /// Whether `key` is revoked (a tombstone is held for it).
     pub fn is_revoked(&self, key: &[u8]) -> bool {
-        self.records.get(key).is_some_and(|r| r.revoked)
+        self.records.get(key).is_some_and(Record::revoked)
     }
 
     /// How many sessions hold a value (live, or expired but not yet dropped
@@ -596,7 +615,7 @@ impl SessionView {
         let before = self.records.len();
         let holding = &mut self.holding;
         self.records.retain(|r| {
-            let keep = !dead(r.horizon_ms);
+            let keep = !dead(r.horizon_ms());
             if !keep && r.put.is_some() {
                 *holding -= 1;
             }
@@ -632,8 +651,8 @@ impl SessionView {
         h.update(&(records.len() as u64).to_le_bytes());
         for (key, r) in records {
             bytes(&mut h, key);
-            h.update(&[u8::from(r.revoked)]);
-            h.update(&r.horizon_ms.to_le_bytes());
+            h.update(&[u8::from(r.revoked())]);
+            h.update(&r.horizon_ms().to_le_bytes());
             h.update(&r.expiry.to_le_bytes());
             match &r.put {
                 None => {

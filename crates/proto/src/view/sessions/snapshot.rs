@@ -15,7 +15,7 @@
 //! id       = [timestamp, author, position]
 //! ```
 //!
-//! `revoked` is 0 or 1; `payload` is the entry's operations as
+//! `revoked` is 0 or 1; `horizon_ms` is a wall time, below 2^48; `payload` is the entry's operations as
 //! [`encode_ops`] writes them. What the view derives (how many records hold
 //! a value, each owner's keys, a session's `expires_at_ms`) is not written
 //! but recomputed on decoding.
@@ -30,6 +30,10 @@ use crate::feed::cbor::{self, NULL, Reader};
 use crate::feed::{DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ};
 use crate::view::key::Key;
 use crate::view::ops::{MAX_KEY, MAX_OWNER, MAX_VALUE, Op, decode_ops, encode_ops};
+
+/// The bound of a wall time (48 bits, [`Timestamp::new`]); the view keeps a
+/// flag above it.
+const MAX_WALL_MS: u64 = 1 << 48;
 
 /// Why a snapshot's view part does not decode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -122,8 +126,8 @@ fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, O
 fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
     cbor::write_array_head(out, 8);
     cbor::write_bytes(out, key);
-    cbor::write_uint(out, u64::from(record.revoked));
-    cbor::write_uint(out, record.horizon_ms);
+    cbor::write_uint(out, u64::from(record.revoked()));
+    cbor::write_uint(out, record.horizon_ms());
     cbor::write_uint(out, record.expiry);
     match &record.put {
         None => out.push(NULL),
@@ -184,6 +188,9 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
         _ => return Err(ViewDecodeError::OutOfRange("revoked")),
     };
     let horizon_ms = r.uint("horizon")?;
+    if horizon_ms >= MAX_WALL_MS {
+        return Err(ViewDecodeError::OutOfRange("horizon"));
+    }
     let expiry = r.uint("expiry")?;
     let put = read_put(r, expiry)?;
     let alive = read_pairs(r, "alive")?;
