@@ -32,11 +32,13 @@
 //! time catches up. The view never reads the clock: `now_ms` is an argument.
 
 mod snapshot;
+mod table;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::key::Key;
+use self::table::Records;
 use super::ops::{MAX_TTL_MS, Op, OpsError, decode_ops};
 use crate::clock::{MAX_DRIFT_MS, Timestamp};
 use crate::feed::{FeedId, Hash};
@@ -105,15 +107,31 @@ impl Put {
     }
 }
 
+/// A key's fold state. Most records hold one put and nothing else, so their
+/// alive intervals, pending touches and owners are those that put alone
+/// gives ([`Fold::of_put`]) and are not stored: a boxed [`Fold`] is kept
+/// only for the others (spec/SESSIONS.md §2.2, §2.4).
+/// The bit of [`Record`]'s `horizon` that marks a revoked key (wall times
+/// are below 2^48, see [`Timestamp::new`]).
+const REVOKED: u64 = 1 << 63;
+
 #[derive(Clone, Debug, Default)]
 struct Record {
-    /// Set forever by a revocation; then `put`, `touched` and `owners` are cleared.
-    revoked: bool,
-    /// The latest wall time of any operation on the key (revoked or not).
-    horizon_ms: u64,
+    /// The latest wall time of any operation on the key (revoked or not),
+    /// and in its top bit, [`REVOKED`]: set forever by a revocation, which
+    /// clears `put` and `fold`. One word, not a word and a flag: the flag
+    /// alone would pad the table slot by 8 bytes.
+    horizon: u64,
     put: Option<Put>,
-    /// The maximum expiry of every put and counted touch (the greatest end of `alive`).
+    /// The maximum expiry of every put and counted touch (the greatest end of the alive intervals).
     expiry: u64,
+    /// The fold state when it differs from [`Fold::of_put`] of `put`.
+    fold: Option<Box<Fold>>,
+}
+
+/// What a record keeps to stay order-independent besides its winning put.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Fold {
     /// The alive intervals `(start, end)`, sorted by start, none covering
     /// another's start: an interval covers an operation at id `x` if
     /// `start < x` and `x`'s wall time is below `end` (spec/SESSIONS.md §2.2).
@@ -124,14 +142,32 @@ struct Record {
     owners: Vec<(Vec<u8>, OpId)>,
 }
 
-impl Record {
-    fn revoke(&mut self) {
-        self.revoked = true;
-        self.put = None;
-        self.expiry = 0;
-        self.owners = Vec::new();
-        self.alive = Vec::new();
-        self.pending = Vec::new();
+impl Fold {
+    /// The state a record folded from `put` alone has: its interval, and
+    /// its owner's earliest put.
+    fn of_put(put: Option<&Put>) -> Fold {
+        let Some(put) = put else {
+            return Fold::default();
+        };
+        let s = &put.session;
+        Fold {
+            alive: vec![(s.id, put.expiry)],
+            pending: Vec::new(),
+            owners: s.owner.iter().map(|owner| (owner.clone(), s.id)).collect(),
+        }
+    }
+
+    /// Whether this is [`Fold::of_put`] of `put` (compared without building it).
+    fn is_of_put(&self, put: Option<&Put>) -> bool {
+        let Some(put) = put else {
+            return self.alive.is_empty() && self.pending.is_empty() && self.owners.is_empty();
+        };
+        let s = &put.session;
+        let owners = match &s.owner {
+            None => self.owners.is_empty(),
+            Some(owner) => matches!(self.owners.as_slice(), [(o, first)] if o == owner && *first == s.id),
+        };
+        self.alive == [(s.id, put.expiry)] && self.pending.is_empty() && owners
     }
 
     /// Whether an alive interval covers an operation at `id`.
@@ -140,18 +176,19 @@ impl Record {
         self.alive.iter().any(|(start, end)| *start < id && wall < *end)
     }
 
-    /// Counts an operation: a put always, a touch once an interval covers it.
-    fn count(&mut self, id: OpId, expiry: u64, is_put: bool) {
+    /// Counts an operation: a put always, a touch once an interval covers
+    /// it. Returns the new greatest end of the alive intervals if it counted.
+    fn count(&mut self, id: OpId, expiry: u64, is_put: bool) -> Option<u64> {
         if !is_put && !self.covers(id) {
             self.pending.push((id, expiry));
-            return;
+            return None;
         }
         self.open(id, expiry);
         while let Some(i) = self.pending.iter().position(|(id, _)| self.covers(*id)) {
             let (id, expiry) = self.pending.swap_remove(i);
             self.open(id, expiry);
         }
-        self.expiry = self.alive.iter().map(|(_, end)| *end).max().unwrap_or(0);
+        Some(self.alive.iter().map(|(_, end)| *end).max().unwrap_or(0))
     }
 
     /// Adds the interval `(start, end)` and merges every interval whose start
@@ -169,11 +206,118 @@ impl Record {
         self.alive = merged;
     }
 
-    fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
-        self.owners
-            .iter()
-            .any(|(owner, first)| watermarks.get(owner).is_some_and(|w| first < w))
+    /// Records a put by `owner` at `id`; returns whether the owner is new
+    /// to the key.
+    fn own(&mut self, owner: &[u8], id: OpId) -> bool {
+        match self.owners.binary_search_by(|(o, _)| o.as_slice().cmp(owner)) {
+            Ok(i) => {
+                self.owners[i].1 = self.owners[i].1.min(id);
+                false
+            }
+            Err(i) => {
+                self.owners.insert(i, (owner.to_vec(), id));
+                true
+            }
+        }
     }
+}
+
+impl Record {
+    /// A record of these parts, its fold state stored only if `put` alone
+    /// does not give it.
+    fn new(revoked: bool, horizon_ms: u64, put: Option<Put>, expiry: u64, fold: Fold) -> Record {
+        let mut record = Record {
+            horizon: horizon_ms | if revoked { REVOKED } else { 0 },
+            put,
+            expiry,
+            fold: None,
+        };
+        record.keep(fold);
+        record
+    }
+
+    /// Whether the key is revoked (a tombstone).
+    fn revoked(&self) -> bool {
+        self.horizon & REVOKED != 0
+    }
+
+    /// The latest wall time of any operation on the key.
+    fn horizon_ms(&self) -> u64 {
+        self.horizon & !REVOKED
+    }
+
+    /// Takes an operation at wall time `wall` (below 2^48) into the horizon.
+    fn extend_horizon(&mut self, wall: u64) {
+        self.horizon = self.horizon.max(wall | (self.horizon & REVOKED));
+    }
+
+    fn revoke(&mut self) {
+        self.horizon |= REVOKED;
+        self.put = None;
+        self.expiry = 0;
+        self.fold = None;
+    }
+
+    /// The fold state, borrowed if stored, else derived from the put.
+    fn fold(&self) -> Cow<'_, Fold> {
+        match &self.fold {
+            Some(fold) => Cow::Borrowed(fold),
+            None => Cow::Owned(Fold::of_put(self.put.as_ref())),
+        }
+    }
+
+    /// Takes the fold state out to change it; [`Record::keep`] puts it back.
+    fn take_fold(&mut self) -> Fold {
+        match self.fold.take() {
+            Some(fold) => *fold,
+            None => Fold::of_put(self.put.as_ref()),
+        }
+    }
+
+    /// Stores `fold` as the record's state, boxed only if the put alone
+    /// does not give it.
+    fn keep(&mut self, fold: Fold) {
+        self.fold = (!fold.is_of_put(self.put.as_ref())).then(|| Box::new(fold));
+    }
+
+    /// Each owner's earliest put, sorted by owner, without a copy.
+    fn owners(&self) -> impl Iterator<Item = (&[u8], OpId)> {
+        let derived = match &self.fold {
+            Some(_) => None,
+            None => self
+                .put
+                .as_ref()
+                .and_then(|p| Some((p.session.owner.as_deref()?, p.session.id))),
+        };
+        let stored = self
+            .fold
+            .iter()
+            .flat_map(|f| f.owners.iter().map(|(o, id)| (o.as_slice(), *id)));
+        derived.into_iter().chain(stored)
+    }
+
+    fn revoked_by(&self, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
+        revoked_by(self.owners(), watermarks)
+    }
+
+    /// Whether some put of the key names `owner`.
+    fn names(&self, owner: &[u8]) -> bool {
+        self.owners().any(|(o, _)| o == owner)
+    }
+
+    /// The session if it is live at `now_ms`. The record's expiry is the
+    /// session's (kept equal by every fold); checked where the table holds
+    /// it, a miss does not read the session.
+    fn live(&self, now_ms: u64) -> Option<&Arc<Session>> {
+        let session = &self.put.as_ref()?.session;
+        (self.expiry > now_ms).then_some(session)
+    }
+}
+
+/// Whether some owner's earliest put (of `owners`) is ordered before that
+/// owner's watermark (spec/SESSIONS.md §2.4).
+fn revoked_by<'a>(mut owners: impl Iterator<Item = (&'a [u8], OpId)>, watermarks: &BTreeMap<Vec<u8>, OpId>) -> bool {
+    owners.any(|(owner, first)| watermarks.get(owner).is_some_and(|w| first < *w))
 }
 
 /// The folded session state of every author's operations.
@@ -188,11 +332,13 @@ pub struct SessionView {
     /// One record per key ever operated on (until [`SessionView::expire`]
     /// drops it). A hash map: a read is one hash and one or two probes,
     /// where a tree of a million keys costs a cache miss per level.
-    records: HashMap<Key, Record>,
+    records: Records,
     /// The keys each owner has put (possibly stale: revoked or dropped
     /// keys stay until [`SessionView::expire`]), so that a `RevokeOwner`
     /// visits only that owner's keys.
-    by_owner: HashMap<Vec<u8>, Vec<Key>>,
+    /// Each key is listed by its hash in `records` (8 bytes, not a copy of
+    /// the key), and the records found under it are checked to name the owner.
+    by_owner: HashMap<Vec<u8>, Vec<u64>>,
     /// How many records hold a value ([`SessionView::len`]).
     holding: usize,
     watermarks: BTreeMap<Vec<u8>, OpId>,
@@ -326,13 +472,12 @@ impl SessionView {
                 let mark = self.watermarks.entry(owner.clone()).or_insert(id);
                 *mark = (*mark).max(id);
                 let watermarks = &self.watermarks;
-                for key in self.by_owner.get(owner).into_iter().flatten() {
-                    if let Some(record) = self.records.get_mut(key.as_slice())
-                        && !record.revoked
-                        && record.revoked_by(watermarks)
-                    {
-                        self.holding -= usize::from(record.put.is_some());
-                        record.revoke();
+                for hash in self.by_owner.get(owner).into_iter().flatten() {
+                    for record in self.records.by_hash_mut(*hash) {
+                        if !record.revoked() && record.names(owner) && record.revoked_by(watermarks) {
+                            self.holding -= usize::from(record.put.is_some());
+                            record.revoke();
+                        }
                     }
                 }
                 return;
@@ -340,16 +485,14 @@ impl SessionView {
             // Membership (spec/SESSIONS.md §5) touches no key.
             Op::AddMember { .. } | Op::RemoveMember { .. } => return,
         };
-        let key = Key::new(&key);
-        let record = match self.records.get_mut(key.as_slice()) {
-            Some(record) => record,
-            None => self.records.entry(key.clone()).or_default(),
-        };
-        record.horizon_ms = record.horizon_ms.max(wall);
-        if record.revoked {
+        let hash = self.records.hash(&key);
+        let record = self.records.get_or_default(&key, hash);
+        record.extend_horizon(wall);
+        if record.revoked() {
             return;
         }
         let held = record.put.is_some();
+        let mut fold = record.take_fold();
         match op {
             Op::Put {
                 value, ttl_ms, owner, ..
@@ -357,7 +500,7 @@ impl SessionView {
                 let session = Arc::new(Session {
                     value,
                     expires_at_ms: 0,
-                    owner: owner.clone(),
+                    owner,
                     author: id.author,
                     seq,
                     id,
@@ -366,27 +509,34 @@ impl SessionView {
                     session,
                     expiry: expiry_of(id.timestamp, ttl_ms),
                 };
-                record.count(id, put.expiry, true);
-                if let Some(owner) = owner {
-                    match record.owners.binary_search_by(|(o, _)| o.cmp(&owner)) {
-                        Ok(i) => record.owners[i].1 = record.owners[i].1.min(id),
-                        Err(i) => {
-                            record.owners.insert(i, (owner.clone(), id));
-                            self.by_owner.entry(owner.clone()).or_default().push(key.clone());
-                        }
-                    }
+                if let Some(expiry) = fold.count(id, put.expiry, true) {
+                    record.expiry = expiry;
+                }
+                if let Some(owner) = &put.session.owner
+                    && fold.own(owner, id)
+                {
+                    self.by_owner.entry(owner.clone()).or_default().push(hash);
                 }
                 if record.put.as_ref().is_none_or(|old| put.rank() > old.rank()) {
                     record.put = Some(put);
                 }
-                if record.revoked_by(&self.watermarks) {
+                if revoked_by(fold.owners.iter().map(|(o, id)| (o.as_slice(), *id)), &self.watermarks) {
                     record.revoke();
+                    fold = Fold::default();
                 }
             }
-            Op::Touch { ttl_ms, .. } => record.count(id, expiry_of(id.timestamp, ttl_ms), false),
-            Op::Revoke { .. } => record.revoke(),
+            Op::Touch { ttl_ms, .. } => {
+                if let Some(expiry) = fold.count(id, expiry_of(id.timestamp, ttl_ms), false) {
+                    record.expiry = expiry;
+                }
+            }
+            Op::Revoke { .. } => {
+                record.revoke();
+                fold = Fold::default();
+            }
             Op::RevokeOwner { .. } | Op::AddMember { .. } | Op::RemoveMember { .. } => {}
         }
+        record.keep(fold);
         let expiry = record.expiry;
         if let Some(put) = &mut record.put
             && put.session.expires_at_ms != expiry
@@ -409,11 +559,7 @@ impl SessionView {
     /// [`SessionView::get`], as a shared handle: cheap to clone and to keep
     /// after the view changes (it is a snapshot).
     pub fn get_shared(&self, key: &[u8], now_ms: u64) -> Option<&Arc<Session>> {
-        // The record's expiry is the session's (kept equal by every fold);
-        // checked where the table holds it, a miss does not read the session.
-        let record = self.records.get(key)?;
-        let session = &record.put.as_ref()?.session;
-        (record.expiry > now_ms).then_some(session)
+        self.records.get(key)?.live(now_ms)
     }
 
     /// The live sessions at `now_ms` that some put of theirs names `owner`
@@ -426,7 +572,9 @@ impl SessionView {
             .get(owner)
             .into_iter()
             .flatten()
-            .filter_map(|key| Some((key.as_slice(), self.get_shared(key.as_slice(), now_ms)?)))
+            .flat_map(|hash| self.records.by_hash(*hash))
+            .filter(|(_, record)| record.names(owner))
+            .filter_map(|(key, record)| Some((key.as_slice(), record.live(now_ms)?)))
             .collect();
         owned.sort_unstable_by_key(|(key, _)| *key);
         owned.dedup_by_key(|(key, _)| *key);
@@ -444,7 +592,7 @@ impl SessionView {
 
     /// Whether `key` is revoked (a tombstone is held for it).
     pub fn is_revoked(&self, key: &[u8]) -> bool {
-        self.records.get(key).is_some_and(|r| r.revoked)
+        self.records.get(key).is_some_and(Record::revoked)
     }
 
     /// How many sessions hold a value (live, or expired but not yet dropped
@@ -466,8 +614,8 @@ impl SessionView {
         let dead = |wall: u64| wall.saturating_add(MAX_TTL_MS).saturating_add(RETENTION_MARGIN_MS) <= now_ms;
         let before = self.records.len();
         let holding = &mut self.holding;
-        self.records.retain(|_, r| {
-            let keep = !dead(r.horizon_ms);
+        self.records.retain(|r| {
+            let keep = !dead(r.horizon_ms());
             if !keep && r.put.is_some() {
                 *holding -= 1;
             }
@@ -475,13 +623,9 @@ impl SessionView {
         });
         self.watermarks.retain(|_, id| !dead(id.timestamp.wall_ms()));
         let records = &self.records;
-        self.by_owner.retain(|owner, keys| {
-            keys.retain(|key| {
-                records
-                    .get(key.as_slice())
-                    .is_some_and(|r| r.owners.iter().any(|(o, _)| o == owner))
-            });
-            !keys.is_empty()
+        self.by_owner.retain(|owner, hashes| {
+            hashes.retain(|hash| records.by_hash(*hash).any(|(_, r)| r.names(owner)));
+            !hashes.is_empty()
         });
         before - self.records.len()
     }
@@ -507,8 +651,8 @@ impl SessionView {
         h.update(&(records.len() as u64).to_le_bytes());
         for (key, r) in records {
             bytes(&mut h, key);
-            h.update(&[u8::from(r.revoked)]);
-            h.update(&r.horizon_ms.to_le_bytes());
+            h.update(&[u8::from(r.revoked())]);
+            h.update(&r.horizon_ms().to_le_bytes());
             h.update(&r.expiry.to_le_bytes());
             match &r.put {
                 None => {
@@ -531,10 +675,10 @@ impl SessionView {
                     }
                 }
             }
-            h.update(&(r.owners.len() as u64).to_le_bytes());
-            for (owner, first) in &r.owners {
+            h.update(&(r.owners().count() as u64).to_le_bytes());
+            for (owner, first) in r.owners() {
                 bytes(&mut h, owner);
-                id(&mut h, first);
+                id(&mut h, &first);
             }
         }
         h.update(&(self.watermarks.len() as u64).to_le_bytes());

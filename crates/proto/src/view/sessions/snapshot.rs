@@ -15,20 +15,25 @@
 //! id       = [timestamp, author, position]
 //! ```
 //!
-//! `revoked` is 0 or 1; `payload` is the entry's operations as
+//! `revoked` is 0 or 1; `horizon_ms` is a wall time, below 2^48; `payload` is the entry's operations as
 //! [`encode_ops`] writes them. What the view derives (how many records hold
 //! a value, each owner's keys, a session's `expires_at_ms`) is not written
 //! but recomputed on decoding.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{OpId, Put, Record, Session, SessionView};
+use super::table::Records;
+use super::{Fold, OpId, Put, Record, Session, SessionView};
 use crate::clock::Timestamp;
 use crate::feed::cbor::{self, NULL, Reader};
 use crate::feed::{DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ};
 use crate::view::key::Key;
 use crate::view::ops::{MAX_KEY, MAX_OWNER, MAX_VALUE, Op, decode_ops, encode_ops};
+
+/// The bound of a wall time (48 bits, [`Timestamp::new`]); the view keeps a
+/// flag above it.
+const MAX_WALL_MS: u64 = 1 << 48;
 
 /// Why a snapshot's view part does not decode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -121,8 +126,8 @@ fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, O
 fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
     cbor::write_array_head(out, 8);
     cbor::write_bytes(out, key);
-    cbor::write_uint(out, u64::from(record.revoked));
-    cbor::write_uint(out, record.horizon_ms);
+    cbor::write_uint(out, u64::from(record.revoked()));
+    cbor::write_uint(out, record.horizon_ms());
     cbor::write_uint(out, record.expiry);
     match &record.put {
         None => out.push(NULL),
@@ -139,9 +144,10 @@ fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
             }
         }
     }
-    write_pairs(out, &record.alive);
-    write_pairs(out, &record.pending);
-    write_owned(out, record.owners.iter().map(|(owner, id)| (owner, *id)));
+    let fold = record.fold();
+    write_pairs(out, &fold.alive);
+    write_pairs(out, &fold.pending);
+    write_owned(out, fold.owners.iter().map(|(owner, id)| (owner, *id)));
 }
 
 fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeError> {
@@ -182,23 +188,16 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
         _ => return Err(ViewDecodeError::OutOfRange("revoked")),
     };
     let horizon_ms = r.uint("horizon")?;
+    if horizon_ms >= MAX_WALL_MS {
+        return Err(ViewDecodeError::OutOfRange("horizon"));
+    }
     let expiry = r.uint("expiry")?;
     let put = read_put(r, expiry)?;
     let alive = read_pairs(r, "alive")?;
     let pending = read_pairs(r, "pending")?;
     let owners = read_owned(r, "owners")?;
-    Ok((
-        key,
-        Record {
-            revoked,
-            horizon_ms,
-            put,
-            expiry,
-            alive,
-            pending,
-            owners,
-        },
-    ))
+    let fold = Fold { alive, pending, owners };
+    Ok((key, Record::new(revoked, horizon_ms, put, expiry, fold)))
 }
 
 impl SessionView {
@@ -206,7 +205,7 @@ impl SessionView {
     /// the encoded `watermarks` and `held` of the snapshot form above, as
     /// they are now.
     pub(crate) fn begin_snapshot(&self) -> (Vec<Key>, Vec<u8>) {
-        let keys = self.records.keys().cloned().collect();
+        let keys = self.records.iter().map(|(key, _)| key.clone()).collect();
         let mut tail = Vec::new();
         write_owned(&mut tail, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
         cbor::write_array_head(&mut tail, self.held.len() as u64);
@@ -246,7 +245,7 @@ impl SessionView {
         expect_array(r, "view", 3)?;
         let n = r.bounded_array_head("records")?;
         let mut view = SessionView {
-            records: HashMap::with_capacity(n),
+            records: Records::with_capacity(n),
             ..SessionView::default()
         };
         for _ in 0..n {
@@ -254,10 +253,11 @@ impl SessionView {
             if record.put.is_some() {
                 view.holding += 1;
             }
-            for (owner, _) in &record.owners {
-                view.by_owner.entry(owner.clone()).or_default().push(key.clone());
+            let hash = view.records.hash(key.as_slice());
+            for (owner, _) in record.owners() {
+                view.by_owner.entry(owner.to_vec()).or_default().push(hash);
             }
-            if view.records.insert(key, record).is_some() {
+            if !view.records.insert_new(key, record) {
                 return Err(ViewDecodeError::OutOfRange("records: a key twice"));
             }
         }
