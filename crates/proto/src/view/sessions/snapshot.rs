@@ -5,8 +5,9 @@
 //! ```text
 //! view     = [records, watermarks, held]                 canonical CBOR
 //! records  = [* record]                                  any order
-//! record   = [key, revoked, horizon_ms, expiry, put / null, alive, pending, owners]
+//! record   = [key, revoked, horizon_ms, expiry, put / null, fold / null]
 //! put      = [id, seq, value, put_expiry, owner / null]  the winning put
+//! fold     = [alive, pending, owners]                    null: what the put alone gives
 //! alive    = [* [id, end_ms]]                            sorted by id
 //! pending  = [* [id, offered_expiry]]
 //! owners   = [* [owner, id]]                             sorted by owner: each owner's earliest put
@@ -16,7 +17,10 @@
 //! ```
 //!
 //! `revoked` is 0 or 1; `horizon_ms` is a wall time, below 2^48; `payload` is the entry's operations as
-//! [`encode_ops`] writes them. What the view derives (how many records hold
+//! [`encode_ops`] writes them. A `fold` of `null` stands for the state a
+//! record folded from its winning put alone has (one alive interval from the
+//! put's id to its expiry, no pending touch, the put as its owner's earliest
+//! put; nothing at all without a put), which is most records. What the view derives (how many records hold
 //! a value, each owner's keys, a session's `expires_at_ms`) is not written
 //! but recomputed on decoding.
 
@@ -124,7 +128,7 @@ fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, O
 }
 
 fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
-    cbor::write_array_head(out, 8);
+    cbor::write_array_head(out, 6);
     cbor::write_bytes(out, key);
     cbor::write_uint(out, u64::from(record.revoked()));
     cbor::write_uint(out, record.horizon_ms());
@@ -144,10 +148,16 @@ fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
             }
         }
     }
-    let fold = record.fold();
-    write_pairs(out, &fold.alive);
-    write_pairs(out, &fold.pending);
-    write_owned(out, fold.owners.iter().map(|(owner, id)| (owner, *id)));
+    match &record.fold {
+        // The winning put alone gives it (Fold::of_put).
+        None => out.push(NULL),
+        Some(fold) => {
+            cbor::write_array_head(out, 3);
+            write_pairs(out, &fold.alive);
+            write_pairs(out, &fold.pending);
+            write_owned(out, fold.owners.iter().map(|(owner, id)| (owner, *id)));
+        }
+    }
 }
 
 fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeError> {
@@ -180,7 +190,7 @@ fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeEr
 }
 
 fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
-    expect_array(r, "record", 8)?;
+    expect_array(r, "record", 6)?;
     let key = Key::new(read_name(r, "key", MAX_KEY)?);
     let revoked = match r.uint("revoked")? {
         0 => false,
@@ -193,10 +203,16 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
     }
     let expiry = r.uint("expiry")?;
     let put = read_put(r, expiry)?;
-    let alive = read_pairs(r, "alive")?;
-    let pending = read_pairs(r, "pending")?;
-    let owners = read_owned(r, "owners")?;
-    let fold = Fold { alive, pending, owners };
+    let fold = if r.null()? {
+        Fold::of_put(put.as_ref())
+    } else {
+        expect_array(r, "fold", 3)?;
+        Fold {
+            alive: read_pairs(r, "alive")?,
+            pending: read_pairs(r, "pending")?,
+            owners: read_owned(r, "owners")?,
+        }
+    };
     Ok((key, Record::new(revoked, horizon_ms, put, expiry, fold)))
 }
 
