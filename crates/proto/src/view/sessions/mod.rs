@@ -34,7 +34,6 @@
 mod snapshot;
 mod table;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -256,14 +255,6 @@ impl Record {
         self.put = None;
         self.expiry = 0;
         self.fold = None;
-    }
-
-    /// The fold state, borrowed if stored, else derived from the put.
-    fn fold(&self) -> Cow<'_, Fold> {
-        match &self.fold {
-            Some(fold) => Cow::Borrowed(fold),
-            None => Cow::Owned(Fold::of_put(self.put.as_ref())),
-        }
     }
 
     /// Takes the fold state out to change it; [`Record::keep`] puts it back.
