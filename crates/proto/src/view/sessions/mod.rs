@@ -223,15 +223,17 @@ impl Fold {
 
 impl Record {
     /// A record of these parts, its fold state stored only if `put` alone
-    /// does not give it.
-    fn new(revoked: bool, horizon_ms: u64, put: Option<Put>, expiry: u64, fold: Fold) -> Record {
+    /// does not give it (`None`: what `put` alone gives).
+    fn new(revoked: bool, horizon_ms: u64, put: Option<Put>, expiry: u64, fold: Option<Fold>) -> Record {
         let mut record = Record {
             horizon: horizon_ms | if revoked { REVOKED } else { 0 },
             put,
             expiry,
             fold: None,
         };
-        record.keep(fold);
+        if let Some(fold) = fold {
+            record.keep(fold);
+        }
         record
     }
 

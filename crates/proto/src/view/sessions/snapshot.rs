@@ -204,14 +204,14 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
     let expiry = r.uint("expiry")?;
     let put = read_put(r, expiry)?;
     let fold = if r.null()? {
-        Fold::of_put(put.as_ref())
+        None
     } else {
         expect_array(r, "fold", 3)?;
-        Fold {
+        Some(Fold {
             alive: read_pairs(r, "alive")?,
             pending: read_pairs(r, "pending")?,
             owners: read_owned(r, "owners")?,
-        }
+        })
     };
     Ok((key, Record::new(revoked, horizon_ms, put, expiry, fold)))
 }
@@ -271,7 +271,12 @@ impl SessionView {
             }
             let hash = view.records.hash(key.as_slice());
             for (owner, _) in record.owners() {
-                view.by_owner.entry(owner.to_vec()).or_default().push(hash);
+                match view.by_owner.get_mut(owner) {
+                    Some(keys) => keys.push(hash),
+                    None => {
+                        view.by_owner.insert(owner.to_vec(), vec![hash]);
+                    }
+                }
             }
             if !view.records.insert_new(key, record) {
                 return Err(ViewDecodeError::OutOfRange("records: a key twice"));
