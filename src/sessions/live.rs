@@ -270,54 +270,6 @@ impl LiveView {
         })
     }
 
-    /// Saves the view as a snapshot in `store` if anything was folded since
-    /// the last one; returns the snapshot's size in bytes (0: nothing to
-    /// save, or a refold or a retention drop came in between and the next
-    /// checkpoint tries again). The view is encoded [`SNAPSHOT_SLICE`]
-    /// records at a time, each under a read lock of its own, so folds wait
-    /// at most one slice (spec/SESSIONS.md §6.7 "When it is saved").
-    fn save_snapshot(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        if !self.unsaved.swap(false, Ordering::SeqCst) {
-            return Ok(0);
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
-        let mut writer = {
-            let state = self.read();
-            let mut covered = BTreeMap::new();
-            for (&feed, &seq) in &state.covered {
-                let entry = store
-                    .entry(&feed, seq)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("{feed}: entry {seq} was folded but is not stored")))?;
-                covered.insert(feed, (seq, entry.hash()));
-            }
-            SnapshotWriter::begin(&Snapshot {
-                covered,
-                membership: state.membership.clone(),
-                frozen: state.frozen.clone(),
-                malformed: state.malformed,
-                admin_held_until: state.admin_held_until,
-                view: &state.view,
-            })
-        };
-        loop {
-            let state = self.read();
-            if self.generation.load(Ordering::SeqCst) != generation {
-                self.unsaved.store(true, Ordering::SeqCst);
-                return Ok(0);
-            }
-            if writer.write_records(&state.view, SNAPSHOT_SLICE) {
-                break;
-            }
-            drop(state);
-            std::thread::sleep(SNAPSHOT_PAUSE);
-        }
-        let bytes = writer.finish();
-        store.save_snapshot(SNAPSHOT_NAME, &bytes).inspect_err(|_| {
-            self.unsaved.store(true, Ordering::SeqCst);
-        })?;
-        Ok(bytes.len())
-    }
-
     /// The folded state, for reading.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Folding> {
         self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -448,11 +400,52 @@ impl Application for LiveView {
         }
     }
 
-    /// Saves the view as a snapshot (spec/SESSIONS.md §6.7) if anything
-    /// was folded since the last one. Folds wait while the view is encoded;
-    /// reads do not.
+    /// Saves the view as a snapshot in `store` if anything was folded since
+    /// the last one; returns the snapshot's size in bytes (0: nothing to
+    /// save, or a refold or a retention drop came in between and the next
+    /// checkpoint tries again). The view is encoded [`SNAPSHOT_SLICE`]
+    /// records at a time, each under a read lock of its own, so folds wait
+    /// at most one slice (spec/SESSIONS.md §6.7 "When it is saved").
     fn checkpoint(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        self.save_snapshot(store)
+        if !self.unsaved.swap(false, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut writer = {
+            let state = self.read();
+            let mut covered = BTreeMap::new();
+            for (&feed, &seq) in &state.covered {
+                let entry = store
+                    .entry(&feed, seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("{feed}: entry {seq} was folded but is not stored")))?;
+                covered.insert(feed, (seq, entry.hash()));
+            }
+            SnapshotWriter::begin(&Snapshot {
+                covered,
+                membership: state.membership.clone(),
+                frozen: state.frozen.clone(),
+                malformed: state.malformed,
+                admin_held_until: state.admin_held_until,
+                view: &state.view,
+            })
+        };
+        loop {
+            let state = self.read();
+            if self.generation.load(Ordering::SeqCst) != generation {
+                self.unsaved.store(true, Ordering::SeqCst);
+                return Ok(0);
+            }
+            if writer.write_records(&state.view, SNAPSHOT_SLICE) {
+                break;
+            }
+            drop(state);
+            std::thread::sleep(SNAPSHOT_PAUSE);
+        }
+        let bytes = writer.finish();
+        store.save_snapshot(SNAPSHOT_NAME, &bytes).inspect_err(|_| {
+            self.unsaved.store(true, Ordering::SeqCst);
+        })?;
+        Ok(bytes.len())
     }
 
     /// The admins' and every admitted member's feeds, or `None` in an open

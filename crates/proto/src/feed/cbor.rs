@@ -89,6 +89,14 @@ impl<'a> Reader<'a> {
         self.input.len() - self.pos
     }
 
+    /// Reads an array head that must declare exactly `len` items.
+    pub fn array_of(&mut self, field: &'static str, len: usize) -> Result<(), DecodeError> {
+        if self.array_head(field)? != len as u64 {
+            return Err(DecodeError::WrongLength { field, expected: len });
+        }
+        Ok(())
+    }
+
     /// Reads an array head whose items take at least one byte each, so a
     /// declared length above what is left is wrong before any item is read
     /// (a caller may allocate for that many).

@@ -88,17 +88,6 @@ fn write_points(out: &mut Vec<u8>, points: &BTreeMap<FeedId, u64>) {
     }
 }
 
-fn pair_head(r: &mut Reader<'_>, field: &'static str, len: u64) -> Result<(), SnapshotError> {
-    if r.array_head(field)? != len {
-        return Err(DecodeError::WrongLength {
-            field,
-            expected: len as usize,
-        }
-        .into());
-    }
-    Ok(())
-}
-
 fn read_seq(r: &mut Reader<'_>, field: &'static str) -> Result<u64, SnapshotError> {
     let seq = r.uint(field)?;
     if seq == 0 || seq > MAX_SEQ {
@@ -111,7 +100,7 @@ fn read_points(r: &mut Reader<'_>, field: &'static str) -> Result<BTreeMap<FeedI
     let n = r.bounded_array_head(field)?;
     let mut out = BTreeMap::new();
     for _ in 0..n {
-        pair_head(r, field, 2)?;
+        r.array_of(field, 2)?;
         let feed = FeedId(r.fixed(field)?);
         if out.last_key_value().is_some_and(|(last, _)| *last >= feed) {
             return Err(SnapshotError::Order(field));
@@ -222,11 +211,11 @@ impl Snapshot {
             return Err(SnapshotError::Checksum);
         }
         let mut r = Reader::new(body);
-        pair_head(&mut r, "head", 7)?;
+        r.array_of("head", 7)?;
         let n = r.bounded_array_head("covered")?;
         let mut covered = BTreeMap::new();
         for _ in 0..n {
-            pair_head(&mut r, "covered", 3)?;
+            r.array_of("covered", 3)?;
             let feed = FeedId(r.fixed("covered")?);
             if covered.last_key_value().is_some_and(|(last, _)| *last >= feed) {
                 return Err(SnapshotError::Order("covered"));

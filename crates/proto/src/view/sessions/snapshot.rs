@@ -62,7 +62,7 @@ fn write_id(out: &mut Vec<u8>, id: &OpId) {
 }
 
 fn read_id(r: &mut Reader<'_>) -> Result<OpId, DecodeError> {
-    expect_array(r, "id", 3)?;
+    r.array_of("id", 3)?;
     Ok(OpId {
         timestamp: Timestamp::from_u64(r.uint("id timestamp")?),
         author: FeedId(r.fixed("id author")?),
@@ -71,13 +71,6 @@ fn read_id(r: &mut Reader<'_>) -> Result<OpId, DecodeError> {
             max: 4,
         })?,
     })
-}
-
-fn expect_array(r: &mut Reader<'_>, field: &'static str, len: usize) -> Result<(), DecodeError> {
-    if r.array_head(field)? != len as u64 {
-        return Err(DecodeError::WrongLength { field, expected: len });
-    }
-    Ok(())
 }
 
 /// A key or owner: 1 to `max` bytes.
@@ -102,7 +95,7 @@ fn read_pairs(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(OpId, u64)
     let n = r.bounded_array_head(field)?;
     let mut pairs = Vec::with_capacity(n);
     for _ in 0..n {
-        expect_array(r, field, 2)?;
+        r.array_of(field, 2)?;
         pairs.push((read_id(r)?, r.uint(field)?));
     }
     Ok(pairs)
@@ -121,7 +114,7 @@ fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, O
     let n = r.bounded_array_head(field)?;
     let mut owned = Vec::with_capacity(n);
     for _ in 0..n {
-        expect_array(r, field, 2)?;
+        r.array_of(field, 2)?;
         owned.push((read_name(r, field, MAX_OWNER)?.to_vec(), read_id(r)?));
     }
     Ok(owned)
@@ -164,7 +157,7 @@ fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeEr
     if r.null()? {
         return Ok(None);
     }
-    expect_array(r, "put", 5)?;
+    r.array_of("put", 5)?;
     let id = read_id(r)?;
     let seq = r.uint("put seq")?;
     if seq == 0 || seq > MAX_SEQ {
@@ -190,7 +183,7 @@ fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeEr
 }
 
 fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
-    expect_array(r, "record", 6)?;
+    r.array_of("record", 6)?;
     let key = Key::new(read_name(r, "key", MAX_KEY)?);
     let revoked = match r.uint("revoked")? {
         0 => false,
@@ -206,7 +199,7 @@ fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
     let fold = if r.null()? {
         None
     } else {
-        expect_array(r, "fold", 3)?;
+        r.array_of("fold", 3)?;
         Some(Fold {
             alive: read_pairs(r, "alive")?,
             pending: read_pairs(r, "pending")?,
@@ -258,7 +251,7 @@ impl SessionView {
     /// input gives a view or an error, never a panic, and nothing is
     /// allocated beyond what the input's length allows.
     pub(crate) fn decode_snapshot(r: &mut Reader<'_>) -> Result<SessionView, ViewDecodeError> {
-        expect_array(r, "view", 3)?;
+        r.array_of("view", 3)?;
         let n = r.bounded_array_head("records")?;
         let mut view = SessionView {
             records: Records::with_capacity(n),
@@ -285,7 +278,7 @@ impl SessionView {
         view.watermarks = read_owned(r, "watermarks")?.into_iter().collect::<BTreeMap<_, _>>();
         let n = r.bounded_array_head("held")?;
         for _ in 0..n {
-            expect_array(r, "held", 4)?;
+            r.array_of("held", 4)?;
             let timestamp = Timestamp::from_u64(r.uint("held timestamp")?);
             let author = FeedId(r.fixed("held author")?);
             let seq = r.uint("held seq")?;
