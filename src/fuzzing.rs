@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 use ciborium::Value;
 
 use crate::bundle::{self, BundleWriter, ImportOptions};
-use crate::clock::MAX_DRIFT_MS;
 use crate::feed::{
     Entry, FeedId, ForkProof, Hash, Keypair, MAX_SEQ, NewEntry, Timestamp, ValidationError, Verified, check_payload,
     check_signature, check_successor, has_skip_link, lipmaa, sign, verify_chain,
@@ -33,7 +32,7 @@ use crate::sync::{
     Action, ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, RequestError,
     WireRecord,
 };
-use crate::view::{MAX_TTL_MS, Membership, Op, SessionView, Snapshot, decode_ops, encode_ops};
+use crate::view::{HistoryWindow, MAX_TTL_MS, Membership, Op, SessionView, Snapshot, decode_ops, encode_ops};
 
 /// The seed byte of the key that signs the generated feeds.
 pub const SEED: u8 = 7;
@@ -1147,72 +1146,115 @@ const SESSION_AUTHORS: [FeedId; 4] = [FeedId([1; 32]), FeedId([2; 32]), FeedId([
 const MAX_SESSION_ENTRIES: usize = 8;
 
 /// The reference model of spec/SESSIONS.md §2.2–2.4, computed directly from
-/// the whole set of operations in fold order (no incremental state, §2.2's
-/// touch rule literally, no intervals): `(value,
-/// expires_at_ms, author, seq)` of the live session under `key` at `now`, or
-/// `None`. Shared by [`session_fold`] and `tests/it/sessions.rs`.
-pub fn session_reference(entries: &[SessionEntry], key: &[u8], now: u64) -> Option<(Vec<u8>, u64, FeedId, u64)> {
-    let ops: Vec<_> = entries
+/// the whole set of operations with the rules' own words (no incremental
+/// state, no clusters): `(value, expires_at_ms, author, seq)` of the live
+/// session under `key` at `now` in a network with `window`, or `None`.
+/// Shared by [`session_fold`] and `tests/it/sessions.rs`.
+pub fn session_reference(
+    entries: &[SessionEntry],
+    window: HistoryWindow,
+    key: &[u8],
+    now: u64,
+) -> Option<(Vec<u8>, u64, FeedId, u64)> {
+    type Id = (Timestamp, FeedId, u32);
+    let (lifetime, reach) = (window.lifetime_ms(), window.reach_ms());
+    let ops: Vec<(Id, u64, &Op)> = entries
         .iter()
         .flat_map(|(a, s, ts, ops)| ops.iter().enumerate().map(move |(i, op)| ((*ts, *a, i as u32), *s, op)))
         .collect();
-    let watermark = |owner: &[u8]| {
-        ops.iter()
-            .filter(|(_, _, op)| matches!(op, Op::RevokeOwner { owner: o } if o == owner))
-            .map(|(id, _, _)| *id)
-            .max()
+    let wall = |id: &Id| id.0.wall_ms();
+    // §2.3, §2.4: the kill time, from the Revokes of the key and from every
+    // RevokeOwner mark less than a lifetime after a put of the key by that
+    // owner ordered before it.
+    let put_by = |owner: &[u8], mark: &Id| {
+        ops.iter().any(|(id, _, op)| {
+            matches!(op, Op::Put { key: k, owner: Some(o), .. } if k == key && o == owner)
+                && id < mark
+                && wall(mark) < wall(id) + lifetime
+        })
     };
-    type Rank<'a> = ((Timestamp, FeedId, u32), u64, &'a [u8], u64, Option<&'a [u8]>);
-    let mut winner: Option<Rank<'_>> = None;
-    // (id, offered expiry, is a put) of every put and touch of `key`, in fold order.
-    let mut offers = Vec::new();
-    for (id, seq, op) in &ops {
-        match op {
-            Op::Revoke { key: k } if k == key => return None,
+    let killed_until = ops
+        .iter()
+        .filter_map(|(id, _, op)| match op {
+            Op::Revoke { key: k } if k == key => Some(wall(id) + reach),
+            Op::RevokeOwner { owner } if put_by(owner, id) => Some(wall(id) + reach),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    // §2.2: the winning put is the greatest put not killed.
+    type Rank<'a> = (Id, u64, &'a [u8], u64, Option<&'a [u8]>);
+    let winner: Rank<'_> = ops
+        .iter()
+        .filter(|(id, _, _)| wall(id) >= killed_until)
+        .filter_map(|(id, seq, op)| match op {
             Op::Put {
                 key: k,
                 value,
                 ttl_ms,
                 owner,
-            } if k == key => {
-                if let Some(o) = owner
-                    && watermark(o).is_some_and(|w| *id < w)
-                {
-                    return None;
-                }
-                let e = id.0.wall_ms().saturating_add(*ttl_ms);
-                offers.push((*id, e, true));
-                let rank = (*id, *seq, value.as_slice(), e, owner.as_deref());
-                if winner.is_none_or(|w| rank > w) {
-                    winner = Some(rank);
-                }
+            } if k == key => Some((
+                *id,
+                *seq,
+                value.as_slice(),
+                wall(id) + (*ttl_ms).min(lifetime),
+                owner.as_deref(),
+            )),
+            _ => None,
+        })
+        .max()?;
+    let (put_id, seq, value, _, _) = winner;
+    // Its version: every put of its timestamp; the chain starts at their
+    // greatest expiry.
+    let version = put_id.0;
+    let start = ops
+        .iter()
+        .filter_map(|(id, _, op)| match op {
+            Op::Put { key: k, ttl_ms, .. } if k == key && id.0 == version => Some(wall(id) + (*ttl_ms).min(lifetime)),
+            _ => None,
+        })
+        .max()?;
+    // The touches naming the version, dated after it, in fold order; each
+    // counts if the chain so far reaches its wall time, and offers at most
+    // a lifetime after the put.
+    let mut touches: Vec<(Id, u64)> = ops
+        .iter()
+        .filter_map(|(id, _, op)| match op {
+            Op::Touch { key: k, ttl_ms, put } if k == key && *put == version && id.0 > version => {
+                Some((*id, wall(id) + (*ttl_ms).min(lifetime)))
             }
-            Op::Touch { key: k, ttl_ms } if k == key => {
-                offers.push((*id, id.0.wall_ms().saturating_add(*ttl_ms), false));
-            }
-            _ => {}
+            _ => None,
+        })
+        .collect();
+    touches.sort();
+    let cap = wall(&put_id) + lifetime;
+    let mut expiry = start;
+    for (id, offer) in touches {
+        if wall(&id) < expiry {
+            expiry = expiry.max(offer.min(cap));
         }
     }
-    // §2.2: a put counts; a touch at wall time w counts if a counted operation
-    // ordered strictly before it offers an expiry above w.
-    offers.sort();
-    let mut counted: Vec<((Timestamp, FeedId, u32), u64)> = Vec::new();
-    for (id, e, is_put) in offers {
-        let wall = id.0.wall_ms();
-        if is_put || counted.iter().any(|(c, ce)| *c < id && wall < *ce) {
-            counted.push((id, e));
-        }
-    }
-    let expiry = counted.iter().map(|(_, e)| *e).max().unwrap_or(0);
-    let (id, seq, value, _, _) = winner?;
-    (expiry > now).then(|| (value.to_vec(), expiry, id.1, seq))
+    (expiry > now).then(|| (value.to_vec(), expiry, put_id.1, seq))
+}
+
+/// The history window of [`session_fold`] and [`view_snapshot`]: a
+/// lifetime of 20 s and a reach of 65 s, against times up to 124 s, so that
+/// ttls are capped and revocations end.
+fn session_window() -> HistoryWindow {
+    HistoryWindow::new(20_000, 5_000).expect("in range")
+}
+
+/// The timestamp of a time byte: a wall time of 0 to 124 s in steps of 4 s
+/// (few, so that ops collide), and a logical counter of 0 or 1.
+fn session_time(time: u8) -> Timestamp {
+    Timestamp::new(u64::from(time % 32) * 4_000, u16::from(time >> 5) % 2)
 }
 
 fn session_op(input: &mut Input<'_>) -> Op {
     let kind = input.byte();
     let key = SESSION_KEYS[usize::from(kind >> 2) % SESSION_KEYS.len()].to_vec();
     let owner = SESSION_OWNERS[usize::from(kind >> 4) % SESSION_OWNERS.len()].to_vec();
-    let ttl_ms = 1 + u64::from(input.byte() % 40);
+    let ttl_ms = 1_000 * (1 + u64::from(input.byte() % 40));
     match kind % 8 {
         0..=3 => Op::Put {
             key,
@@ -1220,14 +1262,18 @@ fn session_op(input: &mut Input<'_>) -> Op {
             ttl_ms,
             owner: (kind & 0x40 != 0).then_some(owner),
         },
-        4 | 5 => Op::Touch { key, ttl_ms },
+        4 | 5 => Op::Touch {
+            key,
+            ttl_ms,
+            put: session_time(input.byte()),
+        },
         6 => Op::Revoke { key },
         _ => Op::RevokeOwner { owner },
     }
 }
 
 fn session_fold_of(entries: &[SessionEntry]) -> SessionView {
-    let mut view = SessionView::new();
+    let mut view = SessionView::with_window(session_window());
     view.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
     view
 }
@@ -1278,13 +1324,16 @@ pub fn session_fold(data: &[u8]) {
         );
         let entries = [(SESSION_AUTHORS[0], 1, Timestamp::new(1000, 0), ops)];
         let view = session_fold_of(&entries);
-        let mut offered = SessionView::new();
+        let mut offered = SessionView::with_window(session_window());
         assert!(offered.offer_payload(entries[0].0, 1, entries[0].2, data, 1000).is_ok());
         assert_eq!(offered.digest(), view.digest());
         for op in &entries[0].3 {
             if let Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } = op {
                 for now in [0, 1000, 1001, 1000 + MAX_TTL_MS] {
-                    assert_eq!(session_read(&view, key, now), session_reference(&entries, key, now));
+                    assert_eq!(
+                        session_read(&view, key, now),
+                        session_reference(&entries, session_window(), key, now)
+                    );
                 }
             }
         }
@@ -1306,8 +1355,7 @@ pub fn session_fold(data: &[u8]) {
     let mut entries: Vec<SessionEntry> = Vec::with_capacity(count);
     for seq in 0..count {
         let author = SESSION_AUTHORS[usize::from(input.byte()) % authors];
-        let time = input.byte();
-        let timestamp = Timestamp::new(u64::from(time % 16), u16::from(time >> 4) % 2);
+        let timestamp = session_time(input.byte());
         let n = 1 + usize::from(input.byte() % 3);
         let ops = (0..n).map(|_| session_op(&mut input)).collect();
         entries.push((author, seq as u64, timestamp, ops));
@@ -1324,13 +1372,17 @@ pub fn session_fold(data: &[u8]) {
     twice.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
     assert_eq!(twice.digest(), view.digest());
     for key in SESSION_KEYS {
-        for now in [0, 5, 15, 30, 55] {
+        for now in [0, 20_000, 60_000, 120_000, 220_000] {
             let read = session_read(&view, key, now);
             assert_eq!(session_read(&other, key, now), read);
             assert_eq!(session_read(&twice, key, now), read);
-            assert_eq!(read, session_reference(&entries, key, now), "key {key:?} at {now}");
+            assert_eq!(
+                read,
+                session_reference(&entries, session_window(), key, now),
+                "key {key:?} at {now}"
+            );
+            assert_eq!(other.is_revoked(key, now), view.is_revoked(key, now));
         }
-        assert_eq!(other.is_revoked(key), view.is_revoked(key));
     }
 }
 
@@ -1354,15 +1406,14 @@ pub fn view_snapshot(data: &[u8]) {
     let admins = &SESSION_AUTHORS[..usize::from(header >> 4) % 3];
     let mut snapshot: Snapshot = Snapshot {
         membership: Membership::with_admins(admins.iter().copied()),
+        view: SessionView::with_window(session_window()),
         ..Snapshot::default()
     };
     for seq in 1..=count as u64 {
         let author = SESSION_AUTHORS[usize::from(input.byte()) % SESSION_AUTHORS.len()];
-        let time = input.byte();
-        // Folded at local time 0: a quarter of the entries are dated beyond
-        // the drift bound and held back.
-        let ahead = if time >= 192 { MAX_DRIFT_MS } else { 0 };
-        let timestamp = Timestamp::new(ahead + u64::from(time), u16::from(time >> 6));
+        // Folded at local time 0: the entries dated beyond the drift bound
+        // (60 s) are held back.
+        let timestamp = session_time(input.byte());
         let ops: Vec<Op> = (0..1 + usize::from(input.byte() % 3))
             .map(|_| session_op(&mut input))
             .collect();
@@ -1379,13 +1430,13 @@ pub fn view_snapshot(data: &[u8]) {
     let decoded = Snapshot::decode(&bytes).expect("an encoded snapshot decodes");
     assert_snapshots_equal(&snapshot, &decoded);
     for key in SESSION_KEYS {
-        for now in [0, 50, 200, 400] {
+        for now in [0, 20_000, 60_000, 120_000] {
             assert_eq!(
                 session_read(&decoded.view, key, now),
                 session_read(&snapshot.view, key, now)
             );
+            assert_eq!(decoded.view.is_revoked(key, now), snapshot.view.is_revoked(key, now));
         }
-        assert_eq!(decoded.view.is_revoked(key), snapshot.view.is_revoked(key));
     }
     let (mut released, mut original) = (decoded.view, snapshot.view);
     released.release(u64::MAX / 2);
@@ -1446,6 +1497,8 @@ fn evidence_sample() -> &'static [u8] {
                 5 => Op::Touch {
                     key: key.clone(),
                     ttl_ms: 90_000,
+                    // The put of entry 3 (i = 2), written at 1,002,000.
+                    put: Timestamp::new(1_002_000, 0),
                 },
                 8 => Op::Revoke { key: key.clone() },
                 _ => Op::RevokeOwner {

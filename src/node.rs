@@ -411,6 +411,7 @@ impl Node {
             .ok_or_else(|| NodeError::NoNetworkKey(config.dir.clone()))?;
         let keys = dir.keys().clone();
         let admins = dir.admins()?;
+        let window = dir.history_window()?;
         let senders = Senders {
             scheduler: ReplicationScheduler::new(keys.feed_id(), SENDER_STALL_TIMEOUT.as_millis() as u64),
             wake: HashMap::new(),
@@ -427,6 +428,7 @@ impl Node {
                 let application = open(Startup {
                     store: &*store,
                     admins: &admins,
+                    window,
                     now_ms: now,
                 })?;
                 Ok((store, writer, Arc::new(application)))

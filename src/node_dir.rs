@@ -4,6 +4,7 @@
 //! DIR/secret_key    the ed25519 seed, 64 lowercase hex digits + newline (mode 0600)
 //! DIR/network_key   the network key (optional), 64 lowercase hex digits + newline (mode 0600)
 //! DIR/admins        the network's admin feeds (optional), one feed id per line
+//! DIR/history_window the network's session lifetime and retention margin (optional)
 //! DIR/store.redb    the redb store
 //! DIR/store.redb.sessions.snapshot   the session view's snapshot (spec/SESSIONS.md §6.7; a cache, rebuilt from the store if lost)
 //! ```
@@ -13,6 +14,11 @@
 //! are skipped. No file, or no id in it, means an open network: every
 //! holder of the network key is a member (spec/SESSIONS.md §5). Every node of
 //! a network must hold the same admins.
+//!
+//! The history window file holds two lines, `session_lifetime_ms = N` and
+//! `retention_margin_ms = N` (spec/SESSIONS.md §2.6). No file means the
+//! defaults ([`HistoryWindow::default`]: 24 hours and 1 hour). Every node of
+//! a network must hold the same window.
 
 use std::fs;
 use std::io::Write;
@@ -21,11 +27,14 @@ use std::path::{Path, PathBuf};
 use crate::feed::{FeedId, KeyError, Keypair, ParseIdError};
 use crate::net::{NetworkKey, NetworkKeyError};
 use crate::store::{RedbStore, StoreError};
+use crate::view::HistoryWindow;
 
 /// File name of the secret key inside a node directory.
 pub const SECRET_KEY_FILE: &str = "secret_key";
 /// File name of the network key inside a node directory.
 pub const NETWORK_KEY_FILE: &str = "network_key";
+/// File name of the history window inside a node directory.
+pub const HISTORY_WINDOW_FILE: &str = "history_window";
 /// File name of the admins file inside a node directory.
 pub const ADMINS_FILE: &str = "admins";
 /// File name of the store inside a node directory.
@@ -74,6 +83,14 @@ pub enum NodeDirError {
         line: usize,
         /// What is wrong with it.
         error: ParseIdError,
+    },
+    /// The history window file does not hold valid settings.
+    #[error("{path}: {reason}")]
+    HistoryWindow {
+        /// The history window file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The store could not be opened.
     #[error(transparent)]
@@ -197,6 +214,53 @@ impl NodeDir {
             .collect()
     }
 
+    /// The network's history window from the directory's history window
+    /// file; the defaults when the directory has no such file.
+    pub fn history_window(&self) -> Result<HistoryWindow, NodeDirError> {
+        let path = self.path.join(HISTORY_WINDOW_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HistoryWindow::default()),
+            Err(error) => return Err(NodeDirError::Io { path, error }),
+        };
+        let malformed = |reason: String| NodeDirError::HistoryWindow {
+            path: path.clone(),
+            reason,
+        };
+        let (mut lifetime, mut margin) = (None, None);
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let (name, value) = line
+                .split_once('=')
+                .ok_or_else(|| malformed(format!("`{line}` is not `name = value`")))?;
+            let value: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| malformed(format!("`{}` is not a number of milliseconds", value.trim())))?;
+            match name.trim() {
+                "session_lifetime_ms" => lifetime = Some(value),
+                "retention_margin_ms" => margin = Some(value),
+                other => return Err(malformed(format!("unknown setting `{other}`"))),
+            }
+        }
+        let default = HistoryWindow::default();
+        HistoryWindow::new(
+            lifetime.unwrap_or(default.lifetime_ms()),
+            margin.unwrap_or(default.margin_ms()),
+        )
+        .map_err(|error| malformed(error.to_string()))
+    }
+
+    /// Writes the history window file.
+    pub fn set_history_window(&self, window: HistoryWindow) -> Result<(), NodeDirError> {
+        let text = format!(
+            "session_lifetime_ms = {}\nretention_margin_ms = {}\n",
+            window.lifetime_ms(),
+            window.margin_ms()
+        );
+        let path = self.path.join(HISTORY_WINDOW_FILE);
+        write_atomically(&path, text.as_bytes()).map_err(|error| NodeDirError::Io { path, error })
+    }
+
     /// Replaces the admins file with `admins` (sorted, without duplicates),
     /// atomically: written to a temporary file, synced, then renamed over
     /// the old one. An empty list makes the network open.
@@ -274,6 +338,28 @@ mod tests {
         assert!(matches!(error, NodeDirError::Admins { line: 3, .. }), "{error:?}");
         let message = error.to_string();
         assert!(message.contains("admins") && message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn the_history_window_defaults_round_trips_and_names_a_bad_setting() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = NodeDir::create(&root.path().join("n")).expect("create");
+        assert_eq!(dir.history_window().expect("read"), HistoryWindow::default());
+        let window = HistoryWindow::new(60_000, 10_000).expect("in range");
+        dir.set_history_window(window).expect("write");
+        assert_eq!(dir.history_window().expect("read"), window);
+        for (text, says) in [
+            ("session_lifetime_ms = soon\n", "not a number"),
+            ("lifetime = 5\n", "unknown setting"),
+            ("session_lifetime_ms = 0\n", "session lifetime 0"),
+        ] {
+            fs::write(dir.path().join(HISTORY_WINDOW_FILE), text).expect("write");
+            let message = dir.history_window().expect_err(text).to_string();
+            assert!(
+                message.contains(says) && message.contains("history_window"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

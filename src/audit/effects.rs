@@ -171,7 +171,8 @@ fn replay(ledger: &Ledger, key: &[u8], ops: Vec<OpAt>) -> Vec<(OpAt, Effect)> {
             *effect = Effect::Overridden(winning);
         }
     }
-    let expired = !ledger.view.is_revoked(key)
+    // The ledger's view is never pruned: a kill time above 0 is a revocation.
+    let expired = !ledger.view.is_revoked(key, 0)
         && ledger.view.get(key, 0).is_some()
         && ledger.view.get(key, ledger.now_ms).is_none();
     if expired && !revoked {

@@ -13,7 +13,7 @@ use crate::clock::MAX_DRIFT_MS;
 use crate::feed::{Entry, FeedId};
 use crate::sessions::LiveView;
 use crate::store::{Store, StoreError, pages};
-use crate::view::{Membership, Op, SessionView, decode_ops};
+use crate::view::{HistoryWindow, Membership, Op, SessionView, decode_ops};
 
 /// How many records are read from the store at a time.
 const CHUNK: usize = 4096;
@@ -72,9 +72,10 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Reads every entry of `store` for a network with `admins`, at local
-    /// time `now_ms`.
+    /// time `now_ms`. The session view folds with the default history
+    /// window (spec/AUDIT.md §1: the window is not yet an input of the audit).
     pub(crate) fn scan(store: &dyn Store, admins: &[FeedId], now_ms: u64) -> Result<Ledger, StoreError> {
-        let live = LiveView::open(store, admins, now_ms)?;
+        let live = LiveView::open(store, admins, HistoryWindow::default(), now_ms)?;
         let (membership, view) = {
             let state = live.read();
             (state.membership.clone(), state.view.clone())

@@ -52,6 +52,8 @@ pub enum OpFields {
         key_hex: String,
         /// Time to live, in milliseconds from the entry's wall time.
         ttl_ms: u64,
+        /// The timestamp of the put whose session the touch extends.
+        put: u64,
     },
     /// A Revoke.
     Revoke {
@@ -106,10 +108,11 @@ impl OpFields {
                 owner: owner.as_deref().map(display_bytes),
                 owner_hex: owner.as_deref().map(to_hex),
             },
-            Op::Touch { key, ttl_ms } => OpFields::Touch {
+            Op::Touch { key, ttl_ms, put } => OpFields::Touch {
                 key: display_bytes(key),
                 key_hex: to_hex(key),
                 ttl_ms: *ttl_ms,
+                put: put.as_u64(),
             },
             Op::Revoke { key } => OpFields::Revoke {
                 key: display_bytes(key),

@@ -90,7 +90,8 @@ pub(crate) fn session_report_in(ledger: &Ledger, index: &KeyIndex, key: &[u8]) -
 }
 
 fn state_of(ledger: &Ledger, key: &[u8]) -> SessionState {
-    let revoked = ledger.view.is_revoked(key);
+    // The ledger's view is never pruned: a kill time above 0 is a revocation.
+    let revoked = ledger.view.is_revoked(key, 0);
     let ever = ledger.view.get(key, 0);
     let live = ledger.view.get(key, ledger.now_ms);
     let status = match (revoked, ever, live) {

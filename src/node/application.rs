@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::feed::{Entry, FeedId};
 use crate::store::{Store, StoreError};
+use crate::view::HistoryWindow;
 
 /// The application a [`Node`](super::Node) drives: it folds the entries the
 /// node stores into its own state, and answers who may connect and which
@@ -94,6 +95,9 @@ pub struct Startup<'a> {
     /// The network's admins (the node directory's `admins` file; empty: an
     /// open network).
     pub admins: &'a [FeedId],
+    /// The network's history window (the node directory's
+    /// `history_window` file, spec/SESSIONS.md §2.6).
+    pub window: HistoryWindow,
     /// The node's wall-clock time.
     pub now_ms: u64,
 }

@@ -11,7 +11,7 @@ use crate::view::MAX_TTL_MS;
 /// When a write makes a session expire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {
-    /// No expiry given: [`DEFAULT_TTL_MS`](super::DEFAULT_TTL_MS).
+    /// No expiry given: the network's session lifetime.
     Default,
     /// `EX`, `PX`: this many milliseconds from now (1 to `MAX_TTL_MS`).
     In(u64),

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use super::codec::{Protocol, Reply, array, bulk, error, integer, map, nil, ok, simple};
 use super::command::{COMMANDS, Command, CommandError, Condition, Expiry, Set};
 use super::glob::Glob;
-use super::{CONFIG, DEFAULT_TTL_MS, MAX_WAIT, REDIS_VERSION, keyspace, value};
+use super::{CONFIG, MAX_WAIT, REDIS_VERSION, keyspace, value};
 use crate::node::AckTimeout;
 use crate::sessions::{Refusal, SessionError, Sessions, Written};
 use crate::token::ApiToken;
@@ -165,8 +165,10 @@ fn ttl_of(
     now_ms: u64,
     name: &'static str,
 ) -> Result<u64, CommandError> {
+    // The longest a session may live in this network (spec/SESSIONS.md §2.6).
+    let lifetime = sessions.window().lifetime_ms();
     let ms = match expiry {
-        Expiry::Default => DEFAULT_TTL_MS,
+        Expiry::Default => lifetime,
         Expiry::In(ms) => ms,
         Expiry::At(at) => at
             .checked_sub(now_ms)
@@ -176,7 +178,7 @@ fn ttl_of(
             .ttl(key)
             .map(milliseconds)
             .filter(|&ms| ms > 0)
-            .unwrap_or(DEFAULT_TTL_MS),
+            .unwrap_or(lifetime),
     };
     if ms > MAX_TTL_MS {
         return Err(CommandError::ExpireTooLong(name));

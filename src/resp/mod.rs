@@ -46,16 +46,12 @@ use tokio::task::JoinSet;
 
 use crate::sessions::Sessions;
 use crate::token::{ApiToken, requires_token};
-use crate::view::MAX_TTL_MS;
 
 pub use keyspace::MAX_KEYS;
 
 /// The Redis version the endpoint reports (`INFO`, `HELLO`): clients that
 /// check for features compare it.
 pub const REDIS_VERSION: &str = "7.2.0";
-/// The ttl of a `SET` without an expiry: the longest a session may live
-/// (30 days). Sessions always expire.
-pub const DEFAULT_TTL_MS: u64 = MAX_TTL_MS;
 /// The most connections served at once, unless
 /// [`RespServer::with_max_connections`] says otherwise; one more is
 /// answered `-ERR max number of clients reached` and closed.

@@ -29,7 +29,7 @@ use crate::feed::{Entry, FeedId, Hash};
 use crate::node::Application;
 use crate::store::{Store, StoreError, pages};
 use crate::view::sessions::is_beyond_drift;
-use crate::view::{Membership, Op, SessionView, Snapshot, SnapshotWriter, decode_ops};
+use crate::view::{HistoryWindow, Membership, Op, SessionView, Snapshot, SnapshotWriter, decode_ops};
 
 /// How many records a rebuild reads from the store at a time.
 const REBUILD_CHUNK: usize = 4096;
@@ -111,9 +111,9 @@ enum Outcome {
 }
 
 impl Folding {
-    fn new(membership: Membership, frozen: BTreeMap<FeedId, u64>) -> Folding {
+    fn new(membership: Membership, frozen: BTreeMap<FeedId, u64>, window: HistoryWindow) -> Folding {
         Folding {
-            view: SessionView::new(),
+            view: SessionView::with_window(window),
             membership,
             frozen,
             malformed: 0,
@@ -236,12 +236,17 @@ pub(crate) struct LiveView {
 
 impl LiveView {
     /// Builds the view of everything `store` holds, for a network with
-    /// `admins` (none: every feed is a member): from the store's snapshot
+    /// `admins` (none: every feed is a member) and `window`: from the store's snapshot
     /// and the entries stored after it if the snapshot can be trusted
     /// (spec/SESSIONS.md §6.7), else by folding every entry.
-    pub(crate) fn open(store: &dyn Store, admins: &[FeedId], now_ms: u64) -> Result<LiveView, StoreError> {
+    pub(crate) fn open(
+        store: &dyn Store,
+        admins: &[FeedId],
+        window: HistoryWindow,
+        now_ms: u64,
+    ) -> Result<LiveView, StoreError> {
         let membership = Membership::with_admins(admins.iter().copied());
-        let (state, start) = match restore(store, &membership, now_ms)? {
+        let (state, start) = match restore(store, &membership, window, now_ms)? {
             Some((state, folded)) => (
                 state,
                 ViewStart {
@@ -250,7 +255,7 @@ impl LiveView {
                 },
             ),
             None => {
-                let state = fold_store(store, &membership, now_ms)?;
+                let state = fold_store(store, &membership, window, now_ms)?;
                 let folded = state.covered.values().sum();
                 (
                     state,
@@ -282,7 +287,7 @@ impl LiveView {
     /// Whether the session of `guard` meets its condition at `now_ms`.
     pub(crate) fn check(&self, guard: &Guard, now_ms: u64) -> Result<(), Refusal> {
         let state = self.read();
-        if state.view.is_revoked(&guard.key) {
+        if state.view.is_revoked(&guard.key, now_ms) {
             return Err(Refusal::Revoked);
         }
         let live = state.view.get(&guard.key, now_ms).is_some();
@@ -358,8 +363,14 @@ impl Application for LiveView {
     /// Re-folds everything `store` holds (after a fork proof or a
     /// membership change), replacing the state whole.
     fn refold(&self, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
-        let admins = Membership::with_admins(self.read().membership.admins().copied());
-        let fresh = fold_store(store, &admins, now_ms)?;
+        let (admins, window) = {
+            let state = self.read();
+            (
+                Membership::with_admins(state.membership.admins().copied()),
+                state.view.window(),
+            )
+        };
+        let fresh = fold_store(store, &admins, window, now_ms)?;
         {
             // Bumped under the write lock, so no slice of a snapshot sees
             // the new state with the old generation.
@@ -476,13 +487,18 @@ impl Application for LiveView {
 /// Folds every entry `store` holds under the rules of spec/SESSIONS.md:
 /// first the admins' feeds into the membership (which starts as `admins`,
 /// the configured admins alone), then every feed into the view.
-fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Folding, StoreError> {
+fn fold_store(
+    store: &dyn Store,
+    admins: &Membership,
+    window: HistoryWindow,
+    now_ms: u64,
+) -> Result<Folding, StoreError> {
     let frozen = store
         .forks()?
         .iter()
         .map(|proof| (proof.author(), proof.seq()))
         .collect();
-    let mut state = Folding::new(admins.clone(), frozen);
+    let mut state = Folding::new(admins.clone(), frozen, window);
     let clock = store.clock()?;
     if !state.membership.is_open() {
         for (&feed, &latest) in clock.iter().filter(|(feed, _)| admins.is_admin(feed)) {
@@ -512,11 +528,16 @@ fn fold_store(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Fol
 
 /// The view of `store` from its snapshot and the entries stored after it,
 /// with how many entries that folded; `None` if there is no snapshot or it
-/// cannot be trusted (it does not decode, was made for other admins or
-/// other forks, names an entry the store does not hold with the same hash),
+/// cannot be trusted (it does not decode, was made for other admins, another
+/// history window or other forks, names an entry the store does not hold with the same hash),
 /// or if an entry after it changes the membership: the caller then folds
 /// everything (spec/SESSIONS.md §6.7).
-fn restore(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Option<(Folding, u64)>, StoreError> {
+fn restore(
+    store: &dyn Store,
+    admins: &Membership,
+    window: HistoryWindow,
+    now_ms: u64,
+) -> Result<Option<(Folding, u64)>, StoreError> {
     let Some(bytes) = store.snapshot(SNAPSHOT_NAME)? else {
         return Ok(None);
     };
@@ -529,6 +550,10 @@ fn restore(store: &dyn Store, admins: &Membership, now_ms: u64) -> Result<Option
     };
     if !snapshot.membership.admins().eq(admins.admins()) {
         tracing::info!("the view snapshot was made for other admins; folding every entry");
+        return Ok(None);
+    }
+    if snapshot.view.window() != window {
+        tracing::info!("the view snapshot was made for another history window; folding every entry");
         return Ok(None);
     }
     let forks: BTreeMap<FeedId, u64> = store.forks()?.iter().map(|p| (p.author(), p.seq())).collect();
@@ -605,7 +630,7 @@ mod tests {
         writer.append(&store, &[&payload], ahead).unwrap();
 
         let admins = [admin.feed_id()];
-        let view = LiveView::open(&store, &admins, NOW).unwrap();
+        let view = LiveView::open(&store, &admins, HistoryWindow::default(), NOW).unwrap();
         assert_eq!(view.read().membership.admitted_from(&member), None, "held back");
         assert!(!view.tick(NOW + 1), "not due yet");
         assert!(view.tick(ahead), "due: the caller re-folds");

@@ -36,7 +36,7 @@ use crate::clock::Timestamp;
 use crate::feed::{FeedId, Hash};
 use crate::net::{Network, TcpNetwork};
 use crate::node::{AckTimeout, Node, NodeConfig, NodeError};
-use crate::view::{Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
+use crate::view::{HistoryWindow, Membership, Op, OpsError, Session, ValueError, decode_value, encode_value};
 
 use commit::{Condition, Guard, Pending, QUEUE_CAPACITY};
 pub(crate) use live::LiveView;
@@ -115,8 +115,8 @@ pub enum Refusal {
     /// [`Sessions::create`]: this node holds a live session under the key.
     #[error("a live session exists under the key")]
     Exists,
-    /// [`Sessions::update`]: this node holds no live session under the key
-    /// (never put, or expired).
+    /// [`Sessions::update`] and [`Sessions::touch`]: this node holds no live
+    /// session under the key (never put, or expired).
     #[error("no live session under the key")]
     NotLive,
 }
@@ -165,7 +165,7 @@ impl Sessions {
     /// [`Sessions::start`] over another [`Network`] (a simulated one, say).
     pub async fn start_with(config: NodeConfig, network: Arc<dyn Network>) -> Result<Sessions, NodeError> {
         let (node, view) = Node::start_with(config, network, |startup| {
-            LiveView::open(startup.store, startup.admins, startup.now_ms)
+            LiveView::open(startup.store, startup.admins, startup.window, startup.now_ms)
         })
         .await?;
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
@@ -246,13 +246,25 @@ impl Sessions {
         self.write_guarded(vec![op], guard).await
     }
 
-    /// Extends the expiry of `key` to at least now + `ttl` (never shortens it).
+    /// Extends the expiry of the live session under `key` to at least now +
+    /// `ttl` (never shortens it, never past the session lifetime after its
+    /// put): a Touch naming the put this node reads as winning
+    /// (spec/SESSIONS.md §2.2). Refused with [`Refusal::NotLive`] if this
+    /// node holds no live session under the key.
     pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Written, SessionError> {
-        self.write(vec![Op::Touch {
-            key: key.as_ref().to_vec(),
+        let key = key.as_ref();
+        let live = self.get_raw(key).map(|session| session.id.timestamp);
+        let touch = Op::Touch {
+            key: key.to_vec(),
             ttl_ms: ttl_ms(ttl),
-        }])
-        .await
+            put: live.unwrap_or(Timestamp::from_u64(0)),
+        };
+        if live.is_none() {
+            // The refusals every write has come first (not a member, revoked).
+            self.refusal(std::slice::from_ref(&touch))?;
+            return Err(SessionError::Refused(Refusal::NotLive));
+        }
+        self.write(vec![touch]).await
     }
 
     /// Revokes `key` forever (logout): no put, however late or concurrent,
@@ -327,6 +339,7 @@ impl Sessions {
             .map_err(|e| SessionError::Write(Arc::new(e.into())))?
             .unwrap_or(0)
             + 1;
+        let now = self.node.now_ms();
         let folding = self.view.read();
         for op in ops {
             let refusal = match op {
@@ -335,7 +348,9 @@ impl Sessions {
                 {
                     Refusal::NotMember
                 }
-                Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key } if folding.view.is_revoked(key) => {
+                Op::Put { key, .. } | Op::Touch { key, .. } | Op::Revoke { key }
+                    if folding.view.is_revoked(key, now) =>
+                {
                     Refusal::Revoked
                 }
                 _ => continue,
@@ -429,9 +444,17 @@ impl Sessions {
         state.view.live_keys(now).for_each(&mut visit);
     }
 
-    /// Whether `key` has been revoked (by key or by owner).
+    /// The network's history window: its session lifetime and retention
+    /// margin (spec/SESSIONS.md §2.6).
+    pub fn window(&self) -> HistoryWindow {
+        self.view.read().view.window()
+    }
+
+    /// Whether `key` is revoked (by key or by owner) now: a put or touch
+    /// of it written now would be killed (spec/SESSIONS.md §2.3).
     pub fn is_revoked(&self, key: impl AsRef<[u8]>) -> bool {
-        self.view.read().view.is_revoked(key.as_ref())
+        let now = self.node.now_ms();
+        self.view.read().view.is_revoked(key.as_ref(), now)
     }
 
     /// A receiver of the view's changes, local and replicated.

@@ -437,7 +437,8 @@ fn write_seed_corpus() {
     // (see `fuzzing::session_fold`): header (authors, entries), then per
     // entry author, time, op count and ops (kind byte: kind % 8 with 0-3 Put,
     // 4-5 Touch, 6 Revoke, 7 RevokeOwner; key (kind >> 2) % 3, owner
-    // (kind >> 4) % 2, bit 0x40 = owned put; ttl byte; value byte for a put);
+    // (kind >> 4) % 2, bit 0x40 = owned put; ttl byte; value byte for a put,
+    // the named put's time byte for a touch);
     // the rest chooses the permutation.
     let payload = encode_ops(&[
         Op::Put {
@@ -449,6 +450,7 @@ fn write_seed_corpus() {
         Op::Touch {
             key: b"k1".to_vec(),
             ttl_ms: 5,
+            put: Timestamp::new(1000, 0),
         },
         Op::Revoke { key: b"k2".to_vec() },
         Op::RevokeOwner { owner: b"u".to_vec() },
@@ -530,6 +532,7 @@ fn write_seed_corpus() {
                 Op::Touch {
                     key: b"k1".to_vec(),
                     ttl_ms: 90_000,
+                    put: Timestamp::new(1_000, 0),
                 },
             ],
         ),

@@ -220,8 +220,8 @@ async fn conditions_and_expiry() {
         Some("1")
     );
     assert_eq!(ok::<String>(&mut con, &["GET", "k"]).await, "3");
-    // No expiry given: the default, 30 days.
-    assert_eq!(ok::<i64>(&mut con, &["TTL", "k"]).await, 2_592_000);
+    // No expiry given: the network's session lifetime, 24 hours by default.
+    assert_eq!(ok::<i64>(&mut con, &["TTL", "k"]).await, 86_400);
     // TTL and PTTL; -2 when absent, never -1.
     let _: () = ok(&mut con, &["SET", "e", "v", "PX", "60000"]).await;
     let pttl: i64 = ok(&mut con, &["PTTL", "e"]).await;
@@ -525,7 +525,7 @@ async fn redis_cli_drives_a_node() {
     };
     assert_eq!(run_cli(&["SET", "cli-key", "cli value"]).await, "OK");
     assert_eq!(run_cli(&["GET", "cli-key"]).await, "cli value");
-    assert_eq!(run_cli(&["TTL", "cli-key"]).await, "2592000");
+    assert_eq!(run_cli(&["TTL", "cli-key"]).await, "86400");
     assert_eq!(run_cli(&["DEL", "cli-key"]).await, "1");
     assert_eq!(run_cli(&["GET", "cli-key"]).await, "");
 }

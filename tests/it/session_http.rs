@@ -128,13 +128,13 @@ async fn writes_on_one_node_are_read_on_the_other() {
         (get(api_a, "/v1/sessions/s1").await.json()["expires_at"] == extended).then_some(())
     })
     .await;
-    // A touch finds no put: written, but nothing is live.
+    // A touch finds no live session: refused, nothing written.
     let orphan = Request::new("POST", "/v1/sessions/nobody/touch")
         .json(&json!({"ttl_secs": 60}))
         .send(api_b)
         .await;
-    assert_eq!(orphan.status, 200, "{}", orphan.text());
-    assert_eq!(orphan.json()["expires_at"], Value::Null);
+    assert_eq!(orphan.status, 412, "{}", orphan.text());
+    assert_eq!(orphan.json()["error"], "refused: no live session under the key");
 
     // Revoked on B: gone on both, and a later put cannot bring it back.
     let revoked = delete(api_b, "/v1/sessions/s1?acks=1").await;

@@ -5,7 +5,7 @@
 use feedmesh::clock::{HybridClock, MAX_DRIFT_MS, Timestamp};
 use feedmesh::feed::FeedId;
 use feedmesh::fuzzing::{SessionEntry, session_reference};
-use feedmesh::view::{Member, Membership, Offered, Op, SessionView, decode_ops, encode_ops};
+use feedmesh::view::{HistoryWindow, Member, Membership, Offered, Op, SessionView, decode_ops, encode_ops};
 use proptest::prelude::*;
 
 const A: FeedId = FeedId([1; 32]);
@@ -27,10 +27,11 @@ fn put(key: &str, value: &str, ttl_ms: u64, owner: Option<&str>) -> Op {
     }
 }
 
-fn touch(key: &str, ttl_ms: u64) -> Op {
+fn touch(key: &str, ttl_ms: u64, put: Timestamp) -> Op {
     Op::Touch {
         key: key.into(),
         ttl_ms,
+        put,
     }
 }
 
@@ -97,6 +98,7 @@ fn example_1_last_writer_wins_with_author_tie_break() {
         (B, 1, t(1000, 0), vec![put("k", "v2", 5_000, None)]),
     ]);
     let s = view.get(b"k", 1000).unwrap();
+    // Puts of one timestamp are one version: its expiry is their greatest.
     assert_eq!(
         (s.value.as_slice(), s.author, s.seq, s.expires_at_ms),
         (&b"v2"[..], B, 1, 11_000)
@@ -123,15 +125,15 @@ fn example_2_modify_then_logout_on_a_server_200ms_behind() {
         (A, 3, late, vec![put("k", "v3", 60_000, None)]),
     ]);
     assert_eq!(value(&view, "k", 10_200), None);
-    assert!(view.is_revoked(b"k"));
+    assert!(view.is_revoked(b"k", 10_200));
 }
 
 #[test]
 fn example_3_touch_extends_and_commutes() {
     let view = fold_all_orders(&[
         (A, 1, t(1000, 0), vec![put("k", "v", 1_000, None)]),
-        (B, 1, t(1500, 0), vec![touch("k", 1_000)]),
-        (C, 1, t(1200, 0), vec![touch("k", 100)]),
+        (B, 1, t(1500, 0), vec![touch("k", 1_000, t(1000, 0))]),
+        (C, 1, t(1200, 0), vec![touch("k", 100, t(1000, 0))]),
     ]);
     assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 2_500);
     assert_eq!(value(&view, "k", 2_499).as_deref(), Some("v"));
@@ -142,7 +144,7 @@ fn example_3_touch_extends_and_commutes() {
 fn example_11_a_touch_after_expiry_changes_nothing() {
     let entries = [
         (A, 1, t(1000, 0), vec![put("k", "v", 1_000, None)]),
-        (B, 1, t(2500, 0), vec![touch("k", 1_000)]),
+        (B, 1, t(2500, 0), vec![touch("k", 1_000, t(1000, 0))]),
     ];
     let view = fold_all_orders(&entries);
     assert_eq!(value(&view, "k", 1_999).as_deref(), Some("v"));
@@ -151,9 +153,39 @@ fn example_11_a_touch_after_expiry_changes_nothing() {
     // A touch at 1,900, arriving in any order, keeps it alive past 2,500:
     // then the touch at 2,500 counts too.
     let mut more = entries.to_vec();
-    more.push((C, 1, t(1900, 0), vec![touch("k", 1_000)]));
+    more.push((C, 1, t(1900, 0), vec![touch("k", 1_000, t(1000, 0))]));
     let view = fold_all_orders(&more);
     assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 3_500);
+}
+
+#[test]
+fn example_13_a_touch_extends_only_the_put_it_names_and_never_past_the_lifetime() {
+    let window = HistoryWindow::new(10_000, 0).unwrap();
+    let fold_in = |entries: &[Entry]| {
+        let mut view = SessionView::with_window(window);
+        view.fold(entries.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+        for order in permutations(entries) {
+            let mut other = SessionView::with_window(window);
+            other.fold(order.iter().map(|(a, s, t, ops)| (*a, *s, *t, ops.as_slice())));
+            assert_eq!(other.digest(), view.digest(), "order {order:?}");
+        }
+        view
+    };
+    let entries = [
+        (A, 1, t(1000, 0), vec![put("k", "v1", 5_000, None)]),
+        (B, 1, t(3000, 0), vec![touch("k", 5_000, t(1000, 0))]),
+        (C, 1, t(7000, 0), vec![touch("k", 5_000, t(1000, 0))]),
+    ];
+    // The chain of touches reaches 12,000, capped at the put's 1,000 + L.
+    let view = fold_in(&entries);
+    assert_eq!(view.get(b"k", 0).unwrap().expires_at_ms, 11_000);
+    // A later put (a modification) starts a new chain: touches naming the
+    // old put no longer count.
+    let mut modified = entries.to_vec();
+    modified.push((A, 2, t(2000, 0), vec![put("k", "v2", 2_000, None)]));
+    let view = fold_in(&modified);
+    let s = view.get(b"k", 0).unwrap();
+    assert_eq!((s.value.as_slice(), s.expires_at_ms), (&b"v2"[..], 4_000));
 }
 
 #[test]
@@ -210,7 +242,7 @@ fn example_12_a_logout_from_a_clock_ahead_folds_at_once() {
     assert_eq!(view.offer(B, 1, ahead, ops.clone(), now), Offered::HeldBack);
     // The Revoke counts now; the rest of the entry waits.
     assert_eq!(view.get(b"k", now), None);
-    assert!(view.is_revoked(b"k"));
+    assert!(view.is_revoked(b"k", now));
     assert_eq!(value(&view, "k2", now).as_deref(), Some("v"));
     assert_eq!(view.held_back(), 1);
     // Once due, the whole entry folds, to the state of folding it at once.
@@ -269,31 +301,43 @@ fn revocation_wins_against_concurrent_puts_from_three_authors() {
             let mut entries = vec![
                 (A, 1, t(1000, 0), vec![put("k", "a", 60_000, None)]),
                 (B, 1, t(1000, 0), vec![put("k", "b", 60_000, None)]),
-                (C, 1, t(1500, 0), vec![put("k", "c", 60_000, None), touch("k", 60_000)]),
+                (
+                    C,
+                    1,
+                    t(1500, 0),
+                    vec![put("k", "c", 60_000, None), touch("k", 60_000, t(1500, 0))],
+                ),
             ];
             entries.push((revoker, 9, revoke_at, vec![revoke("k")]));
             let view = fold_all_orders(&entries);
             assert_eq!(view.get(b"k", 1500), None);
-            assert!(view.is_revoked(b"k"));
+            assert!(view.is_revoked(b"k", 1500));
             assert!(view.is_empty());
         }
     }
 }
 
 #[test]
-fn expiry_reads_absent_and_expire_drops_after_retention() {
-    use feedmesh::view::{MAX_TTL_MS, RETENTION_MARGIN_MS};
+fn expiry_reads_absent_and_expire_drops_what_the_window_left_behind() {
+    let window = HistoryWindow::default();
+    let (lifetime, reach) = (window.lifetime_ms(), window.reach_ms());
     let mut view = SessionView::new();
     view.apply(A, 1, t(1000, 0), &[put("k", "v", 1_000, None), revoke("gone")]);
     assert_eq!(view.len(), 1);
     assert!(view.get(b"k", 1_999).is_some());
     assert!(view.get(b"k", 2_000).is_none());
-    let horizon = 1000 + MAX_TTL_MS + RETENTION_MARGIN_MS;
-    assert_eq!(view.expire(horizon - 1), 0);
-    assert!(view.is_revoked(b"gone"));
-    assert_eq!(view.expire(horizon), 2);
-    assert!(!view.is_revoked(b"gone"));
-    assert_eq!(view.digest(), SessionView::new().digest());
+    // The session goes once no touch can bring it back (a lifetime after
+    // its put); the revocation once it can kill no put still alive.
+    assert_eq!(view.expire(1000 + lifetime - 1), 0);
+    assert_eq!(view.len(), 1);
+    assert_eq!(view.expire(1000 + lifetime), 1);
+    assert_eq!(view.len(), 0);
+    assert!(view.is_revoked(b"gone", 1000 + reach - 1));
+    assert!(!view.is_revoked(b"gone", 1000 + reach));
+    assert_eq!(view.expire(1000 + reach + lifetime - 1), 0);
+    assert_eq!(view.expire(1000 + reach + lifetime), 1);
+    let pruned = SessionView::new();
+    assert_eq!(view.digest(), pruned.digest());
 }
 
 #[test]
@@ -472,7 +516,7 @@ fn example_8_removal_from_a_sequence_is_permanent() {
         assert_eq!(value(&view, key, 2000).as_deref(), Some("v"), "{key}");
     }
     assert_eq!(value(&view, "z", 2000), None);
-    assert!(!view.is_revoked(b"k"));
+    assert!(!view.is_revoked(b"k", 2000));
 }
 
 #[test]
@@ -578,7 +622,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
             ttl_ms: ttl,
             owner: o.map(|o| OWNERS[o].into()),
         }),
-        2 => (0..3usize, 1..50u64).prop_map(|(k, ttl)| touch(KEYS[k], ttl)),
+        2 => (0..3usize, 1..50u64, 0..20u64, 0..2u16).prop_map(|(k, ttl, wall, logical)| touch(KEYS[k], ttl, t(wall, logical))),
         1 => (0..3usize).prop_map(|k| revoke(KEYS[k])),
         1 => (0..2usize).prop_map(|o| revoke_owner(OWNERS[o])),
     ]
@@ -616,7 +660,7 @@ proptest! {
             for now in [0, 10, 30, 60] {
                 prop_assert_eq!(other.get(key.as_bytes(), now), reference.get(key.as_bytes(), now));
                 let got = other.get(key.as_bytes(), now).map(|s| (s.value.clone(), s.expires_at_ms, s.author, s.seq));
-                prop_assert_eq!(got, session_reference(&entries, key.as_bytes(), now));
+                prop_assert_eq!(got, session_reference(&entries, HistoryWindow::default(), key.as_bytes(), now));
             }
         }
     }
@@ -710,7 +754,7 @@ fn live_keys_are_the_keys_get_answers() {
             t(1002, 0),
             vec![put("owned", "v", 5_000, Some("w")), revoke_owner("w")],
         ),
-        (B, 2, t(1003, 0), vec![touch("never-put", 5_000)]),
+        (B, 2, t(1003, 0), vec![touch("never-put", 5_000, t(1002, 0))]),
     ]);
     for now in [1000, 1005, 1011, 6000, 7000] {
         let mut live: Vec<&[u8]> = view.live_keys(now).collect();

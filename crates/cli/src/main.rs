@@ -23,6 +23,7 @@ use feedmesh::node_dir::{NETWORK_KEY_FILE, NodeDir};
 use feedmesh::resp::{RespError, RespServer};
 use feedmesh::sessions::Sessions;
 use feedmesh::store::{Store, pages};
+use feedmesh::view::HistoryWindow;
 use feedmesh::writer::FeedWriter;
 use serde_json::json;
 
@@ -69,6 +70,18 @@ enum Command {
         /// network needs the same admins.
         #[arg(long = "admin", value_name = "FEED_ID", value_parser = parse_admin)]
         admins: Vec<Admin>,
+        /// The session lifetime L, in seconds: no session outlives the put
+        /// that set its value by more, whatever touches follow (1 to
+        /// 2,592,000), written to DIR/history_window. Every node of a
+        /// network needs the same [default: 86400].
+        #[arg(long, value_name = "SECS")]
+        session_lifetime: Option<u64>,
+        /// The retention margin M, in seconds: how late an entry may arrive
+        /// and still be folded with every guarantee (0 to 604,800). With L it
+        /// sets the history window 2L + M + 60 s outside which operations
+        /// are dead (spec/SESSIONS.md §2.6) [default: 3600].
+        #[arg(long, value_name = "SECS")]
+        retention_margin: Option<u64>,
     },
     /// Run a node: accept peers, dial peers, replicate, until SIGINT or SIGTERM.
     ///
@@ -318,7 +331,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             dir,
             network_key_file,
             admins,
+            session_lifetime,
+            retention_margin,
         } => {
+            let default = HistoryWindow::default();
+            let window = HistoryWindow::new(
+                session_lifetime.map_or(default.lifetime_ms(), |secs| secs.saturating_mul(1000)),
+                retention_margin.map_or(default.margin_ms(), |secs| secs.saturating_mul(1000)),
+            )?;
             let (key, fresh) = match &network_key_file {
                 Some(path) => (
                     NetworkKey::read_file(path).with_context(|| format!("{}", path.display()))?,
@@ -327,6 +347,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => (NetworkKey::generate()?, true),
             };
             let node = NodeDir::create_with_network_key(&dir, Some(&key))?;
+            if window != default {
+                node.set_history_window(window)?;
+            }
             if !admins.is_empty() {
                 let admins: Vec<FeedId> = admins
                     .iter()

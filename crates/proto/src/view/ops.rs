@@ -5,7 +5,7 @@
 //! ```text
 //! payload = [* op]                               ; at most MAX_OPS items
 //! op      = [0, key, value, ttl_ms, owner / null]  ; Put
-//!         / [1, key, ttl_ms]                       ; Touch
+//!         / [1, key, ttl_ms, put]                  ; Touch
 //!         / [2, key]                               ; Revoke
 //!         / [3, owner]                             ; RevokeOwner
 //!         / [4, feed, from_seq]                    ; AddMember
@@ -13,12 +13,13 @@
 //! ```
 //!
 //! `key`, `value` and `owner` are byte strings; `feed` is a byte string of
-//! exactly 32 bytes (a feed id); `ttl_ms` and `from_seq` are unsigned
-//! integers. The membership operations (kinds 4 and 5) do not touch the
+//! exactly 32 bytes (a feed id); `ttl_ms`, `put` (the timestamp of the put
+//! a touch extends) and `from_seq` are unsigned integers. The membership operations (kinds 4 and 5) do not touch the
 //! session state: they are folded by [`crate::view::Membership`]
 //! (spec/SESSIONS.md §5). The decoder is total: it checks every declared length against its
 //! limit before reading, and rejects non-canonical forms and trailing bytes.
 
+use crate::clock::Timestamp;
 use crate::feed::{
     CborReader, DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ, cbor_head_len, cbor_write_array_head, cbor_write_bytes,
     cbor_write_uint,
@@ -57,12 +58,16 @@ pub enum Op {
         /// The owner (for example a user id), for [`Op::RevokeOwner`].
         owner: Option<Vec<u8>>,
     },
-    /// Extends a session's expiry to at least the operation's time plus `ttl_ms`.
+    /// Extends a session's expiry to at least the operation's time plus
+    /// `ttl_ms`, if the session is still the one `put` set (spec/SESSIONS.md §2.2).
     Touch {
         /// The session key.
         key: Vec<u8>,
         /// Time to live from the operation's timestamp, in milliseconds.
         ttl_ms: u64,
+        /// The timestamp of the put whose session this extends: the winning
+        /// put as the writer read it.
+        put: Timestamp,
     },
     /// Revokes a session forever (logout).
     Revoke {
@@ -175,7 +180,7 @@ impl Op {
                 check_ttl(*ttl_ms)?;
                 owner.as_deref().map_or(Ok(()), check_owner)
             }
-            Op::Touch { key, ttl_ms } => {
+            Op::Touch { key, ttl_ms, .. } => {
                 check_key(key)?;
                 check_ttl(*ttl_ms)
             }
@@ -198,7 +203,7 @@ impl Op {
                 ttl_ms,
                 owner,
             } => bytes(key) + bytes(value) + uint(*ttl_ms) + owner.as_deref().map_or(1, bytes),
-            Op::Touch { key, ttl_ms } => bytes(key) + uint(*ttl_ms),
+            Op::Touch { key, ttl_ms, put } => bytes(key) + uint(*ttl_ms) + uint(put.as_u64()),
             Op::Revoke { key } => bytes(key),
             Op::RevokeOwner { owner } => bytes(owner),
             Op::AddMember { feed, from_seq } | Op::RemoveMember { feed, from_seq } => {
@@ -225,11 +230,12 @@ impl Op {
                     None => out.push(NULL),
                 }
             }
-            Op::Touch { key, ttl_ms } => {
-                cbor_write_array_head(out, 3);
+            Op::Touch { key, ttl_ms, put } => {
+                cbor_write_array_head(out, 4);
                 cbor_write_uint(out, KIND_TOUCH);
                 cbor_write_bytes(out, key);
                 cbor_write_uint(out, *ttl_ms);
+                cbor_write_uint(out, put.as_u64());
             }
             Op::Revoke { key } => {
                 cbor_write_array_head(out, 2);
@@ -293,7 +299,8 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
         let kind = r.uint("kind")?;
         let expected = match kind {
             KIND_PUT => 5,
-            KIND_TOUCH | KIND_ADD_MEMBER | KIND_REMOVE_MEMBER => 3,
+            KIND_TOUCH => 4,
+            KIND_ADD_MEMBER | KIND_REMOVE_MEMBER => 3,
             KIND_REVOKE | KIND_REVOKE_OWNER => 2,
             other => return Err(OpsError::UnknownKind(other)),
         };
@@ -314,6 +321,7 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, OpsError> {
             KIND_TOUCH => Op::Touch {
                 key: r.bytes("key", MAX_KEY)?.to_vec(),
                 ttl_ms: r.uint("ttl_ms")?,
+                put: Timestamp::from_u64(r.uint("put")?),
             },
             KIND_REVOKE => Op::Revoke {
                 key: r.bytes("key", MAX_KEY)?.to_vec(),
@@ -389,6 +397,7 @@ mod tests {
             Op::Touch {
                 key: b"k".to_vec(),
                 ttl_ms: 70_000,
+                put: Timestamp::new(1 << 40, 7),
             },
             Op::Revoke { key: b"k".to_vec() },
             Op::RevokeOwner {
@@ -424,6 +433,7 @@ mod tests {
             Op::Touch {
                 key: b"k".to_vec(),
                 ttl_ms: 5,
+                put: Timestamp::new(1000, 0),
             },
             Op::Revoke { key: b"k".to_vec() },
             Op::RevokeOwner { owner: b"u".to_vec() },
@@ -508,9 +518,14 @@ mod tests {
         assert_eq!(decode_ops(&[0x81, 0x82, 0x09, 0x41, 1]), Err(OpsError::UnknownKind(9)));
         assert_eq!(decode_ops(&[0x81, 0x82, 0x02, 0x40]), Err(OpsError::Empty("key")));
         assert_eq!(
-            decode_ops(&[0x81, 0x83, 0x01, 0x41, 1, 0x00]),
+            decode_ops(&[0x81, 0x84, 0x01, 0x41, 1, 0x00, 0x00]),
             Err(OpsError::TtlOutOfRange(0))
         );
+        // A touch without the put it extends has the wrong arity.
+        assert!(matches!(
+            decode_ops(&[0x81, 0x83, 0x01, 0x41, 1, 0x01]),
+            Err(OpsError::Decode(DecodeError::WrongLength { .. }))
+        ));
         assert!(matches!(
             decode_ops(&[0x81, 0x83, 0x02, 0x41, 1, 0]),
             Err(OpsError::Decode(_))

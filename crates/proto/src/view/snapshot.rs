@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! snapshot = MAGIC head view checksum
-//! MAGIC    = "feedmesh view snapshot v1\n"                     (26 bytes)
+//! MAGIC    = "feedmesh view snapshot v2\n"                     (26 bytes)
 //! head     = [covered, admins, admitted, removed, frozen, malformed, admin_held_until / null]
 //! covered  = [* [feed, seq, hash]]    per feed, the last folded entry and its hash; sorted by feed
 //! admins   = [* feed]                 the configured admins, sorted
@@ -30,7 +30,7 @@ use crate::feed::cbor::{self, Reader};
 use crate::feed::{DecodeError, FeedId, Hash, MAX_SEQ};
 
 /// The first bytes of every view snapshot.
-pub const SNAPSHOT_MAGIC: &[u8] = b"feedmesh view snapshot v1\n";
+pub const SNAPSHOT_MAGIC: &[u8] = b"feedmesh view snapshot v2\n";
 /// The length of the checksum that ends a snapshot.
 const CHECKSUM_LEN: usize = 32;
 
@@ -40,7 +40,7 @@ const CHECKSUM_LEN: usize = 32;
 pub enum SnapshotError {
     /// The bytes do not start with [`SNAPSHOT_MAGIC`] (another format or
     /// version).
-    #[error("not a feedmesh view snapshot v1")]
+    #[error("not a feedmesh view snapshot v2")]
     BadMagic,
     /// The checksum does not match the bytes (a damaged snapshot).
     #[error("checksum mismatch")]
@@ -164,8 +164,9 @@ impl SnapshotWriter {
             None => head.push(cbor::NULL),
             Some(wall) => cbor::write_uint(&mut head, wall),
         }
-        cbor::write_array_head(&mut head, 3);
-        let (keys, tail) = snapshot.view.borrow().begin_snapshot();
+        cbor::write_array_head(&mut head, 4);
+        let (window, keys, tail) = snapshot.view.borrow().begin_snapshot();
+        head.extend_from_slice(&window);
         SnapshotWriter {
             head,
             keys,
@@ -279,7 +280,8 @@ mod tests {
                 } else {
                     0
                 };
-                let timestamp = Timestamp::new(ahead + rng.next_u64() % 1_000, 0);
+                // Coarse times, so that touches name puts that exist.
+                let timestamp = Timestamp::new(ahead + rng.next_u64() % 50, 0);
                 let ops = (0..1 + rng.next_u64() % 3)
                     .map(|_| {
                         let key = format!("k{}", rng.next_u64() % 8).into_bytes();
@@ -292,7 +294,11 @@ mod tests {
                                 ttl_ms,
                                 owner: rng.next_u64().is_multiple_of(2).then_some(owner),
                             },
-                            5..=7 => Op::Touch { key, ttl_ms },
+                            5..=7 => Op::Touch {
+                                key,
+                                ttl_ms,
+                                put: Timestamp::new(rng.next_u64() % 50, 0),
+                            },
                             8 => Op::Revoke { key },
                             _ => Op::RevokeOwner { owner },
                         }

@@ -1,7 +1,8 @@
 //! The integration tests of `feedmesh-proto`, one binary, with no async
 //! runtime: the spec's vectors (entries, messages, signatures), the entry
-//! format's properties, the stores (crash safety included), bundles, and
-//! replication between in-memory peers.
+//! format's properties, the stores (crash safety included), bundles,
+//! replication between in-memory peers, and the session view's history
+//! window.
 
 mod common;
 
@@ -13,3 +14,4 @@ mod signatures;
 mod store;
 mod sync;
 mod vectors;
+mod window;

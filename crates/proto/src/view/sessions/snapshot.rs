@@ -3,41 +3,38 @@
 //! instead of re-folding every stored entry.
 //!
 //! ```text
-//! view     = [records, watermarks, held]                 canonical CBOR
-//! records  = [* record]                                  any order
-//! record   = [key, revoked, horizon_ms, expiry, put / null, fold / null]
-//! put      = [id, seq, value, put_expiry, owner / null]  the winning put
-//! fold     = [alive, pending, owners]                    null: what the put alone gives
-//! alive    = [* [id, end_ms]]                            sorted by id
-//! pending  = [* [id, offered_expiry]]
-//! owners   = [* [owner, id]]                             sorted by owner: each owner's earliest put
-//! watermarks = [* [owner, id]]                           sorted by owner
-//! held     = [* [timestamp, author, seq, [* payload]]]   held-back entries' operations (§2.5)
-//! id       = [timestamp, author, position]
+//! view     = [window, records, marks, held]                canonical CBOR
+//! window   = [lifetime_ms, margin_ms, horizon_ms]          the settings and the last prune (§2.6)
+//! records  = [* record]                                    any order
+//! record   = [key, killed_until, expiry, put / null, fold / null]
+//! put      = [id, seq, value, put_expiry, owner / null]    the winning put
+//! fold     = [pending, owners]                             null: what the put alone gives
+//! pending  = [* [put, id, offered_expiry]]                 touches that do not count yet
+//! owners   = [* [owner, [* [first, last_wall]]]]           each owner's clusters of puts
+//! marks    = [* [owner, [* id]]]                           each owner's RevokeOwner marks
+//! held     = [* [timestamp, author, seq, [* payload]]]     held-back entries' operations (§2.5)
+//! id, first = [timestamp, author, position]
 //! ```
 //!
-//! `revoked` is 0 or 1; `horizon_ms` is a wall time, below 2^48; `payload` is the entry's operations as
+//! `put` in `pending` is a timestamp; `payload` is the entry's operations as
 //! [`encode_ops`] writes them. A `fold` of `null` stands for the state a
-//! record folded from its winning put alone has (one alive interval from the
-//! put's id to its expiry, no pending touch, the put as its owner's earliest
-//! put; nothing at all without a put), which is most records. What the view derives (how many records hold
-//! a value, each owner's keys, a session's `expires_at_ms`) is not written
-//! but recomputed on decoding.
+//! record folded from its winning put alone has (no pending touch, the put
+//! as its owner's one cluster; nothing at all without a put), which is most
+//! records. What the view derives (how many records hold a value, each
+//! owner's keys, a session's `expires_at_ms`) is not written but recomputed
+//! on decoding, and the lists are put in the view's order on decoding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::table::Records;
-use super::{Fold, OpId, Put, Record, Session, SessionView};
+use super::{Cluster, Fold, OpId, Pending, Put, Record, Session, SessionView};
 use crate::clock::Timestamp;
 use crate::feed::cbor::{self, NULL, Reader};
 use crate::feed::{DecodeError, FeedId, MAX_PAYLOAD, MAX_SEQ};
 use crate::view::key::Key;
 use crate::view::ops::{MAX_KEY, MAX_OWNER, MAX_VALUE, Op, decode_ops, encode_ops};
-
-/// The bound of a wall time (48 bits, [`Timestamp::new`]); the view keeps a
-/// flag above it.
-const MAX_WALL_MS: u64 = 1 << 48;
+use crate::view::window::{HistoryWindow, WindowError};
 
 /// Why a snapshot's view part does not decode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +46,10 @@ pub enum ViewDecodeError {
     /// A held-back entry's operations do not decode.
     #[error("held-back operations: {0}")]
     Ops(#[from] crate::view::OpsError),
-    /// A key or owner is empty, or a flag is neither 0 nor 1.
+    /// The window's settings are out of range.
+    #[error("window: {0}")]
+    Window(#[from] WindowError),
+    /// A key or owner is empty, or a sequence number is out of range.
     #[error("{0}: out of range")]
     OutOfRange(&'static str),
 }
@@ -82,49 +82,69 @@ fn read_name<'a>(r: &mut Reader<'a>, field: &'static str, max: usize) -> Result<
     Ok(name)
 }
 
-fn write_pairs(out: &mut Vec<u8>, pairs: &[(OpId, u64)]) {
-    cbor::write_array_head(out, pairs.len() as u64);
-    for (id, ms) in pairs {
+/// Writes `[* [owner, [* item]]]`.
+fn write_by_owner<'a, T: 'a>(
+    out: &mut Vec<u8>,
+    lists: impl ExactSizeIterator<Item = (&'a [u8], impl ExactSizeIterator<Item = &'a T>)>,
+    write_item: impl Fn(&mut Vec<u8>, &T),
+) {
+    cbor::write_array_head(out, lists.len() as u64);
+    for (owner, items) in lists {
         cbor::write_array_head(out, 2);
-        write_id(out, id);
-        cbor::write_uint(out, *ms);
+        cbor::write_bytes(out, owner);
+        cbor::write_array_head(out, items.len() as u64);
+        for item in items {
+            write_item(out, item);
+        }
     }
 }
 
-fn read_pairs(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(OpId, u64)>, DecodeError> {
+/// Lists by owner, sorted by owner.
+type ByOwner<T> = Vec<(Vec<u8>, Vec<T>)>;
+
+/// Reads `[* [owner, [* item]]]`, sorted by owner (each owner once).
+fn read_by_owner<T>(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    read_item: impl Fn(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<ByOwner<T>, ViewDecodeError> {
     let n = r.bounded_array_head(field)?;
-    let mut pairs = Vec::with_capacity(n);
+    let mut lists: ByOwner<T> = Vec::with_capacity(n);
     for _ in 0..n {
         r.array_of(field, 2)?;
-        pairs.push((read_id(r)?, r.uint(field)?));
+        let owner = read_name(r, field, MAX_OWNER)?.to_vec();
+        let m = r.bounded_array_head(field)?;
+        let mut items = Vec::with_capacity(m);
+        for _ in 0..m {
+            items.push(read_item(r)?);
+        }
+        lists.push((owner, items));
     }
-    Ok(pairs)
+    lists.sort_by(|a, b| a.0.cmp(&b.0));
+    if lists.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return Err(ViewDecodeError::OutOfRange("an owner twice"));
+    }
+    Ok(lists)
 }
 
-fn write_owned(out: &mut Vec<u8>, owned: impl ExactSizeIterator<Item = (impl AsRef<[u8]>, OpId)>) {
-    cbor::write_array_head(out, owned.len() as u64);
-    for (owner, id) in owned {
-        cbor::write_array_head(out, 2);
-        cbor::write_bytes(out, owner.as_ref());
-        write_id(out, &id);
-    }
+fn write_cluster(out: &mut Vec<u8>, cluster: &Cluster) {
+    cbor::write_array_head(out, 2);
+    write_id(out, &cluster.first);
+    cbor::write_uint(out, cluster.last_wall);
 }
 
-fn read_owned(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<(Vec<u8>, OpId)>, ViewDecodeError> {
-    let n = r.bounded_array_head(field)?;
-    let mut owned = Vec::with_capacity(n);
-    for _ in 0..n {
-        r.array_of(field, 2)?;
-        owned.push((read_name(r, field, MAX_OWNER)?.to_vec(), read_id(r)?));
-    }
-    Ok(owned)
+fn read_cluster(r: &mut Reader<'_>) -> Result<Cluster, DecodeError> {
+    r.array_of("cluster", 2)?;
+    Ok(Cluster {
+        first: read_id(r)?,
+        last_wall: r.uint("cluster last wall")?,
+    })
 }
 
 fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
-    cbor::write_array_head(out, 6);
+    cbor::write_array_head(out, 5);
     cbor::write_bytes(out, key);
-    cbor::write_uint(out, u64::from(record.revoked()));
-    cbor::write_uint(out, record.horizon_ms());
+    cbor::write_uint(out, record.killed_until);
     cbor::write_uint(out, record.expiry);
     match &record.put {
         None => out.push(NULL),
@@ -145,10 +165,21 @@ fn write_record(out: &mut Vec<u8>, key: &[u8], record: &Record) {
         // The winning put alone gives it (Fold::of_put).
         None => out.push(NULL),
         Some(fold) => {
-            cbor::write_array_head(out, 3);
-            write_pairs(out, &fold.alive);
-            write_pairs(out, &fold.pending);
-            write_owned(out, fold.owners.iter().map(|(owner, id)| (owner, *id)));
+            cbor::write_array_head(out, 2);
+            cbor::write_array_head(out, fold.pending.len() as u64);
+            for pending in &fold.pending {
+                cbor::write_array_head(out, 3);
+                cbor::write_uint(out, pending.put.as_u64());
+                write_id(out, &pending.id);
+                cbor::write_uint(out, pending.offer);
+            }
+            write_by_owner(
+                out,
+                fold.owners
+                    .iter()
+                    .map(|(owner, clusters)| (owner.as_slice(), clusters.iter())),
+                write_cluster,
+            );
         }
     }
 }
@@ -182,41 +213,64 @@ fn read_put(r: &mut Reader<'_>, expiry: u64) -> Result<Option<Put>, ViewDecodeEr
     }))
 }
 
-fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
-    r.array_of("record", 6)?;
-    let key = Key::new(read_name(r, "key", MAX_KEY)?);
-    let revoked = match r.uint("revoked")? {
-        0 => false,
-        1 => true,
-        _ => return Err(ViewDecodeError::OutOfRange("revoked")),
-    };
-    let horizon_ms = r.uint("horizon")?;
-    if horizon_ms >= MAX_WALL_MS {
-        return Err(ViewDecodeError::OutOfRange("horizon"));
+fn read_fold(r: &mut Reader<'_>) -> Result<Option<Fold>, ViewDecodeError> {
+    if r.null()? {
+        return Ok(None);
     }
+    r.array_of("fold", 2)?;
+    let n = r.bounded_array_head("pending")?;
+    let mut pending = Vec::with_capacity(n);
+    for _ in 0..n {
+        r.array_of("pending", 3)?;
+        pending.push(Pending {
+            put: Timestamp::from_u64(r.uint("pending put")?),
+            id: read_id(r)?,
+            offer: r.uint("pending offer")?,
+        });
+    }
+    pending.sort_unstable();
+    pending.dedup();
+    let mut owners = read_by_owner(r, "owners", read_cluster)?;
+    for (_, clusters) in &mut owners {
+        clusters.sort_by_key(|c| c.first);
+    }
+    Ok(Some(Fold { pending, owners }))
+}
+
+fn read_record(r: &mut Reader<'_>) -> Result<(Key, Record), ViewDecodeError> {
+    r.array_of("record", 5)?;
+    let key = Key::new(read_name(r, "key", MAX_KEY)?);
+    let killed_until = r.uint("killed until")?;
     let expiry = r.uint("expiry")?;
-    let put = read_put(r, expiry)?;
-    let fold = if r.null()? {
-        None
-    } else {
-        r.array_of("fold", 3)?;
-        Some(Fold {
-            alive: read_pairs(r, "alive")?,
-            pending: read_pairs(r, "pending")?,
-            owners: read_owned(r, "owners")?,
-        })
+    let mut record = Record {
+        killed_until,
+        put: read_put(r, expiry)?,
+        expiry,
+        fold: None,
     };
-    Ok((key, Record::new(revoked, horizon_ms, put, expiry, fold)))
+    if let Some(fold) = read_fold(r)? {
+        record.keep(fold);
+    }
+    Ok((key, record))
 }
 
 impl SessionView {
-    /// The keys of every record (for [`SessionView::encode_records`]) and
-    /// the encoded `watermarks` and `held` of the snapshot form above, as
-    /// they are now.
-    pub(crate) fn begin_snapshot(&self) -> (Vec<Key>, Vec<u8>) {
+    /// The encoded `window` of the snapshot form above, the keys of every
+    /// record (for [`SessionView::encode_records`]) and the encoded `marks`
+    /// and `held`, as they are now.
+    pub(crate) fn begin_snapshot(&self) -> (Vec<u8>, Vec<Key>, Vec<u8>) {
+        let mut window = Vec::new();
+        cbor::write_array_head(&mut window, 3);
+        cbor::write_uint(&mut window, self.window.lifetime_ms());
+        cbor::write_uint(&mut window, self.window.margin_ms());
+        cbor::write_uint(&mut window, self.horizon_ms);
         let keys = self.records.iter().map(|(key, _)| key.clone()).collect();
         let mut tail = Vec::new();
-        write_owned(&mut tail, self.watermarks.iter().map(|(owner, id)| (owner, *id)));
+        write_by_owner(
+            &mut tail,
+            self.marks.iter().map(|(owner, marks)| (owner.as_slice(), marks.iter())),
+            write_id,
+        );
         cbor::write_array_head(&mut tail, self.held.len() as u64);
         for ((timestamp, author, seq), batches) in &self.held {
             cbor::write_array_head(&mut tail, 4);
@@ -231,7 +285,7 @@ impl SessionView {
                 cbor::write_bytes(&mut tail, &payload);
             }
         }
-        (keys, tail)
+        (window, keys, tail)
     }
 
     /// Appends the record of each of `keys` that the view still holds, in
@@ -251,10 +305,15 @@ impl SessionView {
     /// input gives a view or an error, never a panic, and nothing is
     /// allocated beyond what the input's length allows.
     pub(crate) fn decode_snapshot(r: &mut Reader<'_>) -> Result<SessionView, ViewDecodeError> {
-        r.array_of("view", 3)?;
+        r.array_of("view", 4)?;
+        r.array_of("window", 3)?;
+        let window = HistoryWindow::new(r.uint("lifetime")?, r.uint("margin")?)?;
+        let horizon_ms = r.uint("horizon")?;
         let n = r.bounded_array_head("records")?;
         let mut view = SessionView {
             records: Records::with_capacity(n),
+            window,
+            horizon_ms,
             ..SessionView::default()
         };
         for _ in 0..n {
@@ -263,7 +322,7 @@ impl SessionView {
                 view.holding += 1;
             }
             let hash = view.records.hash(key.as_slice());
-            for (owner, _) in record.owners() {
+            for owner in record.owners() {
                 match view.by_owner.get_mut(owner) {
                     Some(keys) => keys.push(hash),
                     None => {
@@ -275,7 +334,10 @@ impl SessionView {
                 return Err(ViewDecodeError::OutOfRange("records: a key twice"));
             }
         }
-        view.watermarks = read_owned(r, "watermarks")?.into_iter().collect::<BTreeMap<_, _>>();
+        view.marks = read_by_owner(r, "marks", read_id)?
+            .into_iter()
+            .map(|(owner, marks)| (owner, marks.into_iter().collect::<BTreeSet<_>>()))
+            .collect::<BTreeMap<_, _>>();
         let n = r.bounded_array_head("held")?;
         for _ in 0..n {
             r.array_of("held", 4)?;

@@ -80,8 +80,15 @@ impl Records {
         self.table.len()
     }
 
-    /// Keeps only the records for which `keep` answers true.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) {
+    /// Keeps only the records for which `keep` answers true (it may change them).
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&mut Record) -> bool) {
         self.table.retain(|(_, r)| keep(r));
+    }
+
+    /// Removes the record of `key` (hashed to `hash`), if there is one.
+    pub(super) fn remove(&mut self, key: &[u8], hash: u64) {
+        if let Ok(entry) = self.table.find_entry(hash, |(k, _)| k.as_slice() == key) {
+            entry.remove();
+        }
     }
 }
