@@ -22,7 +22,8 @@
 //! not read makes the node hold no more than the share. Clock lines
 //! stay coalesced inside [`PeerSync`] while the outbox is full. The peer's
 //! Fetches wait as requests (at most [`MAX_FETCHES_PER_PEER`]); each Chunk is
-//! read from the store only when it is its turn to be sent.
+//! read from the store ([`serve_fetch`], on a blocking thread, within what
+//! the outbox share has free) only when it is its turn to be sent.
 //!
 //! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
 //! [`MAX_PENDING_RANGES`]) and read from the store one Records message at a
@@ -61,13 +62,12 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use crate::feed::{
-    Entry, FeedId, ForkProof, Hash, MAX_RECORD_SIZE, Record, ValidationError, Verified, certificate_path,
-    declared_record_len,
+    Entry, FeedId, ForkProof, Hash, MAX_RECORD_SIZE, Record, ValidationError, Verified, declared_record_len,
 };
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, CHUNK_OVERHEAD, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCH_RANGE, MAX_FETCHES_PER_PEER, MAX_FRAME,
-    MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, RECORDS_OVERHEAD, pack_chunk, pack_records, record_size,
+    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
+    PeerSync, ProtocolError, RECORDS_OVERHEAD, pack_records, serve_fetch,
 };
 
 use super::{SMALL_MESSAGE, SecureReader, SecureWriter, StreamError};
@@ -739,7 +739,7 @@ impl Driver {
     }
 
     /// Queues the answer to the peer's Fetch `id`; the Chunk is read from
-    /// the store when it is its turn to be sent ([`read_chunk`]).
+    /// the store when it is its turn to be sent ([`serve_fetch`]).
     fn serve(&mut self, id: u64, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
         if self.fetches.len() >= MAX_FETCHES_PER_PEER {
             let error = ProtocolError::Flooding {
@@ -936,7 +936,7 @@ impl Driver {
         if let Some((id, feed, from, to)) = self.fetches.pop_front() {
             let store = self.store.clone();
             let allowance = outbox.allowance();
-            let chunk = blocking(move || read_chunk(&*store, id, feed, from, to, allowance)).await?;
+            let chunk = blocking(move || serve_fetch(&*store, id, feed, from, to, allowance)).await?;
             return outbox.send(chunk.encode());
         }
         let taken = self.ranges.take(MAX_RECORDS_PER_MESSAGE);
@@ -1001,36 +1001,6 @@ fn head_hash(store: &dyn Store, feed: FeedId, seq: u64) -> Result<Hash, StoreErr
             "{feed} announced up to {seq}, which the store lacks"
         ))),
     }
-}
-
-/// The Chunk answering Fetch `id`: the certificate path of `from` below it
-/// (headers), then what `store` holds of `from..=to` (at most
-/// [`MAX_FETCH_RANGE`] records), read and encoded within `allowance` bytes.
-fn read_chunk(
-    store: &dyn Store,
-    id: u64,
-    feed: FeedId,
-    from: u64,
-    to: u64,
-    allowance: usize,
-) -> Result<Message, StoreError> {
-    let latest = store.latest(&feed)?.unwrap_or(0);
-    if latest < from {
-        return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new()));
-    }
-    let mut path = Vec::new();
-    for seq in certificate_path(from).into_iter().skip(1).rev() {
-        match store.entry(&feed, seq)? {
-            Some(entry) => path.push(entry),
-            None => return Ok(pack_chunk(id, feed, latest, Vec::new(), Vec::new())),
-        }
-    }
-    let limit = usize::try_from(MAX_FETCH_RANGE).unwrap_or(MAX_RECORDS_PER_MESSAGE);
-    // What one Chunk can carry besides the path: read no more than that.
-    let path_len: usize = path.iter().map(|entry| record_size(entry, None)).sum();
-    let room = allowance.saturating_sub(CHUNK_OVERHEAD + path_len + limit);
-    let range = store.range_within(&feed, from, to, limit, room)?;
-    Ok(pack_chunk(id, feed, latest, path, range))
 }
 
 /// The ranges a connection has to read and send, per feed in the order the

@@ -33,10 +33,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::feed::{Entry, FeedId, ForkProof, Keypair, certificate_path};
+use crate::feed::{Entry, FeedId, ForkProof, Keypair};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, Message, PeerSync, ProtocolError, ReplicationScheduler, pack_chunk, pack_records,
+    Action, FetchError, Fetched, MAX_FRAME, Message, PeerSync, ProtocolError, ReplicationScheduler, pack_records,
+    serve_fetch,
 };
 use crate::writer::FeedWriter;
 
@@ -419,21 +420,9 @@ impl Net {
                 self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
             }
             Action::Serve { id, feed, from, to } => {
-                let store = &self.stores[node];
-                let latest = store.latest(&feed).expect("latest").unwrap_or(0);
-                let message = if latest < from {
-                    pack_chunk(id, feed, latest, Vec::new(), Vec::new())
-                } else {
-                    let path = certificate_path(from)
-                        .into_iter()
-                        .skip(1)
-                        .rev()
-                        .map(|seq| store.entry(&feed, seq).expect("entry").expect("held"))
-                        .collect();
-                    let range = store.range(&feed, from, to, usize::MAX).expect("range");
-                    pack_chunk(id, feed, latest, path, range)
-                };
-                self.send(i, message);
+                // As a node whose outbox to this peer is empty.
+                let chunk = serve_fetch(&self.stores[node], id, feed, from, to, MAX_FRAME).expect("serve");
+                self.send(i, chunk);
             }
             Action::Fetched { id, result } => self.fetched.push((node, id, result)),
             Action::Disconnect(error) => {

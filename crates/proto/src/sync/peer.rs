@@ -257,12 +257,11 @@ pub enum Action {
         held: u64,
     },
     /// The peer asks for entries `from..=to` of `feed` with the certificate
-    /// path of `from` (a Fetch): read what the store holds and send
-    /// [`pack_chunk`](super::pack_chunk)`(id, feed, latest, path, range)`:
-    /// `path` the entries of [`certificate_path`]`(from)` below `from`,
-    /// `range` the held entries `from..=to` (at most [`MAX_FETCH_RANGE`]),
-    /// `latest` the latest held; both empty when the store holds no entry
-    /// `from`. Sent in the order of the actions, like any other message.
+    /// path of `from` (a Fetch): send the Chunk
+    /// [`serve_fetch`](super::serve_fetch) reads from the store (the entries
+    /// of [`certificate_path`]`(from)` below `from`, then the held entries
+    /// `from..=to`, at most [`MAX_FETCH_RANGE`]). Sent in the order of the
+    /// actions, like any other message.
     Serve {
         /// The Fetch's id.
         id: u64,

@@ -12,8 +12,8 @@ use feedmesh_proto::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, ce
 use feedmesh_proto::sim::{Net, STALL_MS, node_feed};
 use feedmesh_proto::store::{MemoryStore, Store};
 use feedmesh_proto::sync::{
-    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, MAX_FETCHES_PER_PEER, Message, PeerSync, ProtocolError,
-    STALL_TIMEOUT_MS, pack_chunk,
+    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, MAX_FETCHES_PER_PEER, MAX_FRAME, Message, PeerSync,
+    ProtocolError, STALL_TIMEOUT_MS, pack_chunk, serve_fetch,
 };
 use feedmesh_proto::writer::FeedWriter;
 
@@ -822,13 +822,10 @@ fn a_v9_refusal_of_a_relayed_record_fetches_fork_evidence_instead_of_disconnecti
         panic!("no Fetch of entry 3");
     };
     assert_eq!(asked, feed);
-    let path: Vec<Entry> = certificate_path(3)
-        .into_iter()
-        .skip(1)
-        .rev()
-        .map(|s| a[s as usize - 1].0.clone())
-        .collect();
-    machine.handle_message(pack_chunk(id, feed, 4, path, vec![a[2].clone()]), 5);
+    let relay = MemoryStore::new();
+    relay.append(&verify_batch(a.clone()).expect("valid")).expect("append");
+    let chunk = serve_fetch(&relay, id, feed, 3, 3, MAX_FRAME).expect("serve");
+    machine.handle_message(chunk, 5);
     assert_eq!(
         actions(&mut machine),
         vec![Action::Evidence {
