@@ -16,7 +16,7 @@ use feedmesh::node::{AckTimeout, Node};
 use feedmesh::node_dir::NodeDir;
 use feedmesh::sessions::{Refusal, SNAPSHOT_NAME, SessionChange, SessionError, Sessions, ViewStart};
 use feedmesh::store::Store;
-use feedmesh::view::{Op, decode_ops};
+use feedmesh::view::{HistoryWindow, Op, decode_ops};
 use nodes::{addr, make_dir, start_sessions, start_with_clock};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
@@ -622,4 +622,29 @@ async fn reads_take_the_nodes_wall_clock_as_now() {
     assert!(sessions.get::<Login>("sid").unwrap().is_none());
     assert!(sessions.get_raw("sid").is_none());
     sessions.node().shutdown().await;
+}
+
+#[tokio::test]
+async fn the_network_s_session_lifetime_caps_every_ttl_and_a_touch_needs_a_live_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = NetworkKey::generate().unwrap();
+    let dir = make_dir(tmp.path(), "a", &key);
+    let window = HistoryWindow::new(60_000, 0).unwrap();
+    NodeDir::open(&dir).unwrap().set_history_window(window).unwrap();
+    let sessions = start_sessions(&dir, vec![]).await;
+    assert_eq!(sessions.window(), window);
+    // An hour asked, the lifetime given: a minute after the put.
+    let written = sessions.put("s", &"v", HOUR, None).await.unwrap();
+    let expiry = |s: &Sessions| s.get_raw("s").map(|session| session.expires_at_ms);
+    assert_eq!(expiry(&sessions), Some(written.timestamp.wall_ms() + 60_000));
+    // A touch cannot carry it past the put's lifetime either.
+    sessions.touch("s", HOUR).await.unwrap();
+    assert_eq!(expiry(&sessions), Some(written.timestamp.wall_ms() + 60_000));
+    // Nothing live under the key: nothing to extend, nothing written.
+    let before = sessions.node().clock().unwrap();
+    assert!(matches!(
+        sessions.touch("nobody", HOUR).await,
+        Err(SessionError::Refused(Refusal::NotLive))
+    ));
+    assert_eq!(sessions.node().clock().unwrap(), before);
 }

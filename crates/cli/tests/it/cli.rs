@@ -88,6 +88,38 @@ fn init_writes_the_admins_with_self_and_refuses_a_bad_id() {
 }
 
 #[test]
+fn init_writes_the_history_window_and_refuses_one_out_of_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("n");
+    ok(feedmesh(&[
+        "init",
+        "--dir",
+        &dir_arg(&node),
+        "--session-lifetime",
+        "60",
+        "--retention-margin",
+        "10",
+    ]));
+    let window = std::fs::read_to_string(node.join("history_window")).unwrap();
+    assert_eq!(window, "session_lifetime_ms = 60000\nretention_margin_ms = 10000\n");
+    // The defaults write no file.
+    let plain = tmp.path().join("plain");
+    init(&plain);
+    assert!(!plain.join("history_window").exists());
+    // Beyond 30 days: refused, nothing created.
+    let long = tmp.path().join("long");
+    let error = fails(feedmesh(&[
+        "init",
+        "--dir",
+        &dir_arg(&long),
+        "--session-lifetime",
+        "2592001",
+    ]));
+    assert!(error.contains("session lifetime"), "{error}");
+    assert!(!long.exists());
+}
+
+#[test]
 fn append_log_export_import_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
