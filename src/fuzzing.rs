@@ -1512,7 +1512,7 @@ fn evidence_sample() -> &'static [u8] {
         }
         let subject = crate::audit::Subject::Session { key };
         let form = crate::audit::EvidenceForm::CertificatePaths;
-        crate::audit::write_evidence(&store, &[], &subject, 1_100_000, form)
+        crate::audit::write_evidence(&store, &[], HistoryWindow::default(), &subject, 1_100_000, form)
             .expect("memory store")
             .1
     })

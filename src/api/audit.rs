@@ -103,8 +103,9 @@ async fn session(
             format!("a session key is at most {MAX_KEY} bytes"),
         ));
     }
+    let window = state.sessions.window();
     report(&state.node, move |store, admins, now_ms| {
-        Ok(session_report(store, admins, key.as_bytes(), now_ms)?.json_lines())
+        Ok(session_report(store, admins, window, key.as_bytes(), now_ms)?.json_lines())
     })
     .await
 }
@@ -134,8 +135,9 @@ async fn member(
             format!("since ({since_ms}) is after until ({until_ms})"),
         ));
     }
+    let window = state.sessions.window();
     report(&state.node, move |store, admins, now_ms| {
-        Ok(member_report(store, admins, feed, since_ms, until_ms, now_ms)?.json_lines())
+        Ok(member_report(store, admins, window, feed, since_ms, until_ms, now_ms)?.json_lines())
     })
     .await
 }
@@ -158,8 +160,9 @@ async fn health(State(state): State<AppState>) -> Result<Response, Failure> {
         .map(|peer| (peer.id, peer.clock))
         .collect();
     let heard = admins;
+    let window = state.sessions.window();
     report(&state.node, move |store, admins, now_ms| {
-        let mut report = health_report(store, admins, now_ms, &claims)?;
+        let mut report = health_report(store, admins, window, now_ms, &claims)?;
         report.admins = heard;
         Ok(report.json_lines())
     })

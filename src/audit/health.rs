@@ -10,6 +10,7 @@ use super::member::role;
 use super::{AuditError, JsonLines};
 use crate::feed::FeedId;
 use crate::store::Store;
+use crate::view::HistoryWindow;
 
 /// What one peer last claimed to hold of a feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -143,15 +144,16 @@ impl HealthReport {
 /// What each peer last claimed, per peer then feed (empty offline).
 pub type PeerClaims = BTreeMap<FeedId, BTreeMap<FeedId, u64>>;
 
-/// The health of everything `store` holds, for a network with `admins`, at
-/// local time `now_ms`, with what peers claimed (`claims`, per peer).
+/// The health of everything `store` holds, for a network with `admins` and
+/// `window`, at local time `now_ms`, with what peers claimed (`claims`, per peer).
 pub fn health_report(
     store: &dyn Store,
     admins: &[FeedId],
+    window: HistoryWindow,
     now_ms: u64,
     claims: &PeerClaims,
 ) -> Result<HealthReport, AuditError> {
-    let ledger = Ledger::scan(store, admins, now_ms)?;
+    let ledger = Ledger::scan(store, admins, window, now_ms)?;
     let clock = store.clock()?;
     let mut names: BTreeSet<FeedId> = clock.keys().copied().collect();
     names.extend(claims.values().flat_map(BTreeMap::keys));

@@ -71,11 +71,15 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// Reads every entry of `store` for a network with `admins`, at local
-    /// time `now_ms`. The session view folds with the default history
-    /// window (spec/AUDIT.md §1: the window is not yet an input of the audit).
-    pub(crate) fn scan(store: &dyn Store, admins: &[FeedId], now_ms: u64) -> Result<Ledger, StoreError> {
-        let live = LiveView::open(store, admins, HistoryWindow::default(), now_ms)?;
+    /// Reads every entry of `store` for a network with `admins` and
+    /// `window`, at local time `now_ms`.
+    pub(crate) fn scan(
+        store: &dyn Store,
+        admins: &[FeedId],
+        window: HistoryWindow,
+        now_ms: u64,
+    ) -> Result<Ledger, StoreError> {
+        let live = LiveView::open(store, admins, window, now_ms)?;
         let (membership, view) = {
             let state = live.read();
             (state.membership.clone(), state.view.clone())

@@ -12,7 +12,7 @@ use super::support::{Support, add_membership};
 use super::{AuditError, JsonLines};
 use crate::feed::FeedId;
 use crate::store::Store;
-use crate::view::{Membership, Op};
+use crate::view::{HistoryWindow, Membership, Op};
 
 /// The feed's standing and the range covered (the final `member` line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,16 +61,17 @@ impl MemberReport {
 }
 
 /// Everything `feed` wrote with a wall time in `since_ms..=until_ms`, as
-/// `store` holds it, for a network with `admins`, at local time `now_ms`.
+/// `store` holds it, for a network with `admins` and `window`, at local time `now_ms`.
 pub fn member_report(
     store: &dyn Store,
     admins: &[FeedId],
+    window: HistoryWindow,
     feed: FeedId,
     since_ms: u64,
     until_ms: u64,
     now_ms: u64,
 ) -> Result<MemberReport, AuditError> {
-    let ledger = Ledger::scan(store, admins, now_ms)?;
+    let ledger = Ledger::scan(store, admins, window, now_ms)?;
     Ok(member_report_in(&ledger, feed, since_ms, until_ms))
 }
 

@@ -9,6 +9,7 @@ use super::support::{Support, add_membership};
 use super::{AuditError, JsonLines};
 use crate::feed::{FeedId, to_hex};
 use crate::store::Store;
+use crate::view::HistoryWindow;
 
 /// The state of a key as the node's view holds it (the `state` line).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -61,14 +62,15 @@ impl SessionReport {
 }
 
 /// The story of `key` in everything `store` holds, for a network with
-/// `admins`, at local time `now_ms`.
+/// `admins` and `window`, at local time `now_ms`.
 pub fn session_report(
     store: &dyn Store,
     admins: &[FeedId],
+    window: HistoryWindow,
     key: &[u8],
     now_ms: u64,
 ) -> Result<SessionReport, AuditError> {
-    let ledger = Ledger::scan(store, admins, now_ms)?;
+    let ledger = Ledger::scan(store, admins, window, now_ms)?;
     Ok(session_report_in(&ledger, &KeyIndex::new(&ledger), key))
 }
 

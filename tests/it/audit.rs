@@ -16,6 +16,7 @@ use feedmesh::clock::system_time_ms;
 use feedmesh::feed::FeedId;
 use feedmesh::node_dir::NodeDir;
 use feedmesh::store::Store;
+use feedmesh::view::HistoryWindow;
 
 fn open(s: &Scenario) -> (impl Store, Vec<FeedId>) {
     let node = NodeDir::open(&s.dir).unwrap();
@@ -33,7 +34,16 @@ fn key_of(op: &OpFields) -> Option<&str> {
 fn member_report_shows_every_rogue_op_from_the_removal_as_ignored() {
     let s = scenario();
     let (store, admins) = open(&s);
-    let report = member_report(&store, &admins, s.rogue, 0, u64::MAX, system_time_ms()).unwrap();
+    let report = member_report(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        s.rogue,
+        0,
+        u64::MAX,
+        system_time_ms(),
+    )
+    .unwrap();
     assert_eq!(report.summary.role, "removed");
     assert_eq!(report.summary.admitted_from, Some(2));
     assert_eq!(report.summary.removed_from, Some(s.went_rogue));
@@ -64,7 +74,16 @@ fn member_report_shows_every_rogue_op_from_the_removal_as_ignored() {
     );
     // The time range selects entries by wall time.
     let first = report.lines[1].wall_ms;
-    let ranged = member_report(&store, &admins, s.rogue, first, first, system_time_ms()).unwrap();
+    let ranged = member_report(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        s.rogue,
+        first,
+        first,
+        system_time_ms(),
+    )
+    .unwrap();
     assert_eq!(ranged.summary.entries, 1);
     assert_eq!(ranged.lines.len(), 1);
 }
@@ -76,7 +95,7 @@ fn session_report_tells_the_whole_story_of_a_key() {
     let now = system_time_ms();
 
     // b0: b's put stands; the rogue's revoke and its RevokeOwner of b0's owner do not count.
-    let b0 = session_report(&store, &admins, b"b0", now).unwrap();
+    let b0 = session_report(&store, &admins, HistoryWindow::default(), b"b0", now).unwrap();
     let story: Vec<(String, &str, &str)> = b0
         .lines
         .iter()
@@ -98,7 +117,7 @@ fn session_report_tells_the_whole_story_of_a_key() {
     );
 
     // a0: the admin's put lost last-writer-wins to b's later put.
-    let a0 = session_report(&store, &admins, b"a0", now).unwrap();
+    let a0 = session_report(&store, &admins, HistoryWindow::default(), b"a0", now).unwrap();
     let lines = &a0.lines;
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert_eq!(
@@ -123,14 +142,14 @@ fn session_report_tells_the_whole_story_of_a_key() {
     assert!(lines.iter().all(|l| key_of(&l.op).is_none_or(|k| k == "a0")));
 
     // A key nobody wrote.
-    let none = session_report(&store, &admins, b"nope", now).unwrap();
+    let none = session_report(&store, &admins, HistoryWindow::default(), b"nope", now).unwrap();
     assert!(none.lines.is_empty());
     assert_eq!(none.state.status, "absent");
 
     // The future entry is held back, and expiry shows once time passes.
-    let future = session_report(&store, &admins, b"future", now).unwrap();
+    let future = session_report(&store, &admins, HistoryWindow::default(), b"future", now).unwrap();
     assert_eq!(future.lines[0].effect, "ignored: held back (clock drift)");
-    let later = session_report(&store, &admins, b"b1", now + 2 * HOUR_MS).unwrap();
+    let later = session_report(&store, &admins, HistoryWindow::default(), b"b1", now + 2 * HOUR_MS).unwrap();
     assert_eq!(later.lines[0].effect, "expired");
     assert_eq!(later.state.status, "expired");
 
@@ -152,7 +171,7 @@ fn health_report_lists_feeds_membership_and_held_back_entries() {
     let (store, admins) = open(&s);
     let mut claims = std::collections::BTreeMap::new();
     claims.insert(s.b, [(s.rogue, 9u64), (s.admin, 1)].into_iter().collect());
-    let report = health_report(&store, &admins, system_time_ms(), &claims).unwrap();
+    let report = health_report(&store, &admins, HistoryWindow::default(), system_time_ms(), &claims).unwrap();
     assert_eq!(report.summary.admins, vec![s.admin.to_string()]);
     assert!(!report.summary.open);
     assert_eq!(report.summary.feeds, 3);
@@ -207,17 +226,42 @@ fn every_single_byte_change_of_a_bundle_is_refused() {
     let (store, admins) = open(&s);
     let now = system_time_ms();
     let subject = Subject::Session { key: b"b0".to_vec() };
-    let (report, bytes) = write_evidence(&store, &admins, &subject, now, EvidenceForm::CertificatePaths).unwrap();
+    let (report, bytes) = write_evidence(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        &subject,
+        now,
+        EvidenceForm::CertificatePaths,
+    )
+    .unwrap();
     let verified = verify_evidence(&bytes, &[]).unwrap();
     assert_eq!(verified.report, report);
     assert!(matches!(verified.report, Report::Session(_)));
+    assert_eq!(verified.window, HistoryWindow::default());
+    // The window the report assumed travels in the bundle, and the verifier
+    // folds by it.
+    let window = HistoryWindow::new(60_000, 0).unwrap();
+    let (short_report, short) =
+        write_evidence(&store, &admins, window, &subject, now, EvidenceForm::CertificatePaths).unwrap();
+    let verified_short = verify_evidence(&short, &[]).unwrap();
+    assert_eq!(verified_short.window, window);
+    assert_eq!(verified_short.report, short_report);
     every_byte_matters(&bytes);
     let member = Subject::Member {
         feed: s.rogue,
         since_ms: 0,
         until_ms: u64::MAX,
     };
-    let (_, whole) = write_evidence(&store, &admins, &member, now, EvidenceForm::WholeFeeds).unwrap();
+    let (_, whole) = write_evidence(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        &member,
+        now,
+        EvidenceForm::WholeFeeds,
+    )
+    .unwrap();
     every_byte_matters(&whole);
 }
 
@@ -227,8 +271,24 @@ fn a_path_bundle_is_smaller_than_whole_feeds_and_both_prove_the_same_report() {
     let (store, admins) = open(&s);
     let now = system_time_ms();
     let subject = Subject::Session { key: b"b0".to_vec() };
-    let (report, paths) = write_evidence(&store, &admins, &subject, now, EvidenceForm::CertificatePaths).unwrap();
-    let (_, whole) = write_evidence(&store, &admins, &subject, now, EvidenceForm::WholeFeeds).unwrap();
+    let (report, paths) = write_evidence(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        &subject,
+        now,
+        EvidenceForm::CertificatePaths,
+    )
+    .unwrap();
+    let (_, whole) = write_evidence(
+        &store,
+        &admins,
+        HistoryWindow::default(),
+        &subject,
+        now,
+        EvidenceForm::WholeFeeds,
+    )
+    .unwrap();
     assert!(paths.len() < whole.len());
     assert_eq!(verify_evidence(&whole, &[]).unwrap().report, report);
     // Unused here, but keeps the helper honest about its inputs.

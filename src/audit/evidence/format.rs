@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! evidence = MAGIC header fork* record* checksum
-//! MAGIC    = "feedmesh evidence v1\n"                      (21 bytes)
-//! header   = [form, now_ms, [* admin], subject, forks, records]   canonical CBOR
+//! MAGIC    = "feedmesh evidence v2\n"                      (21 bytes)
+//! header   = [form, now_ms, [* admin], window, subject, forks, records]   canonical CBOR
+//! window   = [lifetime_ms, margin_ms]     the history window (spec/SESSIONS.md §2.6)
 //! subject  = [0, key] / [1, feed, since_ms, until_ms]
 //! fork     = entry entry        a fork proof (PROTOCOL.md §1.7), `forks` of them
 //! record   = entry payload      as in a bundle (PROTOCOL.md §1.8), `records` of them
@@ -15,12 +16,12 @@
 
 use crate::feed::cbor::{self, Reader as CborReader};
 use crate::feed::{DecodeError, Entry, FeedId, ForkProof, Hash, MAX_SEQ, Record, decode_record, encode_record};
-use crate::view::MAX_KEY;
+use crate::view::{HistoryWindow, MAX_KEY};
 
 use super::{EvidenceError, EvidenceForm, Subject};
 
 /// The first bytes of every evidence bundle.
-pub const EVIDENCE_MAGIC: &[u8] = b"feedmesh evidence v1\n";
+pub const EVIDENCE_MAGIC: &[u8] = b"feedmesh evidence v2\n";
 const SUBJECT_SESSION: u64 = 0;
 const SUBJECT_MEMBER: u64 = 1;
 
@@ -30,6 +31,7 @@ pub(crate) struct Bundle {
     pub(crate) form: EvidenceForm,
     pub(crate) now_ms: u64,
     pub(crate) admins: Vec<FeedId>,
+    pub(crate) window: HistoryWindow,
     pub(crate) subject: Subject,
     pub(crate) forks: Vec<ForkProof>,
     pub(crate) records: Vec<Record>,
@@ -41,13 +43,16 @@ pub(crate) struct Bundle {
 /// Encodes a bundle; `admins`, `forks` and `records` must be sorted.
 pub(crate) fn encode(bundle: &Bundle) -> Vec<u8> {
     let mut out = EVIDENCE_MAGIC.to_vec();
-    cbor::write_array_head(&mut out, 6);
+    cbor::write_array_head(&mut out, 7);
     cbor::write_uint(&mut out, bundle.form as u64);
     cbor::write_uint(&mut out, bundle.now_ms);
     cbor::write_array_head(&mut out, bundle.admins.len() as u64);
     for admin in &bundle.admins {
         cbor::write_bytes(&mut out, admin.as_bytes());
     }
+    cbor::write_array_head(&mut out, 2);
+    cbor::write_uint(&mut out, bundle.window.lifetime_ms());
+    cbor::write_uint(&mut out, bundle.window.margin_ms());
     match &bundle.subject {
         Subject::Session { key } => {
             cbor::write_array_head(&mut out, 2);
@@ -88,8 +93,8 @@ fn header_error(error: DecodeError) -> EvidenceError {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Bundle, EvidenceError> {
     let body = bytes.strip_prefix(EVIDENCE_MAGIC).ok_or(EvidenceError::BadMagic)?;
     let mut r = CborReader::new(body);
-    if r.array_head("header").map_err(header_error)? != 6 {
-        return Err(EvidenceError::Header("the header is not an array of 6 items".into()));
+    if r.array_head("header").map_err(header_error)? != 7 {
+        return Err(EvidenceError::Header("the header is not an array of 7 items".into()));
     }
     let form = match r.uint("form").map_err(header_error)? {
         0 => EvidenceForm::CertificatePaths,
@@ -108,6 +113,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Bundle, EvidenceError> {
         }
         admins.push(admin);
     }
+    if r.array_head("window").map_err(header_error)? != 2 {
+        return Err(EvidenceError::Header("the window is not an array of 2 items".into()));
+    }
+    let window = HistoryWindow::new(
+        r.uint("lifetime_ms").map_err(header_error)?,
+        r.uint("margin_ms").map_err(header_error)?,
+    )
+    .map_err(|error| EvidenceError::Header(error.to_string()))?;
     let subject = match (
         r.array_head("subject").map_err(header_error)?,
         r.uint("subject kind").map_err(header_error)?,
@@ -190,6 +203,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Bundle, EvidenceError> {
         form,
         now_ms,
         admins,
+        window,
         subject,
         forks,
         records,

@@ -20,6 +20,7 @@ use super::support::Support;
 use super::{AuditError, MemberReport, SessionReport};
 use crate::feed::{FeedId, ForkProof, Record, certificate_path, check_payload, check_signature, verify_chain};
 use crate::store::{Store, StoreError};
+use crate::view::HistoryWindow;
 
 /// What a bundle is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +151,8 @@ pub struct VerifiedEvidence {
     pub now_ms: u64,
     /// The admins the report assumed (from the header: a claim, not a proof).
     pub admins: Vec<FeedId>,
+    /// The history window the report assumed (from the header: a claim).
+    pub window: HistoryWindow,
     /// How many records and fork proofs it holds.
     pub records: usize,
     /// How many fork proofs it holds.
@@ -206,16 +209,17 @@ fn plan(store: &dyn Store, report: &Report, subject: &Subject, form: EvidenceFor
     Ok((records, forks))
 }
 
-/// Computes the report on `subject` over `store` (network `admins`, local
-/// time `now_ms`) and its evidence bundle in `form`.
+/// Computes the report on `subject` over `store` (network `admins` and
+/// `window`, local time `now_ms`) and its evidence bundle in `form`.
 pub fn write_evidence(
     store: &dyn Store,
     admins: &[FeedId],
+    window: HistoryWindow,
     subject: &Subject,
     now_ms: u64,
     form: EvidenceForm,
 ) -> Result<(Report, Vec<u8>), AuditError> {
-    let ledger = Ledger::scan(store, admins, now_ms)?;
+    let ledger = Ledger::scan(store, admins, window, now_ms)?;
     let report = report_of(&ledger, subject);
     let (wanted, forks) = plan(store, &report, subject, form)?;
     let mut records: Vec<Record> = Vec::with_capacity(wanted.len());
@@ -231,6 +235,7 @@ pub fn write_evidence(
         form,
         now_ms,
         admins: admins.into_iter().collect(),
+        window,
         subject: subject.clone(),
         forks,
         records,
@@ -292,7 +297,7 @@ pub fn verify_evidence(bytes: &[u8], trust: &[FeedId]) -> Result<VerifiedEvidenc
     let forks = bundle.forks.len();
     let got_forks = bundle.forks.clone();
     let store = EvidenceStore::new(bundle.records, bundle.forks);
-    let ledger = Ledger::scan(&store, &bundle.admins, bundle.now_ms).map_err(AuditError::from)?;
+    let ledger = Ledger::scan(&store, &bundle.admins, bundle.window, bundle.now_ms).map_err(AuditError::from)?;
     let report = report_of(&ledger, &bundle.subject);
     let (wanted, wanted_forks) = plan(&store, &report, &bundle.subject, bundle.form).map_err(AuditError::from)?;
     compare(&got, &wanted)?;
@@ -309,6 +314,7 @@ pub fn verify_evidence(bytes: &[u8], trust: &[FeedId]) -> Result<VerifiedEvidenc
         form: bundle.form,
         now_ms: bundle.now_ms,
         admins: bundle.admins,
+        window: bundle.window,
         records,
         forks,
     })

@@ -105,11 +105,12 @@ fn print(report: &Report, json: bool, out: &mut impl Write) -> anyhow::Result<()
 pub(crate) fn run(args: AuditArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let node = NodeDir::open(&args.dir)?;
     let admins = node.admins()?;
+    let window = node.history_window()?;
     let store = node.open_store()?;
     let now_ms = system_time_ms();
     let (subject, output) = match args.what {
         AuditCommand::Health { json } => {
-            let report = audit::health_report(&store, &admins, now_ms, &BTreeMap::new())?;
+            let report = audit::health_report(&store, &admins, window, now_ms, &BTreeMap::new())?;
             let text = if json {
                 report.json_lines()
             } else {
@@ -138,7 +139,7 @@ pub(crate) fn run(args: AuditArgs, out: &mut impl Write) -> anyhow::Result<()> {
     } else {
         EvidenceForm::CertificatePaths
     };
-    let (report, bundle) = audit::write_evidence(&store, &admins, &subject, now_ms, form)?;
+    let (report, bundle) = audit::write_evidence(&store, &admins, window, &subject, now_ms, form)?;
     if let Some(path) = &output.bundle {
         std::fs::write(path, &bundle).with_context(|| format!("{}", path.display()))?;
     }
@@ -157,10 +158,12 @@ pub(crate) fn verify(args: VerifyBundleArgs, out: &mut impl Write) -> anyhow::Re
         EvidenceForm::WholeFeeds => "whole feeds",
     };
     eprintln!(
-        "verified: {} entries ({form}), {} fork proofs; report as of {}, admins as claimed: {}",
+        "verified: {} entries ({form}), {} fork proofs; report as of {}, session lifetime {} s and retention margin {} s as claimed, admins as claimed: {}",
         verified.records,
         verified.forks,
         time::format_ms(verified.now_ms),
+        verified.window.lifetime_ms() / 1000,
+        verified.window.margin_ms() / 1000,
         if verified.admins.is_empty() {
             "none".to_string()
         } else {
