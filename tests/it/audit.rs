@@ -198,6 +198,17 @@ fn health_report_lists_feeds_membership_and_held_back_entries() {
     assert_eq!(last["entries"], 13);
 }
 
+/// The report on `subject` and its bundle, with the default history window.
+fn evidence(
+    store: &dyn Store,
+    admins: &[FeedId],
+    subject: &Subject,
+    now: u64,
+    form: EvidenceForm,
+) -> (Report, Vec<u8>) {
+    write_evidence(store, admins, HistoryWindow::default(), subject, now, form).unwrap()
+}
+
 /// Every single-byte change (XOR 0x01 at each position) of a bundle is refused.
 fn every_byte_matters(bytes: &[u8]) {
     verify_evidence(bytes, &[]).expect("the intact bundle verifies");
@@ -226,15 +237,7 @@ fn every_single_byte_change_of_a_bundle_is_refused() {
     let (store, admins) = open(&s);
     let now = system_time_ms();
     let subject = Subject::Session { key: b"b0".to_vec() };
-    let (report, bytes) = write_evidence(
-        &store,
-        &admins,
-        HistoryWindow::default(),
-        &subject,
-        now,
-        EvidenceForm::CertificatePaths,
-    )
-    .unwrap();
+    let (report, bytes) = evidence(&store, &admins, &subject, now, EvidenceForm::CertificatePaths);
     let verified = verify_evidence(&bytes, &[]).unwrap();
     assert_eq!(verified.report, report);
     assert!(matches!(verified.report, Report::Session(_)));
@@ -253,15 +256,7 @@ fn every_single_byte_change_of_a_bundle_is_refused() {
         since_ms: 0,
         until_ms: u64::MAX,
     };
-    let (_, whole) = write_evidence(
-        &store,
-        &admins,
-        HistoryWindow::default(),
-        &member,
-        now,
-        EvidenceForm::WholeFeeds,
-    )
-    .unwrap();
+    let (_, whole) = evidence(&store, &admins, &member, now, EvidenceForm::WholeFeeds);
     every_byte_matters(&whole);
 }
 
@@ -271,24 +266,8 @@ fn a_path_bundle_is_smaller_than_whole_feeds_and_both_prove_the_same_report() {
     let (store, admins) = open(&s);
     let now = system_time_ms();
     let subject = Subject::Session { key: b"b0".to_vec() };
-    let (report, paths) = write_evidence(
-        &store,
-        &admins,
-        HistoryWindow::default(),
-        &subject,
-        now,
-        EvidenceForm::CertificatePaths,
-    )
-    .unwrap();
-    let (_, whole) = write_evidence(
-        &store,
-        &admins,
-        HistoryWindow::default(),
-        &subject,
-        now,
-        EvidenceForm::WholeFeeds,
-    )
-    .unwrap();
+    let (report, paths) = evidence(&store, &admins, &subject, now, EvidenceForm::CertificatePaths);
+    let (_, whole) = evidence(&store, &admins, &subject, now, EvidenceForm::WholeFeeds);
     assert!(paths.len() < whole.len());
     assert_eq!(verify_evidence(&whole, &[]).unwrap().report, report);
     // Unused here, but keeps the helper honest about its inputs.
