@@ -110,9 +110,6 @@ pub const SENDER_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the node ticks its application ([`Application::tick`]).
 const APPLICATION_TICK: Duration = Duration::from_secs(1);
-/// Every how many ticks the application drops what is past its retention
-/// horizon ([`Application::expire`]).
-const APPLICATION_EXPIRE_EVERY: u64 = 600;
 /// Default [`NodeConfig::snapshot_interval`]: 5 minutes.
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the node checks its feeds' senders for stalls.
@@ -857,11 +854,10 @@ impl Inner {
     }
 
     /// Ticks the application (refolding it when the tick asks), has it
-    /// expire what is past its horizon now and then, and checkpoint every
+    /// expire what is past its horizon, and checkpoint every
     /// [`NodeConfig::snapshot_interval`], until shutdown.
     async fn tick_application(self: Arc<Inner>) {
         let mut shutdown = self.shutdown.subscribe();
-        let mut ticks: u64 = 0;
         let mut saved = Instant::now();
         loop {
             tokio::select! {
@@ -883,10 +879,7 @@ impl Inner {
                     Err(error) => tracing::error!(%error, "the re-fold task failed"),
                 }
             }
-            ticks += 1;
-            if ticks.is_multiple_of(APPLICATION_EXPIRE_EVERY) {
-                self.application.expire(now);
-            }
+            self.application.expire(now);
             if saved.elapsed() >= self.config.snapshot_interval {
                 saved = Instant::now();
                 let inner = self.clone();

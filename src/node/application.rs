@@ -56,7 +56,8 @@ pub trait Application: Send + Sync + 'static {
     /// Quick: runs on the async runtime.
     fn tick(&self, now_ms: u64) -> bool;
 
-    /// Drops state past its retention horizon. Quick, as
+    /// Drops state past its retention horizon; called every tick, the
+    /// application decides when there is something to drop. Quick, as
     /// [`Application::tick`].
     fn expire(&self, now_ms: u64);
 

@@ -100,6 +100,11 @@ pub(crate) struct Folding {
     covered: BTreeMap<FeedId, u64>,
 }
 
+/// The view is pruned at the multiples of this many milliseconds of local
+/// time (10 minutes): what the history window left behind goes within that
+/// long.
+pub(crate) const PRUNE_STEP_MS: u64 = 10 * 60 * 1000;
+
 /// What offering an entry did.
 enum Outcome {
     /// Folded now (or, held back, its Revokes), with these changes (if asked for).
@@ -402,10 +407,18 @@ impl Application for LiveView {
         admin_due
     }
 
-    /// Drops records past the retention horizon (see [`SessionView::expire`]).
+    /// Prunes the view at the last multiple of [`PRUNE_STEP_MS`] of
+    /// `now_ms`, once per step (see [`SessionView::expire`]): nodes whose
+    /// clocks agree prune at the same horizons, so nodes holding the same
+    /// entries have the same digest (spec/SESSIONS.md §3).
     fn expire(&self, now_ms: u64) {
+        let horizon = now_ms - now_ms % PRUNE_STEP_MS;
+        if horizon <= self.read().view.horizon_ms() {
+            return;
+        }
         let mut state = self.write();
-        if state.view.expire(now_ms) > 0 {
+        if state.view.expire(horizon) > 0 {
+            // A snapshot being written would mix two horizons.
             self.generation.fetch_add(1, Ordering::SeqCst);
             self.unsaved.store(true, Ordering::SeqCst);
         }

@@ -385,8 +385,10 @@ impl Record {
         }
     }
 
-    /// Drops what is dead at `horizon` (spec/SESSIONS.md §2.6).
-    fn prune(&mut self, horizon: &Horizon) {
+    /// Drops what is dead at `horizon` (spec/SESSIONS.md §2.6); returns
+    /// whether anything changed.
+    fn prune(&mut self, horizon: &Horizon) -> bool {
+        let before = (self.killed_until, self.put.is_some(), self.fold.clone());
         if !horizon.kill_alive(self.killed_until) {
             self.killed_until = 0;
         }
@@ -404,6 +406,7 @@ impl Record {
         }
         fold.owners.retain(|(_, clusters)| !clusters.is_empty());
         self.keep(fold);
+        before != (self.killed_until, self.put.is_some(), self.fold.clone())
     }
 
     /// Keeps the session's `expires_at_ms` equal to the record's expiry.
@@ -802,22 +805,25 @@ impl SessionView {
     /// Prunes the view at local time `now_ms`: drops every session,
     /// revocation, pending touch, owner cluster and mark that is dead, that
     /// is, that no operation dated inside the history window can bring
-    /// back into play (spec/SESSIONS.md §2.6). Returns how many records were
-    /// dropped. The horizon only moves forward.
+    /// back into play (spec/SESSIONS.md §2.6). Returns how many records and
+    /// owners' marks it dropped or changed (0: the state is as it was). The
+    /// horizon only moves forward.
     pub fn expire(&mut self, now_ms: u64) -> usize {
         self.horizon_ms = self.horizon_ms.max(now_ms);
         let horizon = self.horizon();
-        let before = self.records.len();
+        let mut changed = 0;
         let holding = &mut self.holding;
         self.records.retain(|r| {
             let held = r.put.is_some();
-            r.prune(&horizon);
+            changed += usize::from(r.prune(&horizon));
             r.sync_expiry();
             *holding -= usize::from(held && r.put.is_none());
             !r.is_empty()
         });
         for marks in self.marks.values_mut() {
+            let before = marks.len();
             marks.retain(|m| horizon.mark_alive(m.wall_ms()));
+            changed += usize::from(marks.len() != before);
         }
         self.marks.retain(|_, marks| !marks.is_empty());
         let records = &self.records;
@@ -825,7 +831,7 @@ impl SessionView {
             hashes.retain(|hash| records.by_hash(*hash).any(|(_, r)| r.clusters_of(owner).is_some()));
             !hashes.is_empty()
         });
-        before - self.records.len()
+        changed
     }
 
     /// A blake3 hash of the whole folded state (sessions, kill times,

@@ -75,11 +75,6 @@ impl Records {
         self.table.iter().map(|(k, r)| (k, r))
     }
 
-    /// How many records the table holds.
-    pub(super) fn len(&self) -> usize {
-        self.table.len()
-    }
-
     /// Keeps only the records for which `keep` answers true (it may change them).
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&mut Record) -> bool) {
         self.table.retain(|(_, r)| keep(r));
