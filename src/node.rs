@@ -112,8 +112,6 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 const APPLICATION_TICK: Duration = Duration::from_secs(1);
 /// Default [`NodeConfig::snapshot_interval`]: 5 minutes.
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
-/// How often the node checks its feeds' senders for stalls.
-const SENDER_TICK: Duration = Duration::from_millis(250);
 
 /// How to run a node. Every field has a default except `dir`.
 #[derive(Debug, Clone)]
@@ -348,6 +346,10 @@ struct Senders {
     scheduler: ReplicationScheduler,
     wake: HashMap<u64, Arc<Notify>>,
     epoch: Instant,
+    /// The scheduler's next stall deadline as the ticker last saw it.
+    deadline: Option<u64>,
+    /// Wakes the ticker when the deadline moved.
+    deadline_moved: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -413,6 +415,8 @@ impl Node {
             scheduler: ReplicationScheduler::new(keys.feed_id(), SENDER_STALL_TIMEOUT.as_millis() as u64),
             wake: HashMap::new(),
             epoch: Instant::now(),
+            deadline: None,
+            deadline_moved: Arc::new(Notify::new()),
         };
         let (store, writer, application) = {
             let keys = keys.clone();
@@ -801,16 +805,28 @@ impl Inner {
                 wake.notify_one();
             }
         }
+        let deadline = senders.scheduler.poll_timeout();
+        if deadline != senders.deadline {
+            senders.deadline = deadline;
+            senders.deadline_moved.notify_one();
+        }
     }
 
-    /// Fails feeds over from stalled senders, until shutdown.
+    /// Fails feeds over from stalled senders when the scheduler's stall
+    /// deadline comes ([`ReplicationScheduler::poll_timeout`]), until shutdown.
     async fn tick_senders(self: Arc<Inner>) {
         let mut shutdown = self.shutdown.subscribe();
+        let moved = lock(&self.senders).deadline_moved.clone();
         loop {
+            let due = {
+                let senders = lock(&self.senders);
+                senders.deadline.map(|ms| senders.epoch + Duration::from_millis(ms))
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(SENDER_TICK) => {}
+                () = moved.notified() => continue,
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
             }
             self.schedule(|s, now| s.tick(now));
         }

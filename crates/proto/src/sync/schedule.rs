@@ -147,6 +147,15 @@ pub struct ReplicationScheduler {
     admission: Admission,
     /// Want changes not yet taken, per connection (the latest per feed).
     outbox: BTreeMap<ConnId, BTreeMap<FeedId, bool>>,
+    /// The stall deadlines (`since + stall_timeout`) of the feeds the node
+    /// is behind on with a sender, in order: [`tick`](Self::tick) and
+    /// [`poll_timeout`](Self::poll_timeout) read only the due ones.
+    deadlines: BTreeSet<(u64, FeedId)>,
+    /// Each indexed feed's deadline in `deadlines`.
+    indexed: BTreeMap<FeedId, u64>,
+    /// Feeds whose deadline may have changed since the index was brought
+    /// up to date (every public call ends with [`Self::index`]).
+    dirty: BTreeSet<FeedId>,
 }
 
 impl ReplicationScheduler {
@@ -162,6 +171,28 @@ impl ReplicationScheduler {
             feeds: BTreeMap::new(),
             admission: Admission::default(),
             outbox: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            indexed: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Brings the stall deadlines of the feeds changed since the last call
+    /// up to date.
+    fn index(&mut self) {
+        for feed in std::mem::take(&mut self.dirty) {
+            if let Some(old) = self.indexed.remove(&feed) {
+                self.deadlines.remove(&(old, feed));
+            }
+            let deadline = self
+                .feeds
+                .get(&feed)
+                .filter(|f| f.behind && f.sender.is_some())
+                .map(|f| f.since.saturating_add(self.stall_timeout));
+            if let Some(deadline) = deadline {
+                self.deadlines.insert((deadline, feed));
+                self.indexed.insert(feed, deadline);
+            }
         }
     }
 
@@ -182,6 +213,7 @@ impl ReplicationScheduler {
         for feed in claimed {
             self.know(feed, now);
         }
+        self.index();
     }
 
     /// A connection to the peer `id` is up (before its machine starts, so
@@ -210,6 +242,7 @@ impl ReplicationScheduler {
                 self.refresh(feed, now);
             }
         }
+        self.index();
     }
 
     /// The connection is gone: its claims are forgotten and the feeds it
@@ -232,6 +265,7 @@ impl ReplicationScheduler {
                 self.refresh(feed, now);
             }
         }
+        self.index();
     }
 
     /// What the peer on `conn` claims to hold (feed → latest sequence),
@@ -249,6 +283,7 @@ impl ReplicationScheduler {
         for feed in changed {
             self.know(feed, now);
         }
+        self.index();
     }
 
     /// The node stores `feed` up to `seq` (from any source): progress.
@@ -262,6 +297,7 @@ impl ReplicationScheduler {
             state.since = now;
         }
         self.know(feed, now);
+        self.index();
     }
 
     /// The connection reported [`Action::Stalled`](super::Action::Stalled)
@@ -270,16 +306,17 @@ impl ReplicationScheduler {
         if self.feeds.get(&feed).is_some_and(|f| f.sender == Some(conn)) {
             self.fail_over(feed, now);
         }
+        self.index();
     }
 
     /// Fails over every feed whose sender made no progress for the stall
     /// timeout while the node is behind.
     pub fn tick(&mut self, now: u64) {
         let due: Vec<FeedId> = self
-            .feeds
+            .deadlines
             .iter()
-            .filter(|(_, f)| f.behind && f.sender.is_some() && now >= f.since.saturating_add(self.stall_timeout))
-            .map(|(&feed, _)| feed)
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|&(_, feed)| feed)
             .collect();
         for feed in due {
             let held = self.held.get(&feed).copied().unwrap_or(0);
@@ -292,15 +329,13 @@ impl ReplicationScheduler {
                 self.choose(feed, now);
             }
         }
+        self.index();
     }
 
-    /// When [`tick`](Self::tick) should next be called, if ever.
+    /// When [`tick`](Self::tick) should next be called, if ever (the
+    /// earliest stall deadline; constant time).
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.feeds
-            .values()
-            .filter(|f| f.behind && f.sender.is_some())
-            .map(|f| f.since.saturating_add(self.stall_timeout))
-            .min()
+        self.deadlines.first().map(|&(deadline, _)| deadline)
     }
 
     /// The connections with want changes to take.
@@ -373,6 +408,7 @@ impl ReplicationScheduler {
         if feed == self.own {
             return;
         }
+        self.dirty.insert(feed);
         let state = self.feeds.entry(feed).or_default();
         let old = state.sender;
         if !self.peers.is_empty() && self.peers.keys().all(|c| state.stalled.contains(c)) {
@@ -418,6 +454,7 @@ impl ReplicationScheduler {
     /// starts the stall timer. When it is not behind, hands the feed to its
     /// author if connected and not stalled on it.
     fn refresh(&mut self, feed: FeedId, now: u64) {
+        self.dirty.insert(feed);
         let held = self.held.get(&feed).copied().unwrap_or(0);
         // A connected author contradicts any claim above its own.
         let author_claim = self
@@ -617,5 +654,37 @@ mod tests {
         // The author claiming more makes the node behind again.
         s.claims(1, [(id(1), 6)], 6000);
         assert_eq!(s.poll_timeout(), Some(7000));
+    }
+
+    /// The stall deadlines kept in order agree with computing them from
+    /// every feed, after every call, over random events.
+    #[test]
+    fn poll_timeout_is_the_earliest_deadline_of_every_feed_behind() {
+        let brute = |s: &ReplicationScheduler| {
+            s.feeds
+                .values()
+                .filter(|f| f.behind && f.sender.is_some())
+                .map(|f| f.since.saturating_add(s.stall_timeout))
+                .min()
+        };
+        for seed in 0..200u64 {
+            let mut rng = crate::rng::SplitMix64::new(seed);
+            let mut s = ReplicationScheduler::new(id(0), 50);
+            let mut now = 0;
+            for _ in 0..200 {
+                now += rng.next_u64() % 40;
+                let conn = rng.next_u64() % 4;
+                let feed = id(1 + (rng.next_u64() % 6) as u8);
+                match rng.next_u64() % 6 {
+                    0 => s.connect(conn, id(1 + conn as u8), now),
+                    1 => s.disconnect(conn, now),
+                    2 => s.claims(conn, [(feed, rng.next_u64() % 20)], now),
+                    3 => s.local(feed, rng.next_u64() % 20, now),
+                    4 => s.stalled(conn, feed, now),
+                    _ => s.tick(now),
+                }
+                assert_eq!(s.poll_timeout(), brute(&s), "seed {seed} at {now}");
+            }
+        }
     }
 }
