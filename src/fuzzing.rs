@@ -566,6 +566,21 @@ impl PeerHarness {
                 idle = false;
                 self.check_action(action);
             }
+            while let Some(serve) = self.machine.next_serve() {
+                idle = false;
+                let (from, to) = (serve.from, serve.to);
+                assert!(1 <= from && from <= to && to - from < crate::sync::MAX_FETCH_RANGE);
+            }
+            loop {
+                let taken = self.machine.take_sends(MAX_RECORDS_PER_MESSAGE);
+                if taken.is_empty() {
+                    break;
+                }
+                idle = false;
+                for (feed, from, to) in taken {
+                    self.check_send(feed, from, to);
+                }
+            }
             if idle {
                 break;
             }
@@ -612,17 +627,19 @@ impl PeerHarness {
         }
     }
 
+    /// A range owed to the peer is of a feed not frozen, and held.
+    fn check_send(&self, feed: FeedId, from: u64, to: u64) {
+        assert!(!self.frozen.contains(&feed), "sends a frozen feed");
+        let held = self.held.get(&feed).copied().unwrap_or(0);
+        assert!(
+            1 <= from && from <= to && to <= held,
+            "Send {from}..={to} holding {held}"
+        );
+    }
+
     fn check_action(&mut self, action: Action) {
         assert!(!self.closed, "{action:?} after Disconnect");
         match action {
-            Action::Send { feed, from, to } => {
-                assert!(!self.frozen.contains(&feed), "sends a frozen feed");
-                let held = self.held.get(&feed).copied().unwrap_or(0);
-                assert!(
-                    1 <= from && from <= to && to <= held,
-                    "Send {from}..={to} holding {held}"
-                );
-            }
             Action::Store(records) => self.check_store(records),
             Action::Fork(proof) => {
                 assert!(self.frozen.insert(proof.author()), "a second Fork action for one feed");
@@ -637,9 +654,6 @@ impl PeerHarness {
                 assert_eq!(peer_latest, self.machine.peer_latest(&feed));
                 assert_eq!(held, self.known(&feed));
                 assert!(peer_latest > held, "stalled on a feed it is not behind on");
-            }
-            Action::Serve { from, to, .. } => {
-                assert!(1 <= from && from <= to && to - from < crate::sync::MAX_FETCH_RANGE);
             }
             Action::CheckHead { feed, seq, .. } => {
                 assert!(!self.frozen.contains(&feed), "checks the head of a frozen feed");

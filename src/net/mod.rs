@@ -59,6 +59,6 @@ pub use handshake::{
 pub use key::{NETWORK_KEY_LEN, NetworkKey, NetworkKeyError};
 pub use network::{BoxConnection, BoxFuture, Connection, Listener, Network, TcpNetwork};
 pub use peer::{
-    Closed, FLUSH_TIMEOUT_MS, FetchCommand, Host, IDLE_TIMEOUT_MS, KEEPALIVE_MS, LocalEvent, MAX_PENDING_RANGES,
-    MIN_OUTBOX_SHARE, Traffic, run_connection,
+    Closed, FLUSH_TIMEOUT_MS, FetchCommand, Host, IDLE_TIMEOUT_MS, KEEPALIVE_MS, LocalEvent, MIN_OUTBOX_SHARE, Traffic,
+    run_connection,
 };

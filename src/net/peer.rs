@@ -21,12 +21,12 @@
 //! nodes sending each other bulk data cannot deadlock, and a peer that does
 //! not read makes the node hold no more than the share. Clock lines
 //! stay coalesced inside [`PeerSync`] while the outbox is full. The peer's
-//! Fetches wait as requests (at most [`MAX_FETCHES_PER_PEER`]); each Chunk is
+//! Fetches wait in the machine (at most [`MAX_FETCHES_PER_PEER`]); each Chunk is
 //! read from the store ([`serve_fetch`], on a blocking thread, within what
 //! the outbox share has free) only when it is its turn to be sent.
 //!
-//! Ranges to send ([`Action::Send`]) are queued (coalesced per feed, at most
-//! [`MAX_PENDING_RANGES`]) and read from the store one Records message at a
+//! Ranges owed to the peer wait in the machine too (coalesced per feed, at most
+//! [`MAX_PENDING_RANGES`]) and are read from the store one Records message at a
 //! time, only when the previous one has been handed to the writer; a read
 //! takes the front ranges of several feeds in turn, so a thousand one-entry
 //! feeds go out as one Records message (and one append at the peer), not a
@@ -51,7 +51,7 @@
 //! connection, and hands back want flags: the driver applies them to its
 //! [`PeerSync::managed`] machine when woken, between the other events.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -61,14 +61,14 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use crate::feed::{
-    Entry, FeedId, ForkProof, Hash, MAX_RECORD_SIZE, Record, ValidationError, Verified, declared_record_len,
-};
+use crate::feed::{Entry, FeedId, ForkProof, Hash, MAX_RECORD_SIZE, ValidationError, Verified};
 use crate::store::{AppendReport, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message,
-    PeerSync, ProtocolError, RECORDS_OVERHEAD, pack_records, serve_fetch,
+    Action, FetchError, Fetched, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError, Serve,
+    pack_records, read_ranges, serve_fetch,
 };
+#[cfg(doc)]
+use crate::sync::{MAX_FETCHES_PER_PEER, MAX_PENDING_RANGES};
 
 use super::{SMALL_MESSAGE, SecureReader, SecureWriter, StreamError};
 
@@ -79,13 +79,6 @@ use super::{SMALL_MESSAGE, SecureReader, SecureWriter, StreamError};
 /// is under 400 KiB). The driver builds a message only while this much of
 /// its share is free, so what waits for the writer never exceeds the share.
 pub const MIN_OUTBOX_SHARE: usize = MAX_RECORD_SIZE + SMALL_MESSAGE;
-/// The most ranges waiting to be read and sent, per connection; a peer whose
-/// requests queue more is disconnected ([`ProtocolError::Flooding`]).
-/// The ranges of a feed are coalesced, so an honest peer (one live stream and
-/// at most one Request per feed, at most [`MAX_FEEDS_PER_PEER`] feeds) never
-/// comes near it, whatever the node holds (spec/PROTOCOL.md §2.2,
-/// MAX_QUEUED_RANGES).
-pub const MAX_PENDING_RANGES: usize = 2 * MAX_FEEDS_PER_PEER;
 /// How long a closing connection waits for its writer to flush (ms).
 pub const FLUSH_TIMEOUT_MS: u64 = 1_000;
 /// After this long without sending anything, the writer sends an empty
@@ -285,10 +278,8 @@ where
         sync: PeerSync::new(),
         start: Instant::now(),
         peeked: None,
-        ranges: SendQueue::default(),
         traffic,
         wants: None,
-        fetches: VecDeque::new(),
         replies: BTreeMap::new(),
         storing: None,
     };
@@ -543,15 +534,10 @@ struct Driver {
     start: Instant,
     /// One message taken from `sync`, waiting for an outbox slot.
     peeked: Option<Message>,
-    /// Ranges to read and send.
-    ranges: SendQueue,
     /// Byte counters of the peer (metrics), if the host keeps them.
     traffic: Option<Arc<Traffic>>,
     /// Notified when the host changed the want flags ([`Host::attach`]).
     wants: Option<Arc<Notify>>,
-    /// The peer's fetches not answered yet, oldest first (at most
-    /// [`MAX_FETCHES_PER_PEER`]): (id, feed, from, to).
-    fetches: VecDeque<(u64, FeedId, u64, u64)>,
     /// Where to deliver the answers to this side's fetches, by id.
     replies: BTreeMap<u64, oneshot::Sender<Result<Fetched, FetchError>>>,
     /// The batch of received records being appended, at most one.
@@ -606,7 +592,7 @@ impl Driver {
             if self.peeked.is_none() {
                 self.peeked = self.sync.poll_transmit();
             }
-            let want_send = self.peeked.is_some() || !self.fetches.is_empty() || !self.ranges.is_empty();
+            let want_send = self.peeked.is_some() || self.sync.owes();
             let timer = self.sync.poll_timeout();
             let deadline = self.start + Duration::from_millis(timer.unwrap_or(u64::from(u32::MAX)));
             let step: Result<(), Closed> = tokio::select! {
@@ -738,20 +724,6 @@ impl Driver {
         }
     }
 
-    /// Queues the answer to the peer's Fetch `id`; the Chunk is read from
-    /// the store when it is its turn to be sent ([`serve_fetch`]).
-    fn serve(&mut self, id: u64, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
-        if self.fetches.len() >= MAX_FETCHES_PER_PEER {
-            let error = ProtocolError::Flooding {
-                max: MAX_FETCHES_PER_PEER,
-            };
-            tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
-            return Err(Closed::Protocol(error));
-        }
-        self.fetches.push_back((id, feed, from, to));
-        Ok(())
-    }
-
     /// Applies the want flags the host changed for this connection.
     fn apply_wants(&mut self) {
         let now = self.now();
@@ -775,7 +747,6 @@ impl Driver {
     async fn process(&mut self) -> Result<(), Closed> {
         while let Some(action) = self.sync.poll_action() {
             match action {
-                Action::Send { feed, from, to } => self.queue_range(feed, from, to)?,
                 Action::Store(records) => self.store_records(records).await?,
                 Action::Fork(proof) => {
                     // In the order of the actions: after the records before it.
@@ -792,10 +763,6 @@ impl Driver {
                 } => {
                     tracing::info!(peer = %self.peer, %feed, peer_latest, held, "feed stalled on this peer");
                     self.host.stalled(self.conn, feed);
-                }
-                Action::Serve { id, feed, from, to } => {
-                    self.finish_store().await?;
-                    self.serve(id, feed, from, to)?;
                 }
                 Action::CheckHead { feed, seq, head } => self.check_head(feed, seq, head).await?,
                 Action::Evidence { entry, error } => self.on_evidence(*entry, error.map(|e| *e)).await?,
@@ -853,17 +820,6 @@ impl Driver {
         tracing::warn!(peer = %self.peer, %feed, seq, "fork found from a peer's entry");
         let host = self.host.clone();
         Ok(blocking(move || host.record_fork(&proof)).await?)
-    }
-
-    fn queue_range(&mut self, feed: FeedId, from: u64, to: u64) -> Result<(), Closed> {
-        if self.ranges.push(feed, from, to) {
-            return Ok(());
-        }
-        let error = ProtocolError::Flooding {
-            max: MAX_PENDING_RANGES,
-        };
-        tracing::warn!(peer = %self.peer, reason = %error.reason(), %error, "disconnecting peer");
-        Err(Closed::Protocol(error))
     }
 
     /// Starts appending verified records through the host on a blocking
@@ -933,64 +889,28 @@ impl Driver {
             }
             return outbox.send(message.encode());
         }
-        if let Some((id, feed, from, to)) = self.fetches.pop_front() {
+        if let Some(Serve { id, feed, from, to }) = self.sync.next_serve() {
+            // The Chunk holds every record received before the Fetch.
+            self.finish_store().await?;
             let store = self.store.clone();
             let allowance = outbox.allowance();
             let chunk = blocking(move || serve_fetch(&*store, id, feed, from, to, allowance)).await?;
             return outbox.send(chunk.encode());
         }
-        let taken = self.ranges.take(MAX_RECORDS_PER_MESSAGE);
+        let taken = self.sync.take_sends(MAX_RECORDS_PER_MESSAGE);
         if taken.is_empty() {
             return Ok(());
         }
         let store = self.store.clone();
         let allowance = outbox.allowance();
         let (records, unread) = blocking(move || read_ranges(&*store, taken, allowance)).await?;
-        for (feed, from, to) in unread.into_iter().rev() {
-            self.ranges.push_front(feed, from, to);
-        }
+        self.sync.unsent(unread);
         // One message by construction (the read's bounds are a message's).
         for message in pack_records(records) {
             outbox.send(message.encode())?;
         }
         Ok(())
     }
-}
-
-/// A range of a feed to send: (feed, from, to).
-type Range = (FeedId, u64, u64);
-
-/// Reads `ranges` in order, as many records as one Records message of at
-/// most `allowance` bytes holds (counted before the payloads are read, so
-/// one read never holds more than that message whatever the records'
-/// sizes); returns them and the ranges, or rests of ranges, left unread, in
-/// order.
-fn read_ranges(
-    store: &dyn Store,
-    ranges: Vec<Range>,
-    allowance: usize,
-) -> Result<(Vec<Record>, Vec<Range>), StoreError> {
-    let mut records: Vec<Record> = Vec::new();
-    let mut unread = Vec::new();
-    // Each record takes one byte more in a message than on its own.
-    let mut left = allowance.saturating_sub(RECORDS_OVERHEAD + MAX_RECORDS_PER_MESSAGE);
-    for (feed, from, to) in ranges {
-        if !unread.is_empty() {
-            unread.push((feed, from, to));
-            continue;
-        }
-        let len = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
-        let read = store.range_within(&feed, from, to, len, left)?;
-        left -= read.iter().map(|(entry, _)| declared_record_len(entry)).sum::<usize>();
-        let next = read.last().map_or(from, |(entry, _)| entry.seq() + 1);
-        // Fewer than asked: either the bytes ran out, or the store holds
-        // no more of the range (then nothing is left to send of it).
-        if read.len() < len && next <= to && store.latest(&feed)?.is_some_and(|latest| latest >= next) {
-            unread.push((feed, next, to));
-        }
-        records.extend(read);
-    }
-    Ok((records, unread))
 }
 
 /// The hash of the store's entry `seq` of `feed`, for a Clock line's head.
@@ -1000,119 +920,5 @@ fn head_hash(store: &dyn Store, feed: FeedId, seq: u64) -> Result<Hash, StoreErr
         None => Err(StoreError::Corrupt(format!(
             "{feed} announced up to {seq}, which the store lacks"
         ))),
-    }
-}
-
-/// The ranges a connection has to read and send, per feed in the order the
-/// feeds were first queued, each feed's ranges in order. A range that starts
-/// inside or right after the last one queued for its feed extends it, so the
-/// live stream of a feed is one range however often the feed grows.
-#[derive(Debug, Default)]
-struct SendQueue {
-    /// Feeds with ranges waiting, the next to send first.
-    order: VecDeque<FeedId>,
-    /// The waiting ranges of each feed in `order`: (from, to).
-    ranges: BTreeMap<FeedId, VecDeque<(u64, u64)>>,
-    /// How many ranges wait, over all feeds.
-    len: usize,
-}
-
-impl SendQueue {
-    /// Queues `from..=to` of `feed`; false (and nothing queued) if that
-    /// would make more than [`MAX_PENDING_RANGES`] ranges.
-    fn push(&mut self, feed: FeedId, from: u64, to: u64) -> bool {
-        if let Some(last) = self.ranges.get_mut(&feed).and_then(|r| r.back_mut())
-            && last.0 <= from
-            && from <= last.1.saturating_add(1)
-        {
-            last.1 = last.1.max(to);
-            return true;
-        }
-        if self.len >= MAX_PENDING_RANGES {
-            return false;
-        }
-        let ranges = self.ranges.entry(feed).or_default();
-        if ranges.is_empty() {
-            self.order.push_back(feed);
-        }
-        ranges.push_back((from, to));
-        self.len += 1;
-        true
-    }
-
-    /// Whether nothing waits.
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The next range to send: (feed, from, to).
-    fn front(&self) -> Option<(FeedId, u64, u64)> {
-        let feed = *self.order.front()?;
-        let &(from, to) = self.ranges.get(&feed)?.front()?;
-        Some((feed, from, to))
-    }
-
-    /// Takes the next ranges to send, `limit` entries in all: whole ranges
-    /// from the front (each feed's next range, feeds in turn), the last one
-    /// cut (its rest stays queued).
-    fn take(&mut self, limit: usize) -> Vec<(FeedId, u64, u64)> {
-        let mut taken = Vec::new();
-        let mut left = limit as u64;
-        while left > 0 {
-            let Some((feed, from, to)) = self.front() else { break };
-            let len = to.saturating_sub(from).saturating_add(1);
-            if len <= left {
-                self.pop_front();
-                taken.push((feed, from, to));
-                left -= len;
-            } else {
-                let end = from + left - 1;
-                self.advance_front(end + 1);
-                taken.push((feed, from, end));
-                left = 0;
-            }
-        }
-        taken
-    }
-
-    /// Puts `from..=to` of `feed` back in front of the feed's ranges (the
-    /// rest of a range that one read could not take), the feed first in
-    /// turn if it had no other range queued.
-    fn push_front(&mut self, feed: FeedId, from: u64, to: u64) {
-        let ranges = self.ranges.entry(feed).or_default();
-        if ranges.is_empty() {
-            self.order.push_front(feed);
-        }
-        ranges.push_front((from, to));
-        self.len += 1;
-    }
-
-    /// The front range was sent up to `next - 1`: it goes on from `next`.
-    fn advance_front(&mut self, next: u64) {
-        if let Some(range) = self
-            .order
-            .front()
-            .and_then(|feed| self.ranges.get_mut(feed))
-            .and_then(|r| r.front_mut())
-        {
-            range.0 = next;
-        }
-    }
-
-    /// The front range was sent whole: drops it; the feed goes to the back
-    /// if it has more, so that one busy feed does not hold up the others.
-    fn pop_front(&mut self) {
-        let Some(feed) = self.order.pop_front() else { return };
-        let Some(ranges) = self.ranges.get_mut(&feed) else {
-            return;
-        };
-        if ranges.pop_front().is_some() {
-            self.len -= 1;
-        }
-        if ranges.is_empty() {
-            self.ranges.remove(&feed);
-        } else {
-            self.order.push_back(feed);
-        }
     }
 }

@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::feed::{Entry, FeedId, ForkProof, Keypair};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::sync::{
-    Action, FetchError, Fetched, MAX_FRAME, Message, PeerSync, ProtocolError, ReplicationScheduler, pack_records,
-    serve_fetch,
+    Action, FetchError, Fetched, MAX_FRAME, MAX_RECORDS_PER_MESSAGE, Message, PeerSync, ProtocolError,
+    ReplicationScheduler, Serve, pack_records, read_ranges, serve_fetch,
 };
 use crate::writer::FeedWriter;
 
@@ -355,11 +355,33 @@ impl Net {
                 self.send(i, message);
                 continue;
             }
-            let Some(action) = self.conns[i].machine.poll_action() else {
+            if let Some(action) = self.conns[i].machine.poll_action() {
+                progress = true;
+                self.execute(i, action);
+                continue;
+            }
+            if !self.conns[i].machine.owes() {
                 return progress;
-            };
+            }
             progress = true;
-            self.execute(i, action);
+            self.pay(i);
+        }
+    }
+
+    /// Sends the next Chunk or Records message connection `i` owes its
+    /// peer, as a node whose outbox to this peer is empty.
+    fn pay(&mut self, i: usize) {
+        let store = &self.stores[self.conns[i].node];
+        if let Some(Serve { id, feed, from, to }) = self.conns[i].machine.next_serve() {
+            let chunk = serve_fetch(store, id, feed, from, to, MAX_FRAME).expect("serve");
+            self.send(i, chunk);
+            return;
+        }
+        let taken = self.conns[i].machine.take_sends(MAX_RECORDS_PER_MESSAGE);
+        let (records, unread) = read_ranges(store, taken, MAX_FRAME).expect("read");
+        self.conns[i].machine.unsent(unread);
+        for message in pack_records(records) {
+            self.send(i, message);
         }
     }
 
@@ -367,12 +389,6 @@ impl Net {
         let node = self.conns[i].node;
         let now = self.now;
         match action {
-            Action::Send { feed, from, to } => {
-                let records = self.stores[node].range(&feed, from, to, usize::MAX).expect("range");
-                for message in pack_records(records) {
-                    self.send(i, message);
-                }
-            }
             Action::Store(records) => match self.stores[node].append(&records) {
                 Ok(_) => {
                     let mut latest: BTreeMap<FeedId, u64> = BTreeMap::new();
@@ -418,11 +434,6 @@ impl Net {
             Action::Stalled { feed, .. } => {
                 self.stalls += 1;
                 self.schedule(node, |s, now| s.stalled(i as u64, feed, now));
-            }
-            Action::Serve { id, feed, from, to } => {
-                // As a node whose outbox to this peer is empty.
-                let chunk = serve_fetch(&self.stores[node], id, feed, from, to, MAX_FRAME).expect("serve");
-                self.send(i, chunk);
             }
             Action::Fetched { id, result } => self.fetched.push((node, id, result)),
             Action::Disconnect(error) => {

@@ -5,12 +5,14 @@
 //! [`Message`] is the decoded form of one frame, with a total decoder and one
 //! canonical encoding. [`PeerSync`] is the protocol for one connection:
 //! frames, local appends and timer ticks go in (with `now` passed by the
-//! caller); messages to send and [`Action`]s (send a range from the store,
-//! store verified records, record a fork proof, answer a Fetch, disconnect)
-//! come out. A driver (the network layer, or the simulated network of `sim`,
-//! feature `test-utils`) moves the messages and executes the actions against
-//! a [`crate::store::Store`]; [`serve_fetch`] reads the Chunk answering a
-//! Fetch ([`Action::Serve`]).
+//! caller); messages to send, [`Action`]s (store verified records, record a
+//! fork proof, disconnect, ...) and what the peer is owed (ranges of
+//! records, [`PeerSync::take_sends`]; Chunks answering its Fetches,
+//! [`PeerSync::next_serve`]; the machine counts both against its flood
+//! limits) come out. A driver (the network layer, or the simulated network
+//! of `sim`, feature `test-utils`) moves the messages and executes the
+//! actions against a [`crate::store::Store`]; [`read_ranges`] and
+//! [`serve_fetch`] read what is owed.
 //!
 //! [`ReplicationScheduler`] is the node-level part: it picks one sender per
 //! feed among the connected peers (want = 1 to it, want = 0 to the others),
@@ -21,6 +23,7 @@
 mod message;
 mod peer;
 mod schedule;
+mod sends;
 mod serve;
 
 pub use message::{
@@ -30,7 +33,8 @@ pub use message::{
 };
 pub use peer::{
     Action, FETCH_TIMEOUT_MS, FetchError, Fetched, MAX_FEEDS_PER_PEER, MAX_FETCHES_PER_PEER, MAX_QUEUED_ACTIONS,
-    PeerSync, ProtocolError, RequestError, STALL_TIMEOUT_MS,
+    PeerSync, ProtocolError, RequestError, STALL_TIMEOUT_MS, Serve,
 };
 pub use schedule::{Admission, ConnId, DEFAULT_FEED_BUDGET, ReplicationScheduler};
-pub use serve::serve_fetch;
+pub use sends::{MAX_PENDING_RANGES, Range};
+pub use serve::{read_ranges, serve_fetch};

@@ -8,6 +8,7 @@ use crate::feed::{
 };
 
 use super::message::{ClockEntry, MAX_FEEDS_PER_CLOCK, MAX_FETCH_RANGE, Message, MessageError, WireRecord};
+use super::sends::{MAX_PENDING_RANGES, Range, SendQueue};
 
 /// How long a feed may stay behind a peer that claims more of it, with no
 /// record of it arriving, before [`Action::Stalled`] is reported (ms).
@@ -16,14 +17,14 @@ pub const STALL_TIMEOUT_MS: u64 = 30_000;
 /// protocol violation ([`ProtocolError::TooManyFeeds`]).
 pub const MAX_FEEDS_PER_PEER: usize = 65_536;
 /// The most actions a machine holds undrained. A peer whose messages would
-/// queue more (for example a flood of requests the driver has not served yet)
-/// is disconnected ([`ProtocolError::Flooding`]). Above what one Clock message
-/// can cause (one Send and one CheckHead per feed listed).
+/// queue more is disconnected ([`ProtocolError::Flooding`]). Above what one
+/// Clock message can cause (one CheckHead per feed listed).
 pub const MAX_QUEUED_ACTIONS: usize = 4 * MAX_FEEDS_PER_CLOCK;
 /// The most fetches ([`PeerSync::fetch_range`]) outstanding at once on one
 /// connection, on each side: the asker refuses more
-/// ([`FetchError::TooMany`]); a responder may disconnect a peer with more
-/// Fetch messages unanswered ([`ProtocolError::Flooding`]).
+/// ([`FetchError::TooMany`]); a responder disconnects a peer with more
+/// Fetch messages unanswered ([`ProtocolError::Flooding`]; the machine
+/// counts them until [`PeerSync::next_serve`] hands them out).
 pub const MAX_FETCHES_PER_PEER: usize = 16;
 /// How long a fetch waits for its Chunk before it fails with
 /// [`FetchError::TimedOut`] (ms). A Chunk arriving later is unasked.
@@ -93,8 +94,10 @@ pub enum ProtocolError {
         /// What the node has written.
         held: u64,
     },
-    /// The peer's messages queued more than [`MAX_QUEUED_ACTIONS`] actions.
-    #[error("more than {max} actions queued")]
+    /// The peer's messages queued more than [`MAX_QUEUED_ACTIONS`] actions,
+    /// [`MAX_PENDING_RANGES`] ranges to send, or [`MAX_FETCHES_PER_PEER`]
+    /// Fetches to answer.
+    #[error("more than {max} queued")]
     Flooding {
         /// The limit.
         max: usize,
@@ -224,17 +227,6 @@ pub struct Fetched {
 /// [`PeerSync::poll_action`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Read entries `from..=to` of `feed` from the store (those held) and send
-    /// them to the peer as Records messages (see
-    /// [`pack_records`](super::pack_records)), in order.
-    Send {
-        /// The feed.
-        feed: FeedId,
-        /// First sequence number to send.
-        from: u64,
-        /// Last sequence number to send.
-        to: u64,
-    },
     /// Records received from the peer and verified (signatures, payloads, and
     /// the links between them): append them to the store in one call, then
     /// report what was stored with [`PeerSync::local_advanced`] to every peer
@@ -255,22 +247,6 @@ pub enum Action {
         peer_latest: u64,
         /// What this side holds or has received.
         held: u64,
-    },
-    /// The peer asks for entries `from..=to` of `feed` with the certificate
-    /// path of `from` (a Fetch): send the Chunk
-    /// [`serve_fetch`](super::serve_fetch) reads from the store (the entries
-    /// of [`certificate_path`]`(from)` below `from`, then the held entries
-    /// `from..=to`, at most [`MAX_FETCH_RANGE`]). Sent in the order of the
-    /// actions, like any other message.
-    Serve {
-        /// The Fetch's id.
-        id: u64,
-        /// The feed.
-        feed: FeedId,
-        /// First sequence number asked for.
-        from: u64,
-        /// Last sequence number asked for.
-        to: u64,
     },
     /// The answer to fetch `id` ([`PeerSync::fetch_range`]) arrived and
     /// verified, or the fetch failed. Never stored: hand it to the asker.
@@ -317,6 +293,22 @@ pub enum Action {
     Disconnect(ProtocolError),
 }
 
+/// A Fetch of the peer to answer ([`PeerSync::next_serve`]): send the Chunk
+/// [`serve_fetch`](super::serve_fetch) reads from the store (the entries of
+/// [`certificate_path`]`(from)` below `from`, then the held entries
+/// `from..=to`, at most [`MAX_FETCH_RANGE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serve {
+    /// The Fetch's id.
+    pub id: u64,
+    /// The feed.
+    pub feed: FeedId,
+    /// First sequence number asked for.
+    pub from: u64,
+    /// Last sequence number asked for.
+    pub to: u64,
+}
+
 /// What the peer said about one feed, and what was sent to it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Remote {
@@ -324,7 +316,7 @@ struct Remote {
     latest: u64,
     /// Whether the peer wants this feed from us.
     want: bool,
-    /// The highest sequence already scheduled to be sent ([`Action::Send`]).
+    /// The highest sequence already queued to be sent ([`PeerSync::take_sends`]).
     sent: u64,
     /// The latest head the peer's Clock named: its seq and hash.
     head: Option<(u64, Hash)>,
@@ -421,6 +413,10 @@ pub struct PeerSync {
     next_fetch: u64,
     transmit: VecDeque<Message>,
     actions: VecDeque<Action>,
+    /// The ranges owed to the peer, read by the driver ([`PeerSync::take_sends`]).
+    sends: SendQueue,
+    /// The peer's Fetches not yet handed out ([`PeerSync::next_serve`]).
+    serves: VecDeque<Serve>,
 }
 
 impl PeerSync {
@@ -522,7 +518,7 @@ impl PeerSync {
             Message::Clock { feeds } => self.on_clock(feeds, now),
             Message::Records { records } => self.on_records(records, now),
             Message::Request { feed, from, to } => self.on_request(feed, from, to),
-            Message::Fetch { id, feed, from, to } => self.push_action(Action::Serve { id, feed, from, to }),
+            Message::Fetch { id, feed, from, to } => self.on_fetch(Serve { id, feed, from, to }),
             Message::Chunk {
                 id,
                 feed,
@@ -799,6 +795,36 @@ impl PeerSync {
         self.closed
     }
 
+    /// Whether the peer is owed records or a Chunk
+    /// ([`PeerSync::take_sends`], [`PeerSync::next_serve`]).
+    pub fn owes(&self) -> bool {
+        !self.serves.is_empty() || !self.sends.is_empty()
+    }
+
+    /// The next Fetch of the peer to answer, oldest first: send the Chunk
+    /// [`serve_fetch`](super::serve_fetch) reads. Once handed out it no
+    /// longer counts toward [`MAX_FETCHES_PER_PEER`].
+    pub fn next_serve(&mut self) -> Option<Serve> {
+        self.serves.pop_front()
+    }
+
+    /// The next ranges owed to the peer, `max_records` entries in all, for
+    /// one Records message ([`read_ranges`](super::read_ranges)): whole
+    /// ranges from the front (each feed's next range, feeds in turn), the
+    /// last one cut. Give back what the read left with
+    /// [`PeerSync::unsent`].
+    pub fn take_sends(&mut self, max_records: usize) -> Vec<Range> {
+        self.sends.take(max_records)
+    }
+
+    /// Puts ranges (or rests of ranges) taken with
+    /// [`PeerSync::take_sends`] and not read back in front, in their order.
+    pub fn unsent(&mut self, ranges: Vec<Range>) {
+        for (feed, from, to) in ranges.into_iter().rev() {
+            self.sends.push_front(feed, from, to);
+        }
+    }
+
     /// The highest sequence of `feed` this side holds or has accepted from
     /// the peer (those may still be on their way into the store).
     fn known(&self, feed: &FeedId) -> u64 {
@@ -863,7 +889,29 @@ impl PeerSync {
             // The answer also covers the live stream up to `to`.
             remote.sent = remote.sent.max(to);
         }
-        self.push_action(Action::Send { feed, from, to });
+        self.queue_send(feed, from, to);
+    }
+
+    /// Queues a Fetch to answer; a peer with more than
+    /// [`MAX_FETCHES_PER_PEER`] unanswered is flooding.
+    fn on_fetch(&mut self, serve: Serve) {
+        if self.serves.len() >= MAX_FETCHES_PER_PEER {
+            self.disconnect(ProtocolError::Flooding {
+                max: MAX_FETCHES_PER_PEER,
+            });
+            return;
+        }
+        self.serves.push_back(serve);
+    }
+
+    /// Queues `from..=to` of `feed` to send; a peer whose requests queue
+    /// more than [`MAX_PENDING_RANGES`] ranges is flooding.
+    fn queue_send(&mut self, feed: FeedId, from: u64, to: u64) {
+        if !self.sends.push(feed, from, to) {
+            self.disconnect(ProtocolError::Flooding {
+                max: MAX_PENDING_RANGES,
+            });
+        }
     }
 
     /// Checks a Chunk against the fetch it answers (§2.2 "Fetches"), then
@@ -1069,11 +1117,7 @@ impl PeerSync {
         let base = remote.latest.max(remote.sent);
         if held > base {
             remote.sent = held;
-            self.push_action(Action::Send {
-                feed,
-                from: base + 1,
-                to: held,
-            });
+            self.queue_send(feed, base + 1, held);
         }
     }
 
@@ -1094,6 +1138,7 @@ impl PeerSync {
         self.wanted.remove(&feed);
         self.waiting.remove(&feed);
         self.requests.remove(&feed);
+        self.sends.forget(&feed);
         self.dirty.insert(feed);
     }
 

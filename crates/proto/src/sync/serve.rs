@@ -1,10 +1,14 @@
-//! Answering a peer's Fetch (spec/PROTOCOL.md §2.2 "Fetches", *Responding*):
-//! the Chunk read from the store for an [`Action::Serve`].
+//! Reading from the store what a connection owes its peer: the records of
+//! the ranges it queued ([`read_ranges`]), and the Chunk answering a Fetch
+//! ([`serve_fetch`], spec/PROTOCOL.md §2.2 "Fetches", *Responding*).
 
-use super::message::{CHUNK_OVERHEAD, MAX_FETCH_RANGE, Message, pack_chunk, record_size};
+use super::message::{
+    CHUNK_OVERHEAD, MAX_FETCH_RANGE, MAX_RECORDS_PER_MESSAGE, Message, RECORDS_OVERHEAD, pack_chunk, record_size,
+};
+use super::sends::Range;
 #[cfg(doc)]
 use super::{Action, MAX_FRAME};
-use crate::feed::{FeedId, certificate_path};
+use crate::feed::{FeedId, Record, certificate_path, declared_record_len};
 use crate::store::{Store, StoreError};
 
 /// The Chunk answering the peer's Fetch `id` of `from..=to` of `feed`
@@ -48,6 +52,39 @@ pub fn serve_fetch<S: Store + ?Sized>(
     let room = max_bytes.saturating_sub(CHUNK_OVERHEAD + path_len + limit);
     let range = store.range_within(&feed, from, to, limit, room)?;
     Ok(pack_chunk(id, feed, latest, path, range))
+}
+
+/// Reads `ranges` in order, as many records as one Records message of at
+/// most `allowance` bytes holds (counted before the payloads are read, so
+/// one read never holds more than that message whatever the records'
+/// sizes); returns them and the ranges, or rests of ranges, left unread, in
+/// order.
+pub fn read_ranges<S: Store + ?Sized>(
+    store: &S,
+    ranges: Vec<Range>,
+    allowance: usize,
+) -> Result<(Vec<Record>, Vec<Range>), StoreError> {
+    let mut records: Vec<Record> = Vec::new();
+    let mut unread = Vec::new();
+    // Each record takes one byte more in a message than on its own.
+    let mut left = allowance.saturating_sub(RECORDS_OVERHEAD + MAX_RECORDS_PER_MESSAGE);
+    for (feed, from, to) in ranges {
+        if !unread.is_empty() {
+            unread.push((feed, from, to));
+            continue;
+        }
+        let len = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
+        let read = store.range_within(&feed, from, to, len, left)?;
+        left -= read.iter().map(|(entry, _)| declared_record_len(entry)).sum::<usize>();
+        let next = read.last().map_or(from, |(entry, _)| entry.seq() + 1);
+        // Fewer than asked: either the bytes ran out, or the store holds
+        // no more of the range (then nothing is left to send of it).
+        if read.len() < len && next <= to && store.latest(&feed)?.is_some_and(|latest| latest >= next) {
+            unread.push((feed, next, to));
+        }
+        records.extend(read);
+    }
+    Ok((records, unread))
 }
 
 #[cfg(test)]

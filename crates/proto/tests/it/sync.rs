@@ -12,8 +12,8 @@ use feedmesh_proto::feed::{Entry, FeedId, Hash, Keypair, NewEntry, Timestamp, ce
 use feedmesh_proto::sim::{Net, STALL_MS, node_feed};
 use feedmesh_proto::store::{MemoryStore, Store};
 use feedmesh_proto::sync::{
-    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, MAX_FETCHES_PER_PEER, MAX_FRAME, Message, PeerSync,
-    ProtocolError, STALL_TIMEOUT_MS, pack_chunk, serve_fetch,
+    Action, ClockEntry, FETCH_TIMEOUT_MS, FetchError, MAX_FETCHES_PER_PEER, MAX_FRAME, MAX_PENDING_RANGES, Message,
+    PeerSync, ProtocolError, STALL_TIMEOUT_MS, pack_chunk, serve_fetch,
 };
 use feedmesh_proto::writer::FeedWriter;
 
@@ -269,7 +269,7 @@ fn a_broken_chain_across_messages_disconnects() {
 }
 
 #[test]
-fn requests_are_answered_with_a_send_of_what_is_held() {
+fn requests_queue_what_is_held_to_send() {
     let feed = signed_feed(9, 1)[0].0.author();
     let mut machine = PeerSync::new();
     machine.start(&BTreeMap::from([(feed, 100)]), 0);
@@ -289,14 +289,56 @@ fn requests_are_answered_with_a_send_of_what_is_held() {
         },
         1,
     );
-    assert_eq!(
-        actions(&mut machine),
-        vec![Action::Send {
-            feed,
-            from: 90,
-            to: 100
-        }]
-    );
+    assert_eq!(actions(&mut machine), vec![]);
+    assert!(machine.owes());
+    assert_eq!(machine.take_sends(8), vec![(feed, 90, 97)]);
+    // What a read leaves goes back in front.
+    machine.unsent(vec![(feed, 96, 97)]);
+    assert_eq!(machine.take_sends(100), vec![(feed, 96, 97), (feed, 98, 100)]);
+    assert!(!machine.owes());
+}
+
+#[test]
+fn a_peer_that_queues_too_many_ranges_or_fetches_is_flooding() {
+    let feeds: Vec<FeedId> = (0..=MAX_PENDING_RANGES as u64)
+        .map(|n| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            FeedId(id)
+        })
+        .collect();
+    let held: BTreeMap<FeedId, u64> = feeds.iter().map(|&feed| (feed, 10)).collect();
+    // One Request per feed queues a range each: the limit holds, one more floods.
+    let mut machine = PeerSync::new();
+    machine.start(&held, 0);
+    for (i, &feed) in feeds.iter().enumerate() {
+        machine.handle_message(Message::Request { feed, from: 1, to: 1 }, 1);
+        let flooded = matches!(
+            actions(&mut machine).as_slice(),
+            [Action::Disconnect(ProtocolError::Flooding { max })] if *max == MAX_PENDING_RANGES
+        );
+        assert_eq!(flooded, i == MAX_PENDING_RANGES, "request {i}");
+    }
+    // Fetches wait until the driver takes them: the limit counts only those.
+    let mut machine = PeerSync::new();
+    machine.start(&held, 0);
+    let fetch = |id| Message::Fetch {
+        id,
+        feed: feeds[0],
+        from: 1,
+        to: 1,
+    };
+    for id in 0..MAX_FETCHES_PER_PEER as u64 {
+        machine.handle_message(fetch(id), 1);
+    }
+    assert_eq!(machine.next_serve().map(|serve| serve.id), Some(0));
+    machine.handle_message(fetch(99), 1);
+    assert_eq!(actions(&mut machine), vec![]);
+    machine.handle_message(fetch(100), 1);
+    assert!(matches!(
+        actions(&mut machine).as_slice(),
+        [Action::Disconnect(ProtocolError::Flooding { max })] if *max == MAX_FETCHES_PER_PEER
+    ));
 }
 
 #[test]
