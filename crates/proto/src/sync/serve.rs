@@ -7,12 +7,12 @@ use super::message::{
 };
 use super::sends::Range;
 #[cfg(doc)]
-use super::{Action, MAX_FRAME};
+use super::{MAX_FRAME, PeerSync};
 use crate::feed::{FeedId, Record, certificate_path, declared_record_len};
 use crate::store::{Store, StoreError};
 
 /// The Chunk answering the peer's Fetch `id` of `from..=to` of `feed`
-/// ([`Action::Serve`]), from what `store` holds when it is called: `latest`
+/// ([`PeerSync::next_serve`]), from what `store` holds when it is called: `latest`
 /// the latest entry held; no records if the store holds no entry `from` (or
 /// lacks an entry of its certificate path, which a store holding a
 /// contiguous prefix never does); otherwise the entries of
